@@ -1,0 +1,1 @@
+"""anelastic: exact anelastic sensitivity kernels with parsimonious storage."""

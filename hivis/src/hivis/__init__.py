@@ -1,0 +1,1 @@
+"""hivis: lossless speculative decoding for vision-language models."""
