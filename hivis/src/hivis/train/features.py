@@ -1,0 +1,229 @@
+"""The feature store: what the target computes once per record, for drafter training.
+
+A store is a directory::
+
+    manifest.json           format, the target it was made with, the shards, the skip log
+    shard_00000.safetensors tensors of up to ``shard_size`` records, concatenated along text
+    shard_00001.safetensors positions, with per-record offsets
+
+Per record (visual positions removed, text positions in order):
+
+- ``input_ids`` [S] int64: text token ids;
+- ``loss_mask`` [S] bool: True where the token belongs to an assistant span;
+- ``hidden`` [S, H]: the target's last-layer hidden state at each text position;
+- ``positions`` [P, S] int64: the positions the target gave those tokens (P = 1, or 3 for
+  M-RoPE), so the drafter sees the same positions as at inference.
+
+Shards are written atomically (temporary file, then rename) and the manifest last, so an
+interrupted run resumes after the last complete shard without losing or repeating a record.
+A store made by another target is refused: features are only meaningful for their target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RecordFeatures:
+    """Features of one record; shapes as in the module docstring."""
+
+    record_id: str
+    input_ids: torch.Tensor
+    loss_mask: torch.Tensor
+    hidden: torch.Tensor
+    positions: torch.Tensor
+
+    def __post_init__(self) -> None:
+        s = self.input_ids.shape[0]
+        shapes_ok = (
+            self.input_ids.ndim == 1
+            and self.loss_mask.shape == (s,)
+            and self.hidden.ndim == 2
+            and self.hidden.shape[0] == s
+            and self.positions.ndim == 2
+            and self.positions.shape[1] == s
+        )
+        if not shapes_ok:
+            raise ValueError(
+                f"record {self.record_id}: inconsistent feature shapes input_ids "
+                f"{tuple(self.input_ids.shape)}, loss_mask {tuple(self.loss_mask.shape)}, hidden "
+                f"{tuple(self.hidden.shape)}, positions {tuple(self.positions.shape)}"
+            )
+
+
+class FeatureStoreMismatch(ValueError):
+    """The store was made with another target."""
+
+
+class FeatureStore:
+    """Sharded safetensors features with a manifest naming the target."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, directory: str | Path, target: Mapping[str, Any], shard_size: int = 256):
+        """Open or create the store for ``target`` (a JSON-able description: family, path,
+        hidden size, vocabulary size, ...). Refuses a store made for another target."""
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        directory = Path(directory)
+        target = json.loads(json.dumps(dict(target)))
+        path = directory / MANIFEST
+        if path.exists():
+            manifest = json.loads(path.read_text())
+            check_target(manifest, target, directory)
+            return cls(directory, manifest)
+        directory.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "target": target,
+            "shard_size": shard_size,
+            "shards": [],
+            "records": 0,
+            "skipped": {},
+        }
+        store = cls(directory, manifest)
+        store._write_manifest()
+        return store
+
+    @property
+    def records_done(self) -> int:
+        """Input records already handled (stored or skipped): where a resumed run continues."""
+        return int(self.manifest["records"])
+
+    @property
+    def num_features(self) -> int:
+        return sum(s["count"] for s in self.manifest["shards"])
+
+    def append_shard(self, features: list[RecordFeatures], records_handled: int, skipped) -> None:
+        """Write one shard atomically, then record it (and the input records it consumed,
+        stored or skipped, and the skip counts) in the manifest."""
+        name = f"shard_{len(self.manifest['shards']):05d}.safetensors"
+        if features:
+            tensors = pack(features)
+            tmp = self.directory / f".{name}.tmp"
+            save_file(
+                tensors, str(tmp), metadata={"ids": json.dumps([f.record_id for f in features])}
+            )
+            os.replace(tmp, self.directory / name)
+            self.manifest["shards"].append({"file": name, "count": len(features)})
+        self.manifest["records"] += records_handled
+        for reason, n in dict(skipped).items():
+            self.manifest["skipped"][reason] = self.manifest["skipped"].get(reason, 0) + n
+        self._write_manifest()
+
+    def mark_complete(self) -> None:
+        self.manifest["complete"] = True
+        self._write_manifest()
+
+    def load_all(self) -> list[RecordFeatures]:
+        """Every stored record's features, in the order they were written."""
+        out: list[RecordFeatures] = []
+        for shard in self.manifest["shards"]:
+            out.extend(unpack(self.directory / shard["file"]))
+        return out
+
+    def _write_manifest(self) -> None:
+        tmp = self.directory / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2))
+        os.replace(tmp, self.directory / MANIFEST)
+
+
+def check_target(manifest: Mapping[str, Any], target: Mapping[str, Any], where: Path) -> None:
+    """Refuse features made by another target, naming what differs."""
+    if manifest.get("format") != FORMAT_VERSION:
+        raise FeatureStoreMismatch(
+            f"{where} has feature format {manifest.get('format')}, expected {FORMAT_VERSION}"
+        )
+    stored = manifest.get("target", {})
+    differing = sorted(k for k in set(stored) | set(target) if stored.get(k) != target.get(k))
+    if differing:
+        detail = ", ".join(f"{k}: store {stored.get(k)!r} vs {target.get(k)!r}" for k in differing)
+        raise FeatureStoreMismatch(f"feature store {where} was made by another target ({detail})")
+
+
+def pack(features: list[RecordFeatures]) -> dict[str, torch.Tensor]:
+    """Concatenate records along positions; ``offsets`` [n+1] delimits record r as
+    ``offsets[r]:offsets[r+1]``."""
+    lengths = torch.tensor([f.input_ids.shape[0] for f in features])
+    offsets = torch.zeros(len(features) + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    return {
+        "offsets": offsets,
+        "input_ids": torch.cat([f.input_ids for f in features]).to(torch.int64),
+        "loss_mask": torch.cat([f.loss_mask for f in features]).to(torch.bool),
+        "hidden": torch.cat([f.hidden for f in features]).contiguous(),
+        "positions": torch.cat([f.positions for f in features], dim=1).to(torch.int64),
+    }
+
+
+def unpack(path: Path) -> list[RecordFeatures]:
+    """Inverse of :func:`pack` for one shard file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        ids = json.loads(handle.metadata()["ids"])
+    tensors = load_file(str(path))
+    o = tensors["offsets"].tolist()
+    return [
+        RecordFeatures(
+            ids[r],
+            tensors["input_ids"][o[r] : o[r + 1]],
+            tensors["loss_mask"][o[r] : o[r + 1]],
+            tensors["hidden"][o[r] : o[r + 1]],
+            tensors["positions"][:, o[r] : o[r + 1]],
+        )
+        for r in range(len(ids))
+    ]
+
+
+class SkipRecord(Exception):
+    """Raised by an extractor for a record that cannot be used; the message is the reason."""
+
+
+def generate_features(
+    records: Iterable[Any],
+    extract: Callable[[Any], RecordFeatures],
+    store: FeatureStore,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> FeatureStore:
+    """Run ``extract`` on every record not yet in the store and write shards as they fill.
+
+    records: the full, deterministic record sequence (a resumed run passes the same one; the
+    first ``store.records_done`` are skipped). extract: record -> RecordFeatures, raising
+    :class:`SkipRecord` for a record to skip and count (e.g. longer than the context).
+    """
+    done = store.records_done
+    shard_size = int(store.manifest["shard_size"])
+    pending: list[RecordFeatures] = []
+    handled, skipped = 0, {}
+    iterator = enumerate(records)
+    for index, record in progress(iterator) if progress else iterator:
+        if index < done:
+            continue
+        try:
+            pending.append(extract(record))
+        except SkipRecord as reason:
+            skipped[str(reason)] = skipped.get(str(reason), 0) + 1
+        handled += 1
+        if len(pending) == shard_size:
+            store.append_shard(pending, handled, skipped)
+            pending, handled, skipped = [], 0, {}
+    if pending or handled:
+        store.append_shard(pending, handled, skipped)
+    store.mark_complete()
+    return store

@@ -1,0 +1,86 @@
+"""The feature store: bit-exact round trip, resume after an interruption without losing or
+repeating a record, skipped records counted, another target's store refused."""
+
+import pytest
+import torch
+
+from hivis.train.features import (
+    FeatureStore,
+    FeatureStoreMismatch,
+    RecordFeatures,
+    SkipRecord,
+    generate_features,
+)
+
+TARGET = {"family": "llava", "path": "/models/tiny", "hidden_size": 8, "vocab_size": 50}
+
+
+def fake_extract(record: int) -> RecordFeatures:
+    if record % 5 == 4:
+        raise SkipRecord("too long")
+    g = torch.Generator().manual_seed(record)
+    s = 3 + record % 4
+    return RecordFeatures(
+        f"r{record}",
+        torch.randint(0, 50, (s,), generator=g),
+        torch.rand(s, generator=g) > 0.5,
+        torch.randn(s, 8, generator=g, dtype=torch.float32),
+        torch.arange(s).repeat(3, 1) + record,
+    )
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_round_trip_and_resume_equal_an_uninterrupted_run(tmp_path):
+    records = list(range(17))
+    reference = generate_features(
+        records, fake_extract, FeatureStore.open(tmp_path / "a", TARGET, 3)
+    )
+
+    def crashing(record):
+        if record == 11:
+            raise Interrupt
+        return fake_extract(record)
+
+    with pytest.raises(Interrupt):
+        generate_features(records, crashing, FeatureStore.open(tmp_path / "b", TARGET, 3))
+    partial = FeatureStore.open(tmp_path / "b", TARGET)
+    assert partial.records_done == 11 and "complete" not in partial.manifest
+    seen = []
+
+    def counting(record):
+        seen.append(record)
+        return fake_extract(record)
+
+    resumed = generate_features(records, counting, partial)
+    assert seen == list(range(11, 17))
+    assert resumed.manifest["skipped"] == {"too long": 3} == reference.manifest["skipped"]
+    a, b = reference.load_all(), resumed.load_all()
+    assert (
+        [f.record_id for f in a]
+        == [f.record_id for f in b]
+        == [f"r{i}" for i in records if i % 5 != 4]
+    )
+    for x, y in zip(a, b, strict=True):
+        for name in ("input_ids", "loss_mask", "hidden", "positions"):
+            assert torch.equal(getattr(x, name), getattr(y, name))
+        assert torch.equal(x.hidden, fake_extract(int(x.record_id[1:])).hidden)
+
+
+def test_store_of_another_target_is_refused(tmp_path):
+    FeatureStore.open(tmp_path, TARGET)
+    with pytest.raises(FeatureStoreMismatch, match="hidden_size: store 8 vs 16"):
+        FeatureStore.open(tmp_path, {**TARGET, "hidden_size": 16})
+
+
+def test_inconsistent_shapes_are_refused():
+    with pytest.raises(ValueError, match="inconsistent feature shapes"):
+        RecordFeatures(
+            "x",
+            torch.zeros(3),
+            torch.zeros(3, dtype=torch.bool),
+            torch.zeros(4, 8),
+            torch.zeros(1, 3),
+        )
