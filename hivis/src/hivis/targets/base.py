@@ -1,0 +1,199 @@
+"""The target-model protocol and its one implementation over Hugging Face VLMs.
+
+The adapter never forks or patches model code: a tree is verified by calling the model's own
+inner module (``model.model``) with a 4-D additive attention mask, explicit position ids (3-D
+M-RoPE ids for Qwen2-VL / Qwen2.5-VL) and a ``DynamicCache`` that hivis owns; the LM head is
+applied by hivis to the last-layer hidden states it also needs for the drafter. Nothing is
+written into the user's model object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from hivis.targets.families import MROPE_FAMILIES, Family
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A tokenized prompt with its images.
+
+    input_ids: [1, L] token ids, visual placeholders already expanded.
+    vision_inputs: family-specific image tensors (pixel values, grids, sizes).
+    visual_mask: [L] bool, True where the model substitutes image features.
+    positions: [R, L] long target position ids, R = 3 for M-RoPE families else 1.
+    next_position: position id of the first generated token.
+    """
+
+    input_ids: torch.Tensor
+    vision_inputs: dict
+    visual_mask: torch.Tensor
+    positions: torch.Tensor
+    next_position: int
+
+    @property
+    def length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+@runtime_checkable
+class TargetModel(Protocol):
+    """What the engine needs from a target VLM (batch size 1)."""
+
+    family: Family
+    hidden_size: int
+    vocab_size: int
+
+    def prepare(self, images: list, prompt: str) -> PreparedPrompt: ...
+
+    def new_cache(self) -> DynamicCache: ...
+
+    def prefill(
+        self, prompt: PreparedPrompt, cache: DynamicCache
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def forward_tree(
+        self,
+        tokens: torch.Tensor,
+        depths: torch.Tensor,
+        ancestor_mask: torch.Tensor,
+        root_position: int,
+        cache: DynamicCache,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None: ...
+
+
+def additive_tree_mask(
+    ancestor_mask: torch.Tensor, prefix_len: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """4-D additive mask for ``n`` new tokens after ``prefix_len`` cached ones.
+
+    ancestor_mask: [n, n] bool, True where query i may attend to new token j (its ancestors
+    and itself). Returns [1, 1, n, prefix_len + n]: 0 where attention is allowed (all of the
+    prefix, and the ancestors), the dtype's most negative value elsewhere.
+    """
+    n = ancestor_mask.shape[0]
+    mask = torch.zeros((1, 1, n, prefix_len + n), dtype=dtype, device=ancestor_mask.device)
+    mask[0, 0, :, prefix_len:].masked_fill_(~ancestor_mask, torch.finfo(dtype).min)
+    return mask
+
+
+class HFTarget:
+    """A Hugging Face image-text-to-text model as a :class:`TargetModel`.
+
+    Built by :func:`hivis.targets.load_target`; ``preparer`` turns (images, prompt) into model
+    inputs for the family (see :mod:`hivis.targets.inputs`).
+    """
+
+    def __init__(self, model, tokenizer, preparer, family: Family):
+        attn = model.config._attn_implementation
+        if attn not in ("eager", "sdpa"):
+            raise ValueError(
+                f"attention implementation {attn!r} cannot take a tree mask; load the model with "
+                "attn_implementation='sdpa' or 'eager'"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preparer = preparer
+        self.family = family
+        self.inner = model.model
+        self.lm_head = model.get_output_embeddings()
+        self.embed_tokens = model.get_input_embeddings()
+        self.text_config = model.config.get_text_config(decoder=True)
+        self.hidden_size = int(self.text_config.hidden_size)
+        self.vocab_size = int(self.lm_head.weight.shape[0])
+        self.language_model = _language_model(self.inner)
+        self.dtype = self.lm_head.weight.dtype
+        self.device = self.lm_head.weight.device
+
+    @property
+    def mrope(self) -> bool:
+        return self.family in MROPE_FAMILIES
+
+    def prepare(self, images: list, prompt: str) -> PreparedPrompt:
+        """Tokenize ``prompt`` with ``images``; validation happens in the preparer."""
+        return self.preparer(self, images, prompt)
+
+    def new_cache(self) -> DynamicCache:
+        cache = DynamicCache(config=self.model.config)
+        if any(type(layer) is not DynamicLayer for layer in cache.layers):
+            raise ValueError(
+                "hivis supports full-attention caches only; this model's config asks for "
+                "sliding-window or other cache layers"
+            )
+        return cache
+
+    def native_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """[R, n] positions -> the model's layout ([3, 1, n] for M-RoPE, [1, n] otherwise)."""
+        return positions[:, None, :] if self.mrope else positions
+
+    def prefill(
+        self, prompt: PreparedPrompt, cache: DynamicCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the prompt; returns (logits [1, V] for the next token, hidden [1, L, H])."""
+        out = self.inner(
+            input_ids=prompt.input_ids.to(self.device),
+            position_ids=self.native_positions(prompt.positions.to(self.device)),
+            past_key_values=cache,
+            use_cache=True,
+            **prompt.vision_inputs,
+        )
+        hidden = out.last_hidden_state
+        return self.lm_head(hidden[:, -1]), hidden
+
+    def forward_tree(
+        self,
+        tokens: torch.Tensor,
+        depths: torch.Tensor,
+        ancestor_mask: torch.Tensor,
+        root_position: int,
+        cache: DynamicCache,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score a draft tree in one forward pass, appending its keys/values to ``cache``.
+
+        tokens: [n] token ids (node 0 is the root, the last committed token).
+        depths: [n] long depth of each node (root 0); position = root_position + depth.
+        ancestor_mask: [n, n] bool, node i attends to node j iff j is i or an ancestor of i.
+        Returns (logits [n, V], hidden [n, H]).
+        """
+        prefix_len = cache.get_seq_length()
+        positions = (depths + root_position)[None, :]
+        if self.mrope:
+            positions = positions.expand(3, -1)
+        mask = additive_tree_mask(ancestor_mask, prefix_len, self.dtype)
+        out = self.language_model(
+            inputs_embeds=self.embed_tokens(tokens[None, :]),
+            attention_mask=mask,
+            position_ids=self.native_positions(positions),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        hidden = out.last_hidden_state[0]
+        return self.lm_head(hidden), hidden
+
+    def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None:
+        """Keep cache rows ``prefix_len + kept`` (in order) after the first ``prefix_len``.
+
+        kept: [m] long indices of accepted tree nodes (root first). Rows are compacted in
+        place and the cache is cut to ``prefix_len + m``; nothing is re-allocated.
+        """
+        m = int(kept.shape[0])
+        rows = kept + prefix_len
+        for layer in cache.layers:
+            for name in ("keys", "values"):
+                full = getattr(layer, name)
+                full[:, :, prefix_len : prefix_len + m] = full[:, :, rows]
+                setattr(layer, name, full[:, :, : prefix_len + m])
+
+
+def _language_model(inner):
+    for name in ("language_model", "text_model"):
+        module = getattr(inner, name, None)
+        if module is not None:
+            return module
+    raise ValueError(f"cannot find the text model inside {type(inner).__name__}")
