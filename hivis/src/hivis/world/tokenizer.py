@@ -1,0 +1,99 @@
+"""A small byte-level BPE tokenizer trained on the world's text, in Hugging Face format.
+
+Byte-level BPE decodes every string back exactly (no unknown token), and with a vocabulary of a
+few hundred entries every frequent world word becomes a single token. Special tokens: ``<pad>``,
+``<s>`` (bos), ``</s>`` (eos) and the image placeholder ``<image>``. The tokenizer adds no special
+token by itself: the chat template writes ``<s>`` explicitly, so prompts built from the template
+and prompts built by ``prompt_text`` are the same token sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from hivis.world.dataset import Split, iter_samples
+from hivis.world.scenes import WorldConfig
+
+PAD, BOS, EOS, IMAGE = "<pad>", "<s>", "</s>", "<image>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, IMAGE)
+USER_PREFIX = "USER: "
+ASSISTANT_TAG = " ASSISTANT:"
+
+# LLaVA-1.5 conversation layout: "<s>USER: <image>\n{question} ASSISTANT: {answer}</s>".
+# Message content may be a plain string or a list of {"type": "image"} / {"type": "text"} items.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<image>\n"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if not loop.last or add_generation_prompt %} ASSISTANT:{% endif %}"
+    "{% else %} "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ eos_token }}"
+    "{% endif %}"
+    "{% endfor %}"
+)
+
+
+def prompt_text(question: str) -> str:
+    """The target's prompt for one question about one image (what the chat template writes)."""
+    return f"{BOS}{USER_PREFIX}{IMAGE}\n{question}{ASSISTANT_TAG}"
+
+
+def answer_text(answer: str) -> str:
+    """The text the target is trained to produce after ``prompt_text``."""
+    return f" {answer}{EOS}"
+
+
+def world_corpus(scenes: int, seed: int = 0) -> Iterator[str]:
+    """Questions and answers of ``scenes`` training scenes, plus the conversation tags."""
+    yield USER_PREFIX + ASSISTANT_TAG
+    for sample in iter_samples(seed, Split.TRAIN, scenes, WorldConfig()):
+        for task in sample.tasks:
+            yield task.question
+            yield " " + task.answer
+
+
+def train_tokenizer(vocab_size: int = 640, scenes: int = 3000, seed: int = 0):
+    """Train the byte-level BPE on the world's text; return a ``PreTrainedTokenizerFast``."""
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)}, got {vocab_size}")
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(world_corpus(scenes, seed), trainer=trainer)
+    return wrap_tokenizer(core)
+
+
+def wrap_tokenizer(core: Tokenizer) -> PreTrainedTokenizerFast:
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        extra_special_tokens={"image_token": IMAGE},
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+    return tokenizer
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,288 @@
+"""Training the world's target from scratch on CPU.
+
+Loss = cross-entropy of the answer tokens (packed questions, see ``packing``) + ``aux_weight`` *
+dense per-patch auxiliary loss: a linear head on the projected visual tokens predicts, for each
+patch, the colour and the shape of the object covering it (or background) and whether it holds
+an object's centre. The head exists only in training; it is not part of the saved target.
+
+Data are generated on the fly: step s uses training scenes [s * batch, (s + 1) * batch), so a
+resumed run sees exactly the scenes an uninterrupted run would. A curriculum shows scenes of at
+most ``curriculum_max_objects`` objects during the first ``curriculum_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hivis.world.dataset import Split, make_sample
+from hivis.world.model import TargetConfig, build_target, save_target
+from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_match
+from hivis.world.scenes import COLOURS, SHAPES, WorldConfig, patch_labels, render_scene
+from hivis.world.tasks import count_colour
+
+AUX_CLASSES = {"colour": 1 + len(COLOURS), "shape": 1 + len(SHAPES), "centre": 2}
+CENTRE_WEIGHT = 10.0  # centres are ~1 % of patches: up-weight the positive class
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out_dir: Path
+    tokenizer_dir: Path
+    max_steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    aux_weight: float = 0.5
+    extra_count_questions: int = 2
+    curriculum_steps: int = 300
+    curriculum_max_objects: int = 3
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 2
+    time_limit_min: float = 45.0
+    target: TargetConfig = field(default_factory=TargetConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps <= 0 or self.batch_size <= 0:
+            raise ValueError("max_steps and batch_size must be > 0")
+        if not 0 <= self.warmup_steps < self.max_steps:
+            raise ValueError("warmup_steps must be in [0, max_steps)")
+        if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
+            raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, aux_weight >= 0")
+        if not Path(self.tokenizer_dir).is_dir():
+            raise FileNotFoundError(
+                f"tokenizer directory {self.tokenizer_dir} does not exist "
+                f"(create it with `world tokenizer --out DIR`)"
+            )
+
+
+class AuxHead(torch.nn.Module):
+    """Per-patch classifier on projected visual tokens ``[B, N, hidden]``."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(hidden, sum(AUX_CLASSES.values()))
+
+    def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(
+            zip(AUX_CLASSES, self.proj(visual).split(list(AUX_CLASSES.values()), -1), strict=True)
+        )
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+
+
+def world_for_step(step: int, cfg: TrainConfig) -> WorldConfig:
+    t = cfg.target
+    if step < cfg.curriculum_steps:
+        return WorldConfig(t.image_size, t.patch_size, 1, cfg.curriculum_max_objects)
+    return WorldConfig(t.image_size, t.patch_size)
+
+
+def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
+    """The sample's tasks plus ``extra`` more colour-counting questions (the hardest skill)."""
+    rng = np.random.default_rng([seed, 99, index])
+    return list(sample.tasks) + [count_colour(sample.scene, rng) for _ in range(extra)]
+
+
+def make_batch(
+    split: Split,
+    start: int,
+    count: int,
+    seed: int,
+    world: WorldConfig,
+    processor,
+    num_visual: int,
+    extra_counts: int = 0,
+) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
+    """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
+    (each ``[count, num_visual]``)."""
+    samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
+    items = [
+        (render_scene(s.scene), _with_extra_counts(s, extra_counts, seed, start + i))
+        for i, s in enumerate(samples)
+    ]
+    batch = pack_batch(items, processor, num_visual)
+    labels = [patch_labels(s.scene, world.patch_size) for s in samples]
+    aux = {
+        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in AUX_CLASSES
+    }
+    return batch, aux
+
+
+def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor]):
+    """Returns (answer loss, aux loss, logits ``[B, T, vocab]``)."""
+    out = model(
+        input_ids=batch.input_ids,
+        pixel_values=batch.pixel_values,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+    )
+    logits = out.logits
+    answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
+    hidden = out.image_hidden_states.shape[-1]
+    visual = out.image_hidden_states.reshape(batch.input_ids.shape[0], -1, hidden)
+    preds = head(visual)
+    centre_w = torch.tensor([1.0, CENTRE_WEIGHT])
+    aux_loss = (
+        F.cross_entropy(preds["colour"].flatten(0, 1), aux["colour"].flatten())
+        + F.cross_entropy(preds["shape"].flatten(0, 1), aux["shape"].flatten())
+        + F.cross_entropy(preds["centre"].flatten(0, 1), aux["centre"].flatten(), weight=centre_w)
+    )
+    return answer, aux_loss, logits
+
+
+@dataclass
+class TrainState:
+    step: int
+    elapsed_s: float
+
+
+def _checkpoint_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir) / "checkpoint.pt"
+
+
+def save_checkpoint(cfg, model, head, optimizer, state: TrainState) -> None:
+    """Atomic write of everything needed to resume exactly (data position = step)."""
+    path = _checkpoint_path(cfg)
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "head": head.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": state.step,
+            "elapsed_s": state.elapsed_s,
+            "torch_rng": torch.get_rng_state(),
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def load_checkpoint(cfg, model, head, optimizer) -> TrainState:
+    path = _checkpoint_path(cfg)
+    if not path.exists():
+        return TrainState(0, 0.0)
+    ckpt = torch.load(path, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    head.load_state_dict(ckpt["head"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return TrainState(ckpt["step"], ckpt["elapsed_s"])
+
+
+def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = list(model.parameters()) + list(head.parameters())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+
+
+def train_step(model, head, optimizer, cfg: TrainConfig, step: int, processor) -> dict:
+    """One optimisation step on the scenes of ``step``; returns the logged quantities."""
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    world = world_for_step(step, cfg)
+    batch, aux = make_batch(
+        Split.TRAIN,
+        step * cfg.batch_size,
+        cfg.batch_size,
+        cfg.seed,
+        world,
+        processor,
+        cfg.target.num_visual_tokens,
+        cfg.extra_count_questions,
+    )
+    answer, aux_loss, logits = forward_losses(model, head, batch, aux)
+    loss = answer + cfg.aux_weight * aux_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        list(model.parameters()) + list(head.parameters()), cfg.grad_clip
+    )
+    with torch.no_grad():
+        exact = segment_exact_match(logits.detach(), batch)
+    by_task = {}
+    for task_type in set(batch.segment_tasks):
+        chosen = torch.tensor([t is task_type for t in batch.segment_tasks])
+        by_task[task_type.value] = round(exact[chosen].float().mean().item(), 3)
+    return {
+        "step": step,
+        "loss": answer.item(),
+        "aux_loss": aux_loss.item(),
+        "grad_norm": float(grad_norm),
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_exact": exact.float().mean().item(),
+        "train_exact_by_task": by_task,
+        "tokens": int(batch.input_ids.numel()),
+    }
+
+
+def _log(path: Path, record: dict) -> None:
+    with path.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def train_target(cfg: TrainConfig) -> Path:
+    """Train (or resume) the target; returns the directory of the saved float32 target."""
+    from transformers import AutoTokenizer
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
+    model, processor = build_target(cfg.target, tokenizer, cfg.seed)
+    head = AuxHead(cfg.target.text_hidden)
+    optimizer = _optimizer(model, head, cfg)
+    state = load_checkpoint(cfg, model, head, optimizer)
+    model.train()
+    started = time.perf_counter() - state.elapsed_s
+    bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train-target", dynamic_ncols=True)
+    while state.step < cfg.max_steps:
+        record = train_step(model, head, optimizer, cfg, state.step, processor)
+        optimizer.step()
+        state.step += 1
+        state.elapsed_s = time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}",
+            aux=f"{record['aux_loss']:.3f}",
+            em=f"{record['train_exact']:.2f}",
+        )
+        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+            _log(out / "log.jsonl", {**record, "elapsed_s": round(state.elapsed_s, 1)})
+        if state.step % cfg.checkpoint_every == 0:
+            save_checkpoint(cfg, model, head, optimizer, state)
+        if state.elapsed_s > 60 * cfg.time_limit_min:
+            _log(out / "log.jsonl", {"stopped": "time_limit", "step": state.step})
+            break
+    bar.close()
+    save_checkpoint(cfg, model, head, optimizer, state)
+    model.eval()
+    save_target(model, processor, out / "target")
+    return out / "target"
