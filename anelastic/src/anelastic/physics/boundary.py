@@ -1,0 +1,158 @@
+"""Absorbing layers: padding, regions (interior + strips) and C-PML / sponge helpers.
+
+The computational grid is the model padded by ``width`` points on every side (not on top with a
+free surface). It is partitioned into an interior region, whose equations carry no boundary
+terms, and one strip per padded side, each a Devito SubDomain; strips of axis k span the
+interior of the axes before k and the whole of the axes after k, so the regions tile the grid.
+
+C-PML (Komatitsch & Martin 2007, kappa = 1): each derivative ``df/dx`` of the update becomes
+``df/dx + psi`` with ``psi^{n+1} = b psi^n + a df/dx``, ``b = exp(-(d + alpha) dt)``,
+``a = d (b - 1) / (d + alpha)``, ``d = d0 (l / L)^2``, ``d0 = -3 v_max ln(R) / (2 L)``,
+``alpha = pi f0 (1 - l / L)``, ``l`` the depth into the layer of thickness ``L``. Outside the
+layer of that axis ``a = 0`` so ``psi`` stays 0 (corners are handled by the same equations).
+Sponge (Cerjan 1985): fields multiplied each step by ``prod_i exp(-(0.015 l_i / h)^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from devito import Eq, Function, SubDomain
+
+from anelastic.physics.base import BoundaryKind
+
+CPML_REFLECTION = 1e-4
+SPONGE_STRENGTH = 0.015  # Cerjan et al. (1985): factor exp(-(0.015 i)^2) at i points in
+
+
+def padding(ndim: int, width: int, free_surface: bool) -> tuple[tuple[int, int], ...]:
+    """Points added (before, after) each axis; no padding above a free surface (z top)."""
+    pads = [(width, width)] * ndim
+    if free_surface:
+        pads[-1] = (0, width)
+    return tuple(pads)
+
+
+class _Box(SubDomain):
+    """A rectangular SubDomain given as one Devito spec per dimension (None = whole axis)."""
+
+    def __init__(self, name: str, spec: list, grid) -> None:
+        self.name = name
+        self._spec = spec
+        super().__init__(grid=grid)
+
+    def define(self, dimensions):
+        return {d: (d if s is None else s) for d, s in zip(dimensions, self._spec, strict=True)}
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    subdomain: SubDomain
+    absorbing: bool
+
+
+class AbsorbingLayout:
+    """Regions and boundary coefficient Functions of one Devito grid.
+
+    Profile Functions (1-D, [n_axis]) are created here and filled by :meth:`set_profiles`, so a
+    cached operator can be reused with another model or time step.
+    """
+
+    def __init__(self, grid, pads: tuple[tuple[int, int], ...], kind: BoundaryKind) -> None:
+        self.grid = grid
+        self.pads = pads
+        self.kind = kind
+        self.dims = grid.dimensions
+        self.regions = self._make_regions()
+        self.profiles = self._make_profile_functions()
+
+    def _make_regions(self) -> list[Region]:
+        inner = [("middle", lo, hi) if lo or hi else None for lo, hi in self.pads]
+        regions = [Region("interior", _Box("interior", inner, self.grid), False)]
+        for k, (lo, hi) in enumerate(self.pads):
+            for side, n in (("left", lo), ("right", hi)):
+                if n == 0:
+                    continue
+                spec = inner[:k] + [(side, n)] + [None] * (len(self.pads) - k - 1)
+                name = f"{self.dims[k].name}{side}"
+                regions.append(Region(name, _Box(name, spec, self.grid), True))
+        return regions
+
+    def _make_profile_functions(self) -> dict[str, Function]:
+        out = {}
+        for dim, n in zip(self.dims, self.grid.shape, strict=True):
+            if self.kind is BoundaryKind.CPML:
+                for tag, stag in (("", None), ("h", dim)):
+                    for ab in ("a", "b"):
+                        name = f"cpml{ab}{tag}_{dim.name}"
+                        out[name] = _profile_function(name, dim, n, stag)
+            else:
+                name = f"sponge_{dim.name}"
+                out[name] = _profile_function(name, dim, n, None)
+        return out
+
+    def set_profiles(self, vmax: float, f0: float, dt: float, spacing: tuple[float, ...]) -> None:
+        """Fill the profile Functions for wave speed ``vmax``, frequency ``f0``, step ``dt``."""
+        for k, dim in enumerate(self.dims):
+            n, h, (lo, hi) = self.grid.shape[k], spacing[k], self.pads[k]
+            width = max(lo, hi)
+            for half in (False, True):
+                depth = _layer_depth(n, lo, hi, half) * h
+                big_l = max(width, 1) * h
+                if self.kind is BoundaryKind.CPML:
+                    a, b = cpml_coefficients(depth, big_l, vmax, f0, dt)
+                    tag = "h" if half else ""
+                    self.profiles[f"cpmla{tag}_{dim.name}"].data[:] = a
+                    self.profiles[f"cpmlb{tag}_{dim.name}"].data[:] = b
+                elif not half:
+                    damp = np.exp(-((SPONGE_STRENGTH * depth / h) ** 2))
+                    self.profiles[f"sponge_{dim.name}"].data[:] = damp
+
+    def cpml(self, derivative, psi, axis: int, half: bool, subdomain) -> tuple[Eq, object]:
+        """C-PML update of ``psi`` (to place in an absorbing region) and the damped derivative.
+
+        ``half``: the derivative lives at +h/2 along ``axis`` (staggered position).
+        """
+        tag = "h" if half else ""
+        name = self.dims[axis].name
+        a = self.profiles[f"cpmla{tag}_{name}"]
+        b = self.profiles[f"cpmlb{tag}_{name}"]
+        return Eq(
+            psi.forward, b * psi + a * derivative, subdomain=subdomain
+        ), derivative + psi.forward
+
+    def sponge_factor(self):
+        """Product of the 1-D sponge profiles (1 in the interior)."""
+        factor = 1
+        for dim in self.dims:
+            factor = factor * self.profiles[f"sponge_{dim.name}"]
+        return factor
+
+
+def _profile_function(name: str, dim, n: int, staggered) -> Function:
+    f = Function(name=name, dimensions=(dim,), shape=(n,), space_order=0, staggered=staggered)
+    return f
+
+
+def _layer_depth(n: int, lo: int, hi: int, half: bool) -> np.ndarray:
+    """Distance (in points) into the absorbing layer of node i (or i + 1/2), 0 inside."""
+    pos = np.arange(n) + (0.5 if half else 0.0)
+    left = np.clip(lo - pos, 0, None) if lo else np.zeros(n)
+    right = np.clip(pos - (n - 1 - hi), 0, None) if hi else np.zeros(n)
+    return left + right
+
+
+def cpml_coefficients(
+    depth: np.ndarray, thickness: float, vmax: float, f0: float, dt: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """C-PML ``a``, ``b`` [n] for distances ``depth`` [n] (m) into a layer of ``thickness`` m."""
+    ratio = np.clip(depth / thickness, 0.0, 1.0)
+    d0 = -3.0 * vmax * np.log(CPML_REFLECTION) / (2.0 * thickness)
+    d = d0 * ratio**2
+    alpha = np.pi * f0 * (1.0 - ratio) * (depth > 0)
+    b = np.exp(-(d + alpha) * dt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(d > 0, d * (b - 1.0) / (d + alpha), 0.0)
+    return a, np.where(depth > 0, b, 1.0)

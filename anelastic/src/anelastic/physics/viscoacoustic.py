@@ -1,0 +1,204 @@
+"""Viscoacoustic velocity-pressure scheme with L standard linear solids, 2-D and 3-D.
+
+PDE (Fourier convention exp(-i w t)):  rho dv/dt = -grad p,
+dp/dt = -(M * div v) + s(t) delta(x - xs),  M(w) = M_U [1 - sum_l Y_l w_l / (w_l + i w)],
+in memory-variable form (see :mod:`anelastic.attenuation`):
+
+    dp/dt = -M_U div v + M_U sum_l Y_l zeta_l,    d zeta_l/dt = w_l (div v - zeta_l).
+
+Discretisation: staggered grid (v_i at +h_i/2), leapfrog in time (p, zeta at t_n; v at
+t_{n+1/2}), memory variables by Crank-Nicolson, folded into the pressure update so every field is
+read and written once per step:
+
+    v^{n+1/2}  = v^{n-1/2} - (dt/rho) grad p^n
+    p^{n+1}    = p^n - A div v^{n+1/2} + sum_l B_l zeta_l^n
+    zeta^{n+1} = alpha_l zeta^n + beta_l div v^{n+1/2}
+
+with ``alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2)``, ``beta_l = w_l dt / (1 + w_l dt/2)``,
+``A = dt M_U (1 - sum_l Y_l beta_l / 2)``, ``B_l = dt M_U Y_l (1 + alpha_l) / 2``. When every
+``Y_l(x)`` is ``y_l g(x)`` (uniform Q) the B_l fold into one array ``dt M_U g`` times constants.
+With Q = inf everywhere there are no memory variables: the plain acoustic scheme.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from devito import Eq
+
+from anelastic.acquisition import Component, Source, SourceKind
+from anelastic.attenuation import fit_sls, unrelaxed_modulus
+from anelastic.physics.base import (
+    BoundaryKind,
+    CoefficientSpec,
+    FieldRole,
+    FieldSpec,
+    Injection,
+    Physics,
+    PhysicsKind,
+    Stage,
+)
+
+VELOCITY_NAMES = {"x": "vx", "y": "vy", "z": "vz"}
+
+
+class Viscoacoustic(Physics):
+    """Viscoacoustic rheology; ``padded_model`` already includes the absorbing padding."""
+
+    kind = PhysicsKind.VISCOACOUSTIC
+
+    def __init__(self, padded_model, config, dt, band) -> None:
+        super().__init__(padded_model, config, dt, band)
+        model = padded_model
+        self.axes = model.grid.axis_names
+        self.attenuating = not bool(np.all(np.isinf(model.qp)))
+        m_elastic = model.rho * model.vp**2
+        if self.attenuating:
+            self.fit = fit_sls(model.qp, band, config.n_sls)
+            self.weights = self.fit.weights(model.qp)  # [L, *shape]
+            self.omega = self.fit.omega
+            self.m_unrelaxed = unrelaxed_modulus(m_elastic, self.weights, self.omega, model.f_ref)
+        else:
+            self.fit = None
+            self.weights = np.zeros((0, *model.grid.shape))
+            self.omega = np.zeros(0)
+            self.m_unrelaxed = m_elastic
+        w_dt = self.omega * self.dt
+        self.alpha = (1 - w_dt / 2) / (1 + w_dt / 2)
+        self.beta = w_dt / (1 + w_dt / 2)
+        self.separable = self._separable_weights()
+
+    @property
+    def n_memory(self) -> int:
+        return int(self.omega.size)
+
+    def _separable_weights(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(y [L], g [*shape]) with weights = y (x) g, or None if Q varies in space."""
+        if not self.attenuating:
+            return None
+        total = self.weights.sum(axis=0)
+        peak = np.unravel_index(np.argmax(total), total.shape)
+        y = self.weights[(slice(None), *peak)]
+        g = total / total[peak]
+        if np.allclose(self.weights, y.reshape((-1,) + (1,) * g.ndim) * g, rtol=1e-12, atol=0):
+            return y, g
+        return None
+
+    def operator_key(self) -> tuple:
+        return (type(self).__name__, self.config, self.n_memory, self.separable is not None)
+
+    def field_specs(self) -> tuple[FieldSpec, ...]:
+        specs = [FieldSpec("p")]
+        specs += [FieldSpec(VELOCITY_NAMES[a], (a,)) for a in self.axes]
+        specs += [FieldSpec(f"zeta{l}", (), FieldRole.MEMORY, 0) for l in range(self.n_memory)]
+        if self.config.boundary is BoundaryKind.CPML and self.config.pml_width > 0:
+            specs += [FieldSpec(f"psi_p{a}", (a,), FieldRole.BOUNDARY, 0) for a in self.axes]
+            specs += [FieldSpec(f"psi_v{a}", (), FieldRole.BOUNDARY, 0) for a in self.axes]
+        return tuple(specs)
+
+    def coefficient_specs(self) -> tuple[CoefficientSpec, ...]:
+        dt, m_u = self.dt, self.m_unrelaxed
+        y_beta = np.tensordot(self.beta, self.weights, axes=1) if self.attenuating else 0.0
+        specs = [
+            CoefficientSpec("buoy_dt", dt / self.model.rho, (), 1),
+            CoefficientSpec("mod_dt", dt * m_u * (1 - y_beta / 2)),
+        ]
+        for l in range(self.n_memory):
+            specs.append(CoefficientSpec(f"zalpha{l}", np.array(self.alpha[l])))
+            specs.append(CoefficientSpec(f"zbeta{l}", np.array(self.beta[l])))
+        if self.separable is not None:
+            y, g = self.separable
+            specs.append(CoefficientSpec("mem_dt", dt * m_u * g))
+            for l in range(self.n_memory):
+                specs.append(CoefficientSpec(f"mcoef{l}", np.array(y[l] * (1 + self.alpha[l]) / 2)))
+        else:
+            for l in range(self.n_memory):
+                b_l = dt * m_u * self.weights[l] * (1 + self.alpha[l]) / 2
+                specs.append(CoefficientSpec(f"mem_dt{l}", b_l))
+        return tuple(specs)
+
+    def stages(self, fields: dict, coeffs: dict, layout) -> list[Stage]:
+        velocity, pressure = [], []
+        for region in layout.regions:
+            velocity += self._velocity_equations(fields, coeffs, layout, region)
+            pressure += self._pressure_equations(fields, coeffs, layout, region)
+        return [Stage("velocity", velocity), Stage("pressure", pressure)]
+
+    def _velocity_equations(self, fields, coeffs, layout, region) -> list[Eq]:
+        p, eqs = fields["p"], []
+        for i, a in enumerate(self.axes):
+            v = fields[VELOCITY_NAMES[a]]
+            grad = getattr(p, f"d{a}")
+            damping = 1
+            if region.absorbing and self.config.boundary is BoundaryKind.CPML:
+                psi = fields[f"psi_p{a}"]
+                psi_eq, grad = layout.cpml(grad, psi, i, True, region.subdomain)
+                eqs.append(psi_eq)
+            elif region.absorbing:
+                damping = layout.sponge_factor()
+            rhs = damping * (v - coeffs["buoy_dt"] * grad)
+            eqs.append(Eq(v.forward, rhs, subdomain=region.subdomain))
+        return eqs
+
+    def _pressure_equations(self, fields, coeffs, layout, region) -> list[Eq]:
+        eqs, divergence, damping = [], 0, 1
+        for i, a in enumerate(self.axes):
+            deriv = getattr(fields[VELOCITY_NAMES[a]].forward, f"d{a}")
+            if region.absorbing and self.config.boundary is BoundaryKind.CPML:
+                psi = fields[f"psi_v{a}"]
+                psi_eq, deriv = layout.cpml(deriv, psi, i, False, region.subdomain)
+                eqs.append(psi_eq)
+            elif region.absorbing:
+                damping = layout.sponge_factor()
+            divergence = divergence + deriv
+        p = fields["p"]
+        memory = [fields[f"zeta{l}"] for l in range(self.n_memory)]
+        rhs = p - coeffs["mod_dt"] * divergence
+        if memory and self.separable is not None:
+            mixed = sum(coeffs[f"mcoef{l}"] * z for l, z in enumerate(memory))
+            rhs = rhs + coeffs["mem_dt"] * mixed
+        elif memory:
+            rhs = rhs + sum(coeffs[f"mem_dt{l}"] * z for l, z in enumerate(memory))
+        eqs.append(Eq(p.forward, damping * rhs, subdomain=region.subdomain))
+        for l, z in enumerate(memory):
+            update = coeffs[f"zalpha{l}"] * z + coeffs[f"zbeta{l}"] * divergence
+            eqs.append(Eq(z.forward, update, subdomain=region.subdomain))
+        return eqs
+
+    def injections(self, source: Source, cell_volume: float) -> list[Injection]:
+        if source.kind is SourceKind.PRESSURE:
+            return [Injection("p", "pressure", self.dt / cell_volume, 0.5)]
+        if source.kind is SourceKind.MOMENT:
+            m = np.asarray(source.moment)
+            if not np.allclose(m, m[0, 0] * np.eye(m.shape[0])):
+                raise ValueError(
+                    "the viscoacoustic physics only accepts isotropic moment tensors "
+                    "(explosions); use the viscoelastic physics for a general moment tensor"
+                )
+            return [Injection("p", "pressure", m[0, 0] * self.dt / cell_volume, 0.5)]
+        rho = self._value_at(self.model.rho, source.position)
+        out = []
+        for a, f in zip(self.axes, source.direction, strict=True):
+            if f != 0.0:
+                scale = f * self.dt / (rho * cell_volume)
+                out.append(Injection(VELOCITY_NAMES[a], "velocity", scale, 0.0))
+        return out
+
+    def _value_at(self, array: np.ndarray, position) -> float:
+        grid = self.model.grid
+        idx = [
+            int(np.clip(round((c - o) / h), 0, n - 1))
+            for c, o, h, n in zip(position, grid.origin, grid.spacing, grid.shape, strict=True)
+        ]
+        return float(array[tuple(idx)])
+
+    def record(self, fields: dict, component: Component):
+        if component is Component.P:
+            return fields["p"]
+        name = component.value
+        if name not in fields:
+            raise ValueError(f"component {name} does not exist in {len(self.axes)}-D")
+        return 0.5 * (fields[name] + fields[name].forward)
+
+    def velocity_bounds(self) -> tuple[float, float]:
+        v_unrelaxed = np.sqrt(self.m_unrelaxed / self.model.rho)
+        return float(self.model.vp.min()), float(v_unrelaxed.max())

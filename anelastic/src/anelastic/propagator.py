@@ -1,0 +1,206 @@
+"""Devito objects of one problem shape: grid, fields, coefficients, sparse points, Operator.
+
+Building and JIT-compiling a Devito Operator costs seconds, so propagators are cached by
+everything that shapes the generated code and the arrays (physics structure, padded shape,
+spacing, source groups, receiver components and counts, nt); a new ``Simulation`` with the same
+key only refills data. One cached propagator serves one live simulation at a time (``claim``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from devito import (
+    Constant,
+    Function,
+    Grid,
+    Operator,
+    SpaceDimension,
+    SparseTimeFunction,
+    TimeFunction,
+    configuration,
+)
+
+from anelastic.acquisition import Component
+from anelastic.physics.base import FieldRole
+from anelastic.physics.boundary import AbsorbingLayout
+
+configuration["language"] = "openmp"
+configuration["log-level"] = "ERROR"
+
+_CACHE: dict[tuple, Propagator] = {}
+
+
+def get_propagator(sim, instance: str) -> Propagator:
+    """The cached propagator for ``sim``'s shapes (built on first use)."""
+    groups = injection_groups(sim)
+    signature = tuple((k, len(v)) for k, v in groups.items())
+    components = sim.receivers.components if sim.receivers is not None else ()
+    nrec = sim.receivers.count if sim.receivers is not None else 0
+    grid = sim.physics.model.grid
+    key = (
+        instance,
+        sim.physics.operator_key(),
+        grid.shape,
+        grid.spacing,
+        sim.pads,
+        signature,
+        components,
+        nrec,
+        sim.time.nt,
+    )
+    if key not in _CACHE:
+        _CACHE[key] = Propagator(sim.physics, grid, sim.pads, signature, components, nrec, sim)
+    return _CACHE[key]
+
+
+def injection_groups(sim) -> dict[tuple, list[tuple[int, float]]]:
+    """Sources grouped by (field, stage, time_shift): lists of (source index, scale)."""
+    groups: dict[tuple, list[tuple[int, float]]] = {}
+    for k, source in enumerate(sim.sources):
+        for inj in sim.physics.injections(source, sim.cell_volume):
+            groups.setdefault((inj.field, inj.stage, inj.time_shift), []).append((k, inj.scale))
+    return groups
+
+
+class Propagator:
+    """Devito grid, state fields, coefficients, sources, receivers and the compiled Operator."""
+
+    cheap_state = True
+
+    def __init__(self, physics, grid, pads, signature, components, nrec, sim) -> None:
+        self.dtype = np.dtype(physics.config.dtype).type
+        self.grid = _devito_grid(grid, self.dtype)
+        self.layout = AbsorbingLayout(self.grid, pads, physics.config.boundary)
+        self.specs = physics.field_specs()
+        self.fields = {s.name: self._time_function(s, physics) for s in self.specs}
+        self.coeffs = {c.name: self._coefficient(c) for c in physics.coefficient_specs()}
+        nt = sim.time.nt
+        self.sources = {
+            group: SparseTimeFunction(
+                name=f"src{k}", grid=self.grid, npoint=count, nt=nt, dtype=self.dtype
+            )
+            for k, (group, count) in enumerate(signature)
+        }
+        self.receivers = {
+            comp: SparseTimeFunction(
+                name=f"rec_{comp.value}", grid=self.grid, npoint=nrec, nt=nt, dtype=self.dtype
+            )
+            for comp in components
+        }
+        self.operator = Operator(self._equations(physics), name="forward")
+        self.owner: int | None = None
+
+    def _time_function(self, spec, physics) -> TimeFunction:
+        dims = {d.name: d for d in self.grid.dimensions}
+        order = spec.space_order if spec.space_order is not None else physics.config.space_order
+        staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+        return TimeFunction(
+            name=spec.name,
+            grid=self.grid,
+            space_order=order,
+            time_order=1,
+            staggered=staggered,
+            dtype=self.dtype,
+        )
+
+    def _coefficient(self, spec):
+        if spec.values.ndim == 0:
+            return Constant(name=spec.name, value=float(spec.values), dtype=self.dtype)
+        dims = {d.name: d for d in self.grid.dimensions}
+        staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+        return Function(
+            name=spec.name,
+            grid=self.grid,
+            space_order=spec.space_order,
+            staggered=staggered,
+            dtype=self.dtype,
+        )
+
+    def _equations(self, physics) -> list:
+        eqs = []
+        for stage in physics.stages(self.fields, self.coeffs, self.layout):
+            eqs += stage.equations
+            for (field, stage_name, _), src in self.sources.items():
+                if stage_name == stage.name:
+                    eqs += src.inject(field=self.fields[field].forward, expr=src)
+        for comp, rec in self.receivers.items():
+            eqs += rec.interpolate(expr=physics.record(self.fields, comp))
+        return eqs
+
+    # --- ownership ---------------------------------------------------------------------
+    def claim(self, sim) -> None:
+        self.owner = id(sim)
+
+    def check_owner(self, sim) -> None:
+        if self.owner != id(sim):
+            raise RuntimeError(
+                "this Simulation's Devito fields were taken over by a newer Simulation with the "
+                "same shapes; create it with a distinct `instance=` name to keep both alive"
+            )
+
+    # --- data --------------------------------------------------------------------------
+    def load_problem(self, sim) -> None:
+        """Fill coefficients, boundary profiles, sources and receivers; zero the state."""
+        physics = sim.physics
+        for spec in physics.coefficient_specs():
+            target = self.coeffs[spec.name]
+            if spec.values.ndim == 0:
+                target.data = self.dtype(spec.values)
+            else:
+                target.data[:] = spec.values
+        vmax = physics.velocity_bounds()[1]
+        self.layout.set_profiles(vmax, sim.f0, sim.time.dt, sim.model.grid.spacing)
+        for f in self.fields.values():
+            f.data[:] = 0
+        self._load_sources(sim)
+        for rec in self.receivers.values():
+            rec.coordinates.data[:] = sim.receivers.positions
+            rec.data[:] = 0
+
+    def _load_sources(self, sim) -> None:
+        groups = injection_groups(sim)
+        times = sim.time.times
+        for group, src in self.sources.items():
+            members = groups[group]
+            shift = group[2] * sim.time.dt
+            for j, (k, scale) in enumerate(members):
+                source = sim.sources[k]
+                src.coordinates.data[j] = source.position
+                src.data[:, j] = scale * source.wavelet(times + shift)
+
+    def apply(self, sim, start: int, stop: int) -> None:
+        self.check_owner(sim)
+        if stop > start:
+            self.operator.apply(time_m=start, time_M=stop - 1, nthreads=sim.threads)
+
+    def finite(self) -> bool:
+        wavefields = [self.fields[s.name] for s in self.specs if s.role is FieldRole.WAVEFIELD]
+        return all(bool(np.isfinite(f.data).all()) for f in wavefields)
+
+    def read_state(self, step: int) -> dict[str, np.ndarray]:
+        return {name: np.array(f.data[step % 2]) for name, f in self.fields.items()}
+
+    def write_state(self, step: int, arrays: dict[str, np.ndarray]) -> None:
+        missing = set(self.fields) - set(arrays)
+        extra = set(arrays) - set(self.fields)
+        if missing or extra:
+            raise ValueError(f"state fields mismatch: missing {missing}, unexpected {extra}")
+        for name, f in self.fields.items():
+            if arrays[name].shape != f.data.shape[1:]:
+                raise ValueError(f"state field {name} has shape {arrays[name].shape}")
+            f.data[step % 2] = arrays[name]
+            f.data[(step + 1) % 2] = 0
+
+    def read_receivers(self, sim) -> dict[Component, np.ndarray]:
+        self.check_owner(sim)
+        return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
+
+
+def _devito_grid(grid, dtype) -> Grid:
+    dims = tuple(
+        SpaceDimension(name=a, spacing=Constant(name=f"h_{a}", value=h, dtype=dtype))
+        for a, h in zip(grid.axis_names, grid.spacing, strict=True)
+    )
+    return Grid(
+        shape=grid.shape, extent=grid.extent, origin=grid.origin, dimensions=dims, dtype=dtype
+    )
