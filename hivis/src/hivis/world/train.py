@@ -6,8 +6,13 @@ patch, the colour and the shape of the object covering it (or background) and wh
 an object's centre. The head exists only in training; it is not part of the saved target.
 
 Data are generated on the fly: step s uses training scenes [s * batch, (s + 1) * batch), so a
-resumed run sees exactly the scenes an uninterrupted run would. A curriculum shows scenes of at
-most ``curriculum_max_objects`` objects during the first ``curriculum_steps`` steps.
+resumed run sees the same scenes an uninterrupted run would.
+
+The run has two budgets, ``max_steps`` and ``time_limit_min`` (wall clock, on a machine shared
+with other jobs); ``progress`` = the larger of the two used fractions. The learning rate
+(linear warm-up, then cosine decay) and the curriculum (scenes of at most
+``curriculum_max_objects`` objects while progress < ``curriculum_fraction``) follow progress,
+so the run anneals properly whichever budget ends it.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ CENTRE_WEIGHT = 10.0  # centres are ~1 % of patches: up-weight the positive clas
 class TrainConfig:
     out_dir: Path
     tokenizer_dir: Path
-    max_steps: int = 3000
+    max_steps: int = 5000
     batch_size: int = 16
     lr: float = 1.5e-3
     min_lr_ratio: float = 0.05
@@ -46,7 +51,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     aux_weight: float = 0.5
     extra_count_questions: int = 2
-    curriculum_steps: int = 300
+    curriculum_fraction: float = 0.15
     curriculum_max_objects: int = 3
     checkpoint_every: int = 100
     log_every: int = 10
@@ -60,6 +65,8 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be > 0")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ValueError("warmup_steps must be in [0, max_steps)")
+        if not 0 <= self.curriculum_fraction <= 1 or self.time_limit_min <= 0:
+            raise ValueError("need 0 <= curriculum_fraction <= 1 and time_limit_min > 0")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
             raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, aux_weight >= 0")
         if not Path(self.tokenizer_dir).is_dir():
@@ -82,18 +89,23 @@ class AuxHead(torch.nn.Module):
         )
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+def run_progress(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
+    """Fraction in [0, 1] of the run's budget used: max of steps and wall-clock fractions."""
+    return min(1.0, max(step / cfg.max_steps, elapsed_s / (60.0 * cfg.time_limit_min)))
+
+
+def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` at
+    progress 1."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
 
 
-def world_for_step(step: int, cfg: TrainConfig) -> WorldConfig:
+def world_for_progress(progress: float, cfg: TrainConfig) -> WorldConfig:
     t = cfg.target
-    if step < cfg.curriculum_steps:
+    if progress < cfg.curriculum_fraction:
         return WorldConfig(t.image_size, t.patch_size, 1, cfg.curriculum_max_objects)
     return WorldConfig(t.image_size, t.patch_size)
 
@@ -202,11 +214,13 @@ def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
 
 
-def train_step(model, head, optimizer, cfg: TrainConfig, step: int, processor) -> dict:
-    """One optimisation step on the scenes of ``step``; returns the logged quantities."""
+def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
+    """One optimisation step on the scenes of ``state.step``; returns the logged quantities."""
+    step = state.step
+    progress = run_progress(step, state.elapsed_s, cfg)
     for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * lr_factor(step, cfg)
-    world = world_for_step(step, cfg)
+        group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
+    world = world_for_progress(progress, cfg)
     batch, aux = make_batch(
         Split.TRAIN,
         step * cfg.batch_size,
@@ -232,6 +246,8 @@ def train_step(model, head, optimizer, cfg: TrainConfig, step: int, processor) -
         by_task[task_type.value] = round(exact[chosen].float().mean().item(), 3)
     return {
         "step": step,
+        "progress": round(progress, 4),
+        "max_objects": world.max_objects,
         "loss": answer.item(),
         "aux_loss": aux_loss.item(),
         "grad_norm": float(grad_norm),
@@ -264,7 +280,7 @@ def train_target(cfg: TrainConfig) -> Path:
     started = time.perf_counter() - state.elapsed_s
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train-target", dynamic_ncols=True)
     while state.step < cfg.max_steps:
-        record = train_step(model, head, optimizer, cfg, state.step, processor)
+        record = train_step(model, head, optimizer, cfg, state, processor)
         optimizer.step()
         state.step += 1
         state.elapsed_s = time.perf_counter() - started
@@ -278,7 +294,7 @@ def train_target(cfg: TrainConfig) -> Path:
             _log(out / "log.jsonl", {**record, "elapsed_s": round(state.elapsed_s, 1)})
         if state.step % cfg.checkpoint_every == 0:
             save_checkpoint(cfg, model, head, optimizer, state)
-        if state.elapsed_s > 60 * cfg.time_limit_min:
+        if run_progress(state.step, state.elapsed_s, cfg) >= 1.0:
             _log(out / "log.jsonl", {"stopped": "time_limit", "step": state.step})
             break
     bar.close()

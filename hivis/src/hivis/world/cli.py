@@ -1,0 +1,164 @@
+"""``world`` commands: generate, tokenizer, train-target, eval-target.
+
+``add_world_commands(subparsers)`` registers them under an existing argparse parser (the
+``hivis`` CLI); ``python -m hivis.world.cli ...`` runs them stand-alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from hivis.world.dataset import Split
+from hivis.world.model import TargetConfig
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hivis.world.dataset import export_world
+
+    counts = {Split.TRAIN: args.train, Split.VALIDATION: args.validation, Split.TEST: args.test}
+    counts = {k: v for k, v in counts.items() if v > 0}
+    if not counts:
+        raise SystemExit("nothing to generate: give --train, --validation or --test > 0")
+    paths = export_world(Path(args.out), counts, seed=args.seed)
+    for split, path in paths.items():
+        lines = sum(1 for _ in path.open())
+        print(f"{split.value}: {lines} records -> {path}")
+    return 0
+
+
+def _cmd_tokenizer(args: argparse.Namespace) -> int:
+    from hivis.world.tokenizer import save_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed)
+    save_tokenizer(tokenizer, Path(args.out))
+    print(f"tokenizer with {len(tokenizer)} tokens -> {args.out}")
+    return 0
+
+
+def _cmd_train_target(args: argparse.Namespace) -> int:
+    import torch
+
+    from hivis.world.model import save_target
+    from hivis.world.train import TrainConfig, train_target
+
+    cfg = TrainConfig(
+        out_dir=Path(args.out),
+        tokenizer_dir=Path(args.tokenizer),
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        curriculum_fraction=args.curriculum_fraction,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        threads=args.threads,
+        time_limit_min=args.time_limit_min,
+        target=TargetConfig(text_layers=args.text_layers),
+    )
+    target_dir = train_target(cfg)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(target_dir)
+    processor = AutoProcessor.from_pretrained(target_dir)
+    save_target(model, processor, Path(args.out) / "target-fp16", dtype=torch.float16)
+    print(f"target (float32) -> {target_dir}; float16 copy -> {Path(args.out) / 'target-fp16'}")
+    return 0
+
+
+def _cmd_eval_target(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hivis.world.evaluate import EvalMode, evaluate, format_scores
+
+    torch.set_num_threads(args.threads)
+    if not (Path(args.target) / "config.json").exists():
+        raise SystemExit(f"{args.target} is not a saved target (no config.json)")
+    model = AutoModelForImageTextToText.from_pretrained(args.target).float()
+    processor = AutoProcessor.from_pretrained(args.target)
+    mode, split = EvalMode(args.mode), Split(args.split)
+    scores = evaluate(model, processor, mode, split, args.scenes, args.seed, args.batch_size)
+    if args.json:
+        payload = {name: {**asdict(s), "exact_match": s.exact_match} for name, s in scores.items()}
+        print(
+            json.dumps(
+                {"mode": mode.value, "split": split.value, "scenes": args.scenes, "tasks": payload},
+                indent=1,
+            )
+        )
+    else:
+        print(f"{mode.value} greedy exact match, {args.scenes} {split.value} scenes")
+        print(format_scores(scores))
+    return 0
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="export the world's splits as LLaVA JSONL + PNG")
+    p.add_argument("--out", required=True, help="output directory (JSONL files and images/)")
+    p.add_argument("--train", type=int, default=2000, help="training scenes")
+    p.add_argument("--validation", type=int, default=200, help="validation scenes")
+    p.add_argument("--test", type=int, default=200, help="test scenes")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_generate)
+
+
+def _add_tokenizer(sub) -> None:
+    p = sub.add_parser("tokenizer", help="train the world's byte-level BPE tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocab-size", type=int, default=640)
+    p.add_argument("--scenes", type=int, default=3000, help="training scenes in the corpus")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_tokenizer)
+
+
+def _add_train_target(sub) -> None:
+    p = sub.add_parser("train-target", help="train the tiny target VLM from scratch (resumes)")
+    p.add_argument("--out", required=True, help="run directory (checkpoint, log, target/)")
+    p.add_argument("--tokenizer", required=True, help="directory written by `world tokenizer`")
+    p.add_argument("--max-steps", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=16, help="images per step")
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--curriculum-fraction", type=float, default=0.15)
+    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--time-limit-min", type=float, default=45.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_target)
+
+
+def _add_eval_target(sub) -> None:
+    p = sub.add_parser("eval-target", help="held-out greedy exact match per task type")
+    p.add_argument("--target", required=True, help="directory of a saved target")
+    p.add_argument("--split", default=Split.TEST.value, choices=[s.value for s in Split])
+    p.add_argument("--scenes", type=int, default=500)
+    p.add_argument("--mode", default="teacher-forced", choices=["teacher-forced", "generate"])
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval_target)
+
+
+def add_world_commands(subparsers) -> None:
+    """Register ``world {generate,tokenizer,train-target,eval-target}`` on ``subparsers``."""
+    world = subparsers.add_parser("world", help="the embedded synthetic world")
+    sub = world.add_subparsers(dest="world_command", required=True)
+    for add in (_add_generate, _add_tokenizer, _add_train_target, _add_eval_target):
+        add(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hivis.world.cli")
+    add_world_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Held-out greedy exact match of the target, per task type.
+
+Two ways to compute the same metric:
+
+- ``teacher_forced``: one packed forward pass per batch of scenes; an answer counts as exact
+  iff the reference token is the argmax at every answer position (EOS included), which is
+  exactly the condition for greedy decoding to reproduce it. Fast, used for large test sets.
+- ``generate``: the model's own ``generate`` (greedy, KV cache) from the single-question prompt;
+  the decoded continuation (special tokens skipped, surrounding spaces stripped) must equal the
+  reference answer. The end-to-end check.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+
+from hivis.world.dataset import Split, iter_samples, make_sample
+from hivis.world.packing import pack_batch, segment_exact_match
+from hivis.world.scenes import WorldConfig, render_scene
+from hivis.world.tokenizer import prompt_text
+
+
+class EvalMode(Enum):
+    TEACHER_FORCED = "teacher-forced"
+    GENERATE = "generate"
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    correct: int
+    total: int
+
+    @property
+    def exact_match(self) -> float:
+        return self.correct / self.total if self.total else float("nan")
+
+
+def _world_of(model) -> WorldConfig:
+    vision = model.config.vision_config
+    return WorldConfig(vision.image_size, vision.patch_size)
+
+
+def _tally(pairs) -> dict[str, TaskScore]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for task_name, ok in pairs:
+        counts[task_name][0] += int(ok)
+        counts[task_name][1] += 1
+    return {name: TaskScore(c, t) for name, (c, t) in sorted(counts.items())}
+
+
+@torch.no_grad()
+def evaluate_teacher_forced(
+    model, processor, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
+) -> dict[str, TaskScore]:
+    """Exact match per task type over ``scenes`` scenes of ``split`` (all their tasks)."""
+    model.eval()
+    world = _world_of(model)
+    num_visual = model.config.image_seq_length
+    pairs = []
+    for start in range(0, scenes, batch_size):
+        count = min(batch_size, scenes - start)
+        samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
+        batch = pack_batch(
+            [(render_scene(s.scene), list(s.tasks)) for s in samples], processor, num_visual
+        )
+        logits = model(
+            input_ids=batch.input_ids,
+            pixel_values=batch.pixel_values,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+        ).logits
+        exact = segment_exact_match(logits, batch)
+        pairs += [(t.value, bool(ok)) for t, ok in zip(batch.segment_tasks, exact, strict=True)]
+    return _tally(pairs)
+
+
+@torch.no_grad()
+def generate_answers(model, processor, images, questions, max_new_tokens: int = 96) -> list[str]:
+    """Greedy answers, one prompt per (image, question), batched with left padding."""
+    inputs = processor(
+        images=list(images),
+        text=[prompt_text(q) for q in questions],
+        padding=True,
+        return_tensors="pt",
+    )
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    new_tokens = out[:, inputs["input_ids"].shape[1] :]
+    texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [t.strip() for t in texts]
+
+
+def evaluate_generate(
+    model, processor, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
+) -> dict[str, TaskScore]:
+    """Exact match per task type with ``generate``, prompts batched by task index."""
+    model.eval()
+    items = [
+        (render_scene(s.scene), task)
+        for s in iter_samples(seed, split, scenes, _world_of(model))
+        for task in s.tasks
+    ]
+    pairs = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        answers = generate_answers(
+            model, processor, [i for i, _ in chunk], [t.question for _, t in chunk]
+        )
+        pairs += [
+            (t.task_type.value, a == t.answer) for (_, t), a in zip(chunk, answers, strict=True)
+        ]
+    return _tally(pairs)
+
+
+def evaluate(
+    model, processor, mode: EvalMode, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
+) -> dict[str, TaskScore]:
+    if scenes <= 0:
+        raise ValueError(f"scenes must be > 0, got {scenes}")
+    if mode is EvalMode.TEACHER_FORCED:
+        return evaluate_teacher_forced(model, processor, split, scenes, seed, batch_size)
+    return evaluate_generate(model, processor, split, scenes, seed, batch_size)
+
+
+def format_scores(scores: dict[str, TaskScore]) -> str:
+    lines = [f"{'task':<14} {'exact':>7} {'n':>6}"]
+    for name, score in scores.items():
+        lines.append(f"{name:<14} {100 * score.exact_match:6.1f}% {score.total:6d}")
+    return "\n".join(lines)
