@@ -65,20 +65,23 @@ class TargetModel(Protocol):
         cache: DynamicCache,
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def decode_one(self, token: int, position: int, cache: DynamicCache) -> torch.Tensor: ...
+
     def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None: ...
 
 
 def additive_tree_mask(
     ancestor_mask: torch.Tensor, prefix_len: int, dtype: torch.dtype
 ) -> torch.Tensor:
-    """4-D additive mask for ``n`` new tokens after ``prefix_len`` cached ones.
+    """4-D additive mask for ``n`` new query tokens after ``prefix_len`` always-visible keys.
 
-    ancestor_mask: [n, n] bool, True where query i may attend to new token j (its ancestors
-    and itself). Returns [1, 1, n, prefix_len + n]: 0 where attention is allowed (all of the
-    prefix, and the ancestors), the dtype's most negative value elsewhere.
+    ancestor_mask: [n, c] bool, True where query i may attend to key prefix_len + j (its
+    ancestors and itself; c = n for a tree). Returns [1, 1, n, prefix_len + c]: 0 where
+    attention is allowed (all of the prefix, and the ancestors), the dtype's most negative
+    value elsewhere.
     """
-    n = ancestor_mask.shape[0]
-    mask = torch.zeros((1, 1, n, prefix_len + n), dtype=dtype, device=ancestor_mask.device)
+    n, c = ancestor_mask.shape
+    mask = torch.zeros((1, 1, n, prefix_len + c), dtype=dtype, device=ancestor_mask.device)
     mask[0, 0, :, prefix_len:].masked_fill_(~ancestor_mask, torch.finfo(dtype).min)
     return mask
 
@@ -175,6 +178,20 @@ class HFTarget:
         )
         hidden = out.last_hidden_state[0]
         return self.lm_head(hidden), hidden
+
+    def decode_one(self, token: int, position: int, cache: DynamicCache) -> torch.Tensor:
+        """Plain one-token decode step (the autoregressive baseline). Returns logits [V]."""
+        ids = torch.tensor([[token]], device=self.device)
+        positions = torch.tensor([[position]], device=self.device)
+        if self.mrope:
+            positions = positions.expand(3, -1)
+        out = self.language_model(
+            inputs_embeds=self.embed_tokens(ids),
+            position_ids=self.native_positions(positions),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return self.lm_head(out.last_hidden_state[0, -1])
 
     def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None:
         """Keep cache rows ``prefix_len + kept`` (in order) after the first ``prefix_len``.

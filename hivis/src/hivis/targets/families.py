@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     """A supported target family; the value is the Hugging Face ``model_type``."""
 
     LLAVA = "llava"

@@ -56,7 +56,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         threads=args.threads,
-        time_limit_min=args.time_limit_min,
+        cpu_budget_core_min=args.cpu_budget_core_min,
         target=TargetConfig(text_layers=args.text_layers),
     )
     target_dir = train_target(cfg)
@@ -127,7 +127,12 @@ def _add_train_target(sub) -> None:
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--time-limit-min", type=float, default=45.0)
+    p.add_argument(
+        "--cpu-budget-core-min",
+        type=float,
+        default=90.0,
+        help="training budget in CPU core-minutes (90 = 45 minutes on 2 cores)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_target)
 

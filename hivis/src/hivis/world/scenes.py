@@ -60,6 +60,7 @@ BACKGROUND_RGB = {Background.WHITE: (245, 245, 245), Background.GRAY: (175, 175,
 SIDE = {Size.SMALL: 18, Size.LARGE: 30}
 SHADE_JITTER = 14
 GAP = 3  # minimum free pixels between two bounding squares
+MAX_REDRAWS = 20  # per object, before a scene is declared impossible
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class WorldConfig:
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
             )
+        if self.image_size < 64:
+            raise ValueError(f"image_size must be >= 64 to hold objects, got {self.image_size}")
         if not 1 <= self.min_objects <= self.max_objects <= 8:
             raise ValueError(
                 f"need 1 <= min_objects <= max_objects <= 8, got {self.min_objects}, "
@@ -154,11 +157,16 @@ def generate_scene(rng: np.random.Generator, cfg: WorldConfig = DEFAULT_WORLD) -
     count = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
     placed: list[SceneObject] = []
-    while len(placed) < count:
+    for _ in range(MAX_REDRAWS * count):
+        if len(placed) == count:
+            break
         obj = _place_object(rng, cfg, placed)
-        if obj is None:  # no room left for this draw: try again with a fresh shape/size
-            continue
-        placed.append(obj)
+        if obj is not None:  # else no room for this draw: retry with a fresh shape and size
+            placed.append(obj)
+    if len(placed) < count:
+        raise RuntimeError(
+            f"could not place {count} objects on a {cfg.image_size} px image; lower max_objects"
+        )
     return Scene(tuple(placed), background, cfg.image_size)
 
 

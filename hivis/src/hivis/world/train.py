@@ -8,9 +8,10 @@ an object's centre. The head exists only in training; it is not part of the save
 Data are generated on the fly: step s uses training scenes [s * batch, (s + 1) * batch), so a
 resumed run sees the same scenes an uninterrupted run would.
 
-The run has two budgets, ``max_steps`` and ``time_limit_min`` (wall clock, on a machine shared
-with other jobs); ``progress`` = the larger of the two used fractions. The learning rate
-(linear warm-up, then cosine decay) and the curriculum (scenes of at most
+The run has two budgets, ``max_steps`` and ``cpu_budget_core_min``: the CPU time of the
+process in core-minutes ("45 minutes on 2 cores" = 90), which, unlike wall-clock time, does not
+depend on how busy a shared machine is; ``progress`` = the larger of the two used fractions.
+The learning rate (linear warm-up, then cosine decay) and the curriculum (scenes of at most
 ``curriculum_max_objects`` objects while progress < ``curriculum_fraction``) follow progress,
 so the run anneals properly whichever budget ends it.
 """
@@ -57,7 +58,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 2
-    time_limit_min: float = 45.0
+    cpu_budget_core_min: float = 90.0
     target: TargetConfig = field(default_factory=TargetConfig)
 
     def __post_init__(self) -> None:
@@ -65,8 +66,8 @@ class TrainConfig:
             raise ValueError("max_steps and batch_size must be > 0")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ValueError("warmup_steps must be in [0, max_steps)")
-        if not 0 <= self.curriculum_fraction <= 1 or self.time_limit_min <= 0:
-            raise ValueError("need 0 <= curriculum_fraction <= 1 and time_limit_min > 0")
+        if not 0 <= self.curriculum_fraction <= 1 or self.cpu_budget_core_min <= 0:
+            raise ValueError("need 0 <= curriculum_fraction <= 1 and cpu_budget_core_min > 0")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
             raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, aux_weight >= 0")
         if not Path(self.tokenizer_dir).is_dir():
@@ -89,9 +90,9 @@ class AuxHead(torch.nn.Module):
         )
 
 
-def run_progress(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
-    """Fraction in [0, 1] of the run's budget used: max of steps and wall-clock fractions."""
-    return min(1.0, max(step / cfg.max_steps, elapsed_s / (60.0 * cfg.time_limit_min)))
+def run_progress(step: int, cpu_s: float, cfg: TrainConfig) -> float:
+    """Fraction in [0, 1] of the run's budget used: max of the step and CPU-time fractions."""
+    return min(1.0, max(step / cfg.max_steps, cpu_s / (60.0 * cfg.cpu_budget_core_min)))
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -166,7 +167,8 @@ def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torc
 @dataclass
 class TrainState:
     step: int
-    elapsed_s: float
+    cpu_s: float  # process CPU time spent in training, all threads
+    wall_s: float
 
 
 def _checkpoint_path(cfg: TrainConfig) -> Path:
@@ -183,7 +185,8 @@ def save_checkpoint(cfg, model, head, optimizer, state: TrainState) -> None:
             "head": head.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": state.step,
-            "elapsed_s": state.elapsed_s,
+            "cpu_s": state.cpu_s,
+            "wall_s": state.wall_s,
             "torch_rng": torch.get_rng_state(),
         },
         tmp,
@@ -194,13 +197,13 @@ def save_checkpoint(cfg, model, head, optimizer, state: TrainState) -> None:
 def load_checkpoint(cfg, model, head, optimizer) -> TrainState:
     path = _checkpoint_path(cfg)
     if not path.exists():
-        return TrainState(0, 0.0)
+        return TrainState(0, 0.0, 0.0)
     ckpt = torch.load(path, weights_only=False)
     model.load_state_dict(ckpt["model"])
     head.load_state_dict(ckpt["head"])
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
-    return TrainState(ckpt["step"], ckpt["elapsed_s"])
+    return TrainState(ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"])
 
 
 def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -217,7 +220,7 @@ def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
 def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
     """One optimisation step on the scenes of ``state.step``; returns the logged quantities."""
     step = state.step
-    progress = run_progress(step, state.elapsed_s, cfg)
+    progress = run_progress(step, state.cpu_s, cfg)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
     world = world_for_progress(progress, cfg)
@@ -263,8 +266,10 @@ def _log(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def train_target(cfg: TrainConfig) -> Path:
-    """Train (or resume) the target; returns the directory of the saved float32 target."""
+def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
+    """Train (or resume from ``out_dir/checkpoint.pt``) the target; returns the directory of the
+    saved float32 target. ``stop_at_step`` interrupts the run there (checkpoint written), as a
+    crash would, without ending its schedule."""
     from transformers import AutoTokenizer
 
     torch.set_num_threads(cfg.threads)
@@ -277,13 +282,14 @@ def train_target(cfg: TrainConfig) -> Path:
     optimizer = _optimizer(model, head, cfg)
     state = load_checkpoint(cfg, model, head, optimizer)
     model.train()
-    started = time.perf_counter() - state.elapsed_s
+    wall0, cpu0 = time.perf_counter() - state.wall_s, time.process_time() - state.cpu_s
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train-target", dynamic_ncols=True)
     while state.step < cfg.max_steps:
         record = train_step(model, head, optimizer, cfg, state, processor)
         optimizer.step()
         state.step += 1
-        state.elapsed_s = time.perf_counter() - started
+        state.wall_s = time.perf_counter() - wall0
+        state.cpu_s = time.process_time() - cpu0
         bar.update(1)
         bar.set_postfix(
             loss=f"{record['loss']:.3f}",
@@ -291,11 +297,16 @@ def train_target(cfg: TrainConfig) -> Path:
             em=f"{record['train_exact']:.2f}",
         )
         if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-            _log(out / "log.jsonl", {**record, "elapsed_s": round(state.elapsed_s, 1)})
+            _log(
+                out / "log.jsonl",
+                {**record, "wall_s": round(state.wall_s, 1), "cpu_s": round(state.cpu_s, 1)},
+            )
         if state.step % cfg.checkpoint_every == 0:
             save_checkpoint(cfg, model, head, optimizer, state)
-        if run_progress(state.step, state.elapsed_s, cfg) >= 1.0:
-            _log(out / "log.jsonl", {"stopped": "time_limit", "step": state.step})
+        if state.step == stop_at_step:
+            break
+        if run_progress(state.step, state.cpu_s, cfg) >= 1.0:
+            _log(out / "log.jsonl", {"stopped": "cpu_budget", "step": state.step})
             break
     bar.close()
     save_checkpoint(cfg, model, head, optimizer, state)

@@ -1,0 +1,117 @@
+"""Python API: ``hivis.generate`` and ``hivis.autoregressive``."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from hivis.drafter import HiViSDrafter
+from hivis.engine import (
+    GenerationConfig,
+    GenerationResult,
+    autoregressive_generate,
+    speculative_generate,
+)
+from hivis.targets import HFTarget, load_target
+from hivis.tree import TreeConfig
+
+
+def _as_target(target) -> HFTarget:
+    if isinstance(target, HFTarget):
+        return target
+    if isinstance(target, (str, Path)):
+        return load_target(target)
+    raise TypeError(f"target must be an HFTarget or a model directory, got {type(target)}")
+
+
+def _as_proposer(drafter, target: HFTarget):
+    if isinstance(drafter, (str, Path)):
+        return HiViSDrafter.load(drafter, target)
+    if not hasattr(drafter, "begin"):
+        raise TypeError(f"drafter must be a HiViSDrafter or a drafter directory, got {drafter!r}")
+    if isinstance(drafter, HiViSDrafter):
+        from hivis.drafter import check_fits
+
+        check_fits(drafter.config, target)
+    return drafter
+
+
+@contextmanager
+def _eval_mode(*modules):
+    """Inference mode with every module in eval(); training flags restored afterwards."""
+    flags = [(m, m.training) for m in modules]
+    try:
+        for module, _ in flags:
+            module.eval()
+        with torch.inference_mode():
+            yield
+    finally:
+        for module, was_training in flags:
+            module.train(was_training)
+
+
+def _config(max_new_tokens, temperature, tree, stop_strings, eos_token_id, seed):
+    eos = (
+        None
+        if eos_token_id is None
+        else tuple([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id)
+    )
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=float(temperature) if isinstance(temperature, int) else temperature,
+        tree=TreeConfig() if tree is None else tree,
+        stop_strings=tuple(stop_strings),
+        eos_token_ids=eos,
+        seed=seed,
+    )
+
+
+def generate(
+    target,
+    drafter,
+    images,
+    prompt: str,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    tree: TreeConfig | None = None,
+    stop_strings=(),
+    eos_token_id: int | list[int] | None = None,
+    seed: int | None = None,
+) -> GenerationResult:
+    """Lossless speculative generation; returns text, new token ids and metrics.
+
+    target: an :class:`~hivis.targets.HFTarget` or a model directory. drafter: a
+    :class:`~hivis.drafter.HiViSDrafter`, a drafter directory, or any proposer with
+    ``begin``. images: PIL images or paths, one per placeholder in ``prompt``. tree: the
+    draft tree (default ``TreeConfig()``; ``TreeConfig.chain(d)`` for a chain). At
+    ``temperature`` 0 the output equals the target's greedy ``generate``; at T > 0 it is
+    distributed as the target's sampling at that temperature. Every input is checked before
+    any compute.
+    """
+    config = _config(max_new_tokens, temperature, tree, stop_strings, eos_token_id, seed)
+    target = _as_target(target)
+    proposer = _as_proposer(drafter, target)
+    prepared = target.prepare(images, prompt)
+    modules = [target.model] + ([proposer] if isinstance(proposer, torch.nn.Module) else [])
+    with _eval_mode(*modules):
+        return speculative_generate(target, proposer, prepared, config)
+
+
+def autoregressive(
+    target,
+    images,
+    prompt: str,
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    stop_strings=(),
+    eos_token_id: int | list[int] | None = None,
+    seed: int | None = None,
+) -> GenerationResult:
+    """Baseline: the target alone with its KV cache, in the same harness and metrics."""
+    config = _config(max_new_tokens, temperature, None, stop_strings, eos_token_id, seed)
+    target = _as_target(target)
+    prepared = target.prepare(images, prompt)
+    with _eval_mode(target.model):
+        return autoregressive_generate(target, prepared, config)

@@ -1,0 +1,181 @@
+"""The generation loop: prefill, then {draft -> verify -> keep accepted path} until a stop.
+
+Stopping follows the target's own ``generate``: the output ends right after the first EOS
+(which is kept), after the token that completes a stop string, or at ``max_new_tokens``,
+whichever comes first - also when that token lies inside an accepted run of draft tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from hivis.metrics import GenerationMetrics
+from hivis.targets.base import HFTarget, PreparedPrompt
+from hivis.tree import TreeConfig
+from hivis.verify import check_finite, verify_greedy, verify_sampling
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings. ``eos_token_ids`` None = the model's generation_config EOS."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    tree: TreeConfig = field(default_factory=TreeConfig)
+    stop_strings: tuple[str, ...] = ()
+    eos_token_ids: tuple[int, ...] | None = None
+    seed: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
+            raise TypeError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}")
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        t = self.temperature
+        if not isinstance(t, (int, float)) or math.isnan(t) or math.isinf(t) or t < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {t!r}")
+        if not isinstance(self.tree, TreeConfig):
+            raise TypeError("tree must be a hivis.TreeConfig")
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise ValueError("stop strings must be non-empty strings")
+
+
+@dataclass
+class GenerationResult:
+    """text: decoded new tokens; token_ids: the new token ids; metrics: see metrics.py."""
+
+    text: str
+    token_ids: list[int]
+    metrics: GenerationMetrics
+
+
+class StopRule:
+    """Decides how many of a run of new tokens to keep, and whether generation ends."""
+
+    def __init__(self, target: HFTarget, config: GenerationConfig):
+        eos = config.eos_token_ids
+        if eos is None:
+            eos = target.model.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        self.eos = frozenset(int(e) for e in eos)
+        self.max_new = config.max_new_tokens
+        self.stop_strings = config.stop_strings
+        self.tokenizer = target.tokenizer
+
+    def extend(self, generated: list[int], new: list[int]) -> bool:
+        """Append ``new`` to ``generated`` up to the first stop; True if generation ended."""
+        for token in new:
+            generated.append(token)
+            if len(generated) >= self.max_new or token in self.eos:
+                return True
+            if self.stop_strings:
+                text = self.tokenizer.decode(generated)
+                if any(s in text for s in self.stop_strings):
+                    return True
+        return False
+
+
+def _choose(logits: torch.Tensor, temperature: float, generator) -> int:
+    """Token from [V] logits: argmax at T = 0, else a sample of softmax(logits / T)."""
+    if temperature == 0.0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _generator(seed: int | None, device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def speculative_generate(
+    target: HFTarget, proposer, prompt: PreparedPrompt, config: GenerationConfig
+) -> GenerationResult:
+    """Speculative decoding of ``prompt`` with ``proposer`` (a drafter or test proposer)."""
+    metrics = GenerationMetrics(target_prefill_length=prompt.length)
+    generator = _generator(config.seed, "cpu")
+    stop = StopRule(target, config)
+    start = time.perf_counter()
+    cache = target.new_cache()
+    logits, hidden = target.prefill(prompt, cache)
+    check_finite(logits)
+    generated: list[int] = []
+    done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
+    metrics.prefill_s = time.perf_counter() - start
+    session = proposer.begin(target, prompt, hidden, generated[0])
+    metrics.drafter_prefill_length = session.prefill_length
+    root_position = prompt.next_position
+    while not done:
+        done, root_position = _step(
+            target, session, cache, generated, root_position, stop, config, generator, metrics
+        )
+    metrics.new_tokens = len(generated)
+    metrics.total_s = time.perf_counter() - start
+    text = target.tokenizer.decode(generated, skip_special_tokens=True)
+    return GenerationResult(text, generated, metrics)
+
+
+def _step(target, session, cache, generated, root_position, stop, config, generator, metrics):
+    """One draft/verify/commit round; returns (done, new root position)."""
+    t0 = time.perf_counter()
+    tree = session.draft(root_position, config.tree, config.temperature, generator)
+    t1 = time.perf_counter()
+    prefix_len = cache.get_seq_length()
+    logits, hidden = target.forward_tree(
+        tree.tokens, tree.depths, tree.ancestor_mask, root_position, cache
+    )
+    if config.temperature == 0.0:
+        verdict = verify_greedy(tree, logits)  # also rejects NaN logits
+    else:
+        check_finite(logits)
+        verdict = verify_sampling(tree, logits, config.temperature, generator)
+    path = torch.tensor(verdict.path, device=logits.device)
+    target.keep_path(cache, prefix_len, path)
+    before = len(generated)
+    done = stop.extend(generated, verdict.tokens)
+    metrics.verify_s += time.perf_counter() - t1
+    metrics.draft_s += t1 - t0
+    metrics.verify_steps += 1
+    metrics.accepted_per_step.append(verdict.accepted)
+    metrics.committed_in_steps += len(generated) - before
+    if not done:
+        session.accept(verdict.tokens, hidden[path], root_position)
+    return done, root_position + len(verdict.tokens)
+
+
+def autoregressive_generate(
+    target: HFTarget, prompt: PreparedPrompt, config: GenerationConfig
+) -> GenerationResult:
+    """Baseline: plain decoding with the target's KV cache, one forward per token."""
+    metrics = GenerationMetrics(target_prefill_length=prompt.length)
+    generator = _generator(config.seed, "cpu")
+    stop = StopRule(target, config)
+    start = time.perf_counter()
+    cache = target.new_cache()
+    logits, _ = target.prefill(prompt, cache)
+    metrics.prefill_s = time.perf_counter() - start
+    generated: list[int] = []
+    position = prompt.next_position
+    check_finite(logits)
+    done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
+    while not done:
+        t1 = time.perf_counter()
+        logits = target.decode_one(generated[-1], position, cache)
+        check_finite(logits)
+        done = stop.extend(generated, [_choose(logits, config.temperature, generator)])
+        position += 1
+        metrics.verify_s += time.perf_counter() - t1
+        metrics.verify_steps += 1
+        metrics.accepted_per_step.append(0)
+        metrics.committed_in_steps += 1
+    metrics.new_tokens = len(generated)
+    metrics.total_s = time.perf_counter() - start
+    text = target.tokenizer.decode(generated, skip_special_tokens=True)
+    return GenerationResult(text, generated, metrics)
