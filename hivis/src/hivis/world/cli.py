@@ -50,6 +50,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         tokenizer_dir=Path(args.tokenizer),
         max_steps=args.max_steps,
         batch_size=args.batch_size,
+        early_batch_size=args.early_batch_size,
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         curriculum_fraction=args.curriculum_fraction,
@@ -120,8 +121,9 @@ def _add_train_target(sub) -> None:
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, target/)")
     p.add_argument("--tokenizer", required=True, help="directory written by `world tokenizer`")
     p.add_argument("--max-steps", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=16, help="images per step")
-    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--batch-size", type=int, default=16, help="images per step (late)")
+    p.add_argument("--early-batch-size", type=int, default=8, help="images per step (early)")
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--curriculum-fraction", type=float, default=0.15)
     p.add_argument("--checkpoint-every", type=int, default=50)

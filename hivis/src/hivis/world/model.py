@@ -36,10 +36,10 @@ class TargetConfig:
     vision_layers: int = 4
     vision_heads: int = 4
     vision_intermediate: int = 512
-    text_hidden: int = 192
+    text_hidden: int = 128
     text_layers: int = 8
     text_heads: int = 4
-    text_intermediate: int = 512
+    text_intermediate: int = 384
     max_positions: int = 1024
 
     def __post_init__(self) -> None:

@@ -5,8 +5,10 @@ dense per-patch auxiliary loss: a linear head on the projected visual tokens pre
 patch, the colour and the shape of the object covering it (or background) and whether it holds
 an object's centre. The head exists only in training; it is not part of the saved target.
 
-Data are generated on the fly: step s uses training scenes [s * batch, (s + 1) * batch), so a
-resumed run sees the same scenes an uninterrupted run would.
+Data are generated on the fly: each step takes the next training scenes after the
+``scenes_seen`` already used (kept in the checkpoint), so a resumed run sees the same scenes an
+uninterrupted run would. Batches hold ``early_batch_size`` images while progress <
+``batch_switch_fraction``, then ``batch_size`` (more updates early, less noise later).
 
 The run has two budgets, ``max_steps`` and ``cpu_budget_core_min``: the CPU time of the
 process in core-minutes ("45 minutes on 2 cores" = 90), which, unlike wall-clock time, does not
@@ -45,7 +47,9 @@ class TrainConfig:
     tokenizer_dir: Path
     max_steps: int = 5000
     batch_size: int = 16
-    lr: float = 1.5e-3
+    early_batch_size: int = 8
+    batch_switch_fraction: float = 0.4
+    lr: float = 2e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -62,8 +66,8 @@ class TrainConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
 
     def __post_init__(self) -> None:
-        if self.max_steps <= 0 or self.batch_size <= 0:
-            raise ValueError("max_steps and batch_size must be > 0")
+        if self.max_steps <= 0 or self.batch_size <= 0 or self.early_batch_size <= 0:
+            raise ValueError("max_steps, batch_size and early_batch_size must be > 0")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ValueError("warmup_steps must be in [0, max_steps)")
         if not 0 <= self.curriculum_fraction <= 1 or self.cpu_budget_core_min <= 0:
@@ -169,6 +173,7 @@ class TrainState:
     step: int
     cpu_s: float  # process CPU time spent in training, all threads
     wall_s: float
+    scenes_seen: int = 0
 
 
 def _checkpoint_path(cfg: TrainConfig) -> Path:
@@ -187,6 +192,7 @@ def save_checkpoint(cfg, model, head, optimizer, state: TrainState) -> None:
             "step": state.step,
             "cpu_s": state.cpu_s,
             "wall_s": state.wall_s,
+            "scenes_seen": state.scenes_seen,
             "torch_rng": torch.get_rng_state(),
         },
         tmp,
@@ -203,7 +209,7 @@ def load_checkpoint(cfg, model, head, optimizer) -> TrainState:
     head.load_state_dict(ckpt["head"])
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
-    return TrainState(ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"])
+    return TrainState(ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"], ckpt["scenes_seen"])
 
 
 def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -218,16 +224,17 @@ def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
-    """One optimisation step on the scenes of ``state.step``; returns the logged quantities."""
+    """One optimisation step on the next scenes; returns the logged quantities."""
     step = state.step
     progress = run_progress(step, state.cpu_s, cfg)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
     world = world_for_progress(progress, cfg)
+    batch_size = cfg.early_batch_size if progress < cfg.batch_switch_fraction else cfg.batch_size
     batch, aux = make_batch(
         Split.TRAIN,
-        step * cfg.batch_size,
-        cfg.batch_size,
+        state.scenes_seen,
+        batch_size,
         cfg.seed,
         world,
         processor,
@@ -251,6 +258,7 @@ def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, proc
         "step": step,
         "progress": round(progress, 4),
         "max_objects": world.max_objects,
+        "images": batch_size,
         "loss": answer.item(),
         "aux_loss": aux_loss.item(),
         "grad_norm": float(grad_norm),
@@ -288,6 +296,7 @@ def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
         record = train_step(model, head, optimizer, cfg, state, processor)
         optimizer.step()
         state.step += 1
+        state.scenes_seen += record["images"]
         state.wall_s = time.perf_counter() - wall0
         state.cpu_s = time.process_time() - cpu0
         bar.update(1)

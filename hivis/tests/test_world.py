@@ -1,0 +1,198 @@
+"""The synthetic world: scenes, tasks, splits, export and tokenizer."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hivis.world.dataset import Split, export_world, iter_samples, make_sample, read_jsonl
+from hivis.world.scenes import (
+    RGB,
+    Background,
+    Colour,
+    Scene,
+    SceneObject,
+    Shape,
+    Size,
+    WorldConfig,
+    object_id_map,
+    patch_labels,
+    render_scene,
+)
+from hivis.world.tasks import TaskType, count_all, describe, position_phrase, reasoning
+from hivis.world.tokenizer import CHAT_TEMPLATE, answer_text, prompt_text, train_tokenizer
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _obj(shape, colour, size, x, y):
+    return SceneObject(shape, colour, size, x, y, RGB[colour])
+
+
+def test_world_generation_is_deterministic_by_seed():
+    a = [make_sample(7, Split.TRAIN, i) for i in range(20)]
+    b = [make_sample(7, Split.TRAIN, i) for i in range(20)]
+    assert [s.scene for s in a] == [s.scene for s in b]
+    assert [s.tasks for s in a] == [s.tasks for s in b]
+    assert all(
+        _png_bytes(render_scene(x.scene)) == _png_bytes(render_scene(y.scene))
+        for x, y in zip(a, b, strict=True)
+    )
+    other_seed = [make_sample(8, Split.TRAIN, i).scene for i in range(20)]
+    assert all(x.scene != y for x, y in zip(a, other_seed, strict=True))
+
+
+def test_world_splits_are_disjoint():
+    keys = {split: {s.scene.key() for s in iter_samples(0, split, 300)} for split in Split}
+    uids = {split: {s.uid for s in iter_samples(0, split, 300)} for split in Split}
+    for a in Split:
+        assert len(keys[a]) == 300
+        for b in Split:
+            if a is not b:
+                assert not keys[a] & keys[b]
+                assert not uids[a] & uids[b]
+
+
+def test_world_objects_fit_and_do_not_overlap():
+    cfg = WorldConfig()
+    for sample in iter_samples(3, Split.TRAIN, 300, cfg):
+        objs = sample.scene.objects
+        assert cfg.min_objects <= len(objs) <= cfg.max_objects
+        ids = object_id_map(sample.scene)
+        for i, o in enumerate(objs):
+            assert o.half <= o.x <= cfg.image_size - o.half
+            assert o.half <= o.y <= cfg.image_size - o.half
+            assert ids[int(o.y), int(o.x)] == i + 1  # the centre pixel belongs to the object
+        # every object keeps at least half its area: nothing painted over it
+        for i, o in enumerate(objs):
+            assert (ids == i + 1).sum() >= 0.4 * (2 * o.half) ** 2
+
+
+def test_world_patch_labels_of_a_hand_built_scene():
+    # one large red square covering pixels [16, 46) x [32, 62): patch columns 2..5, rows 4..7
+    scene = Scene((_obj(Shape.SQUARE, Colour.RED, Size.LARGE, 31.0, 47.0),), Background.WHITE, 128)
+    labels = patch_labels(scene, 8)
+    expected = np.zeros((16, 16), dtype=np.int64)
+    # patches with >= 16 of 64 pixels covered: columns 2 (8 px wide strip: 16..23 -> full),
+    # ..., column 5 covers x 40..45 (6 px of 8, 48 px): kept; rows likewise 4..7
+    expected[4:8, 2:6] = 1 + 0  # red is COLOURS[0]
+    assert (labels["colour"] == expected).all()
+    assert (labels["shape"] == np.where(expected > 0, 2, 0)).all()  # square is SHAPES[1]
+    centre = np.zeros((16, 16), dtype=np.int64)
+    centre[47 // 8, 31 // 8] = 1
+    assert (labels["centre"] == centre).all()
+
+
+def test_world_answers_of_a_hand_built_scene():
+    scene = Scene(
+        (
+            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 100.0, 110.0),
+            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 20.0, 20.0),
+            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 64.0, 64.0),
+        ),
+        Background.GRAY,
+        128,
+    )
+    rng = np.random.default_rng(0)
+    assert describe(scene, rng).answer == (
+        "There are three objects on a gray background: a large red triangle at the top left, "
+        "a small red square in the center and a small blue circle at the bottom right."
+    )
+    assert count_all(scene, rng).answer == "There are three objects."
+    assert position_phrase(scene.objects[0], 128) == "at the bottom right"
+    for _ in range(20):
+        task = reasoning(scene, rng)
+        assert task.task_type is TaskType.REASONING
+        if task.question.startswith("If every red"):
+            assert task.answer == (
+                "There are three objects and two of them are red, so one object would be left."
+            )
+
+
+def test_world_every_answer_depends_on_the_scene():
+    """The same question gets different answers on different scenes (no image-free shortcut)."""
+    answers: dict[tuple[str, str], set[str]] = {}
+    for sample in iter_samples(1, Split.TRAIN, 400):
+        for task in sample.tasks:
+            answers.setdefault((task.task_type.value, task.question), set()).add(task.answer)
+    for task_type in TaskType:
+        n_answers = max(len(a) for (t, _), a in answers.items() if t == task_type.value)
+        assert n_answers >= 2, task_type
+
+
+def test_world_export_is_readable_llava_jsonl(tmp_path):
+    counts = {Split.TRAIN: 4, Split.TEST: 3}
+    paths = export_world(tmp_path, counts, seed=2)
+    for split, count in counts.items():
+        records = read_jsonl(paths[split])
+        samples = list(iter_samples(2, split, count))
+        assert len(records) == sum(len(s.tasks) for s in samples)
+        for rec in records:
+            human, gpt = rec["conversations"]
+            assert human["from"] == "human" and gpt["from"] == "gpt"
+            assert human["value"].startswith("<image>\n")
+            assert TaskType(rec["task"])
+            image = Image.open(tmp_path / rec["image"])
+            assert image.mode == "RGB" and image.size == (128, 128)
+        first = samples[0]
+        png = np.asarray(Image.open(tmp_path / records[0]["image"]))
+        assert (png == np.asarray(render_scene(first.scene))).all()  # PNG is lossless
+        assert records[0]["conversations"][1]["value"] == first.tasks[0].answer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(vocab_size=640, scenes=300)
+
+
+def test_world_tokenizer_round_trip(tokenizer, tmp_path):
+    texts = [
+        t
+        for s in iter_samples(4, Split.TEST, 50)
+        for task in s.tasks
+        for t in (task.question, " " + task.answer)
+    ]
+    texts += ["Zebras 123 do not live here: ünïcödé & tabs\tand\nnewlines!"]
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    # frequent world words are single tokens
+    for word in [" objects", " red", " triangle", " There", " left"]:
+        assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1
+    full = prompt_text("How many red objects are there?") + answer_text("There is one.")
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert ids.count(tokenizer.convert_tokens_to_ids("<image>")) == 1
+    assert tokenizer.decode(ids) == full
+    tokenizer.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(full, add_special_tokens=False)["input_ids"] == ids
+    assert again.chat_template == CHAT_TEMPLATE
+
+
+def test_world_chat_template_equals_prompt_text(tokenizer):
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "text", "text": "Count the objects."}],
+        }
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == prompt_text("Count the objects.")
+    messages.append({"role": "assistant", "content": "There are two objects."})
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert text == prompt_text("Count the objects.") + answer_text("There are two objects.")
+
+
+def test_world_config_rejects_bad_geometry():
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        WorldConfig(image_size=100, patch_size=8)
+    with pytest.raises(ValueError, match="max_objects"):
+        WorldConfig(min_objects=3, max_objects=2)

@@ -1,0 +1,218 @@
+"""The world's tiny target: builds, saves, reloads through the Auto classes, generates, trains."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from hivis.world.dataset import Split, make_sample
+from hivis.world.evaluate import generate_answers
+from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
+from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
+from hivis.world.scenes import WorldConfig, render_scene
+from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
+from hivis.world.train import AuxHead, TrainConfig, forward_losses, make_batch, train_target
+
+TINY = TargetConfig(
+    image_size=96,
+    patch_size=16,
+    vision_hidden=32,
+    vision_layers=1,
+    vision_heads=2,
+    vision_intermediate=64,
+    text_hidden=32,
+    text_layers=2,
+    text_heads=2,
+    text_intermediate=64,
+    max_positions=512,
+)
+TINY_WORLD = WorldConfig(96, 16, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok")
+    save_tokenizer(train_tokenizer(vocab_size=640, scenes=200), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def target(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    model, processor = build_target(TINY, AutoTokenizer.from_pretrained(tokenizer_dir), seed=0)
+    return model.eval(), processor
+
+
+def _items(count, start=0):
+    samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD) for i in range(start, start + count)]
+    return [(render_scene(s.scene), list(s.tasks)) for s in samples]
+
+
+def test_world_default_target_fits_the_budget():
+    """>= 256 visual tokens; about <= 9 M parameters (<= 18 MB in float16)."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    cfg = TargetConfig()
+    assert cfg.num_visual_tokens >= 256
+    with torch.device("meta"):
+        from hivis.world.model import llava_config
+
+        class _Tok:  # the sizes llava_config reads from a tokenizer
+            bos_token_id, eos_token_id, pad_token_id, image_token = 1, 2, 0, "<image>"
+
+            def __len__(self):
+                return 640
+
+            def convert_tokens_to_ids(self, token):
+                return 3
+
+        config = llava_config(cfg, _Tok())
+        assert isinstance(config, LlavaConfig)
+        model = LlavaForConditionalGeneration(config)
+    assert sum(p.numel() for p in model.parameters()) <= 9_000_000
+    assert config.text_config.num_hidden_layers >= 6
+
+
+def test_world_sincos_rows_are_distinct_and_bounded():
+    table = sincos_2d(16, 32)
+    assert table.shape == (256, 32)
+    assert table.abs().max() <= 1.0
+    assert torch.cdist(table, table).add(torch.eye(256)).min() > 1e-3  # all rows differ
+
+
+def test_world_target_saves_reloads_and_generates(target, tmp_path):
+    model, processor = target
+    save_target(model, processor, tmp_path / "t")
+    again = AutoModelForImageTextToText.from_pretrained(tmp_path / "t").eval()
+    proc = AutoProcessor.from_pretrained(tmp_path / "t")
+    image, tasks = _items(1)[0]
+    inputs = proc(images=image, text=prompt_text(tasks[0].question), return_tensors="pt")
+    image_id = proc.tokenizer.convert_tokens_to_ids("<image>")
+    assert (inputs["input_ids"] == image_id).sum() == TINY.num_visual_tokens
+    with torch.no_grad():
+        reference = model(**inputs).logits
+        reloaded = again(**inputs).logits
+    assert torch.equal(reference, reloaded)
+    out = again.generate(**inputs, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > inputs["input_ids"].shape[1]
+    # float16 copy: half the bytes, same architecture
+    save_target(model, processor, tmp_path / "h", dtype=torch.float16)
+    half = AutoModelForImageTextToText.from_pretrained(tmp_path / "h")
+    assert half.dtype == torch.float16
+    assert next(model.parameters()).dtype == torch.float32  # caller's model untouched
+    size = (tmp_path / "h" / "model.safetensors").stat().st_size
+    assert size < 0.6 * (tmp_path / "t" / "model.safetensors").stat().st_size
+
+
+def test_world_packed_logits_equal_separate_passes(target):
+    model, processor = target
+    items = _items(2)
+    batch = pack_batch(items, processor, TINY.num_visual_tokens)
+    with torch.no_grad():
+        packed = model(
+            input_ids=batch.input_ids,
+            pixel_values=batch.pixel_values,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+        ).logits
+        seg = 0
+        for row, (image, tasks) in enumerate(items):
+            for task in tasks:
+                text = prompt_text(task.question) + answer_text(task.answer)
+                inputs = processor(images=image, text=text, return_tensors="pt")
+                alone = model(**inputs).logits[0]
+                pos = (batch.segment_ids[row] == seg).nonzero()[:, 0]
+                n = len(pos)
+                torch.testing.assert_close(
+                    packed[row, pos], alone[-n - 1 : -1], atol=1e-4, rtol=1e-4
+                )
+                assert torch.equal(batch.labels[row, pos], inputs["input_ids"][0, -n:])
+                seg += 1
+    assert seg == len(batch.segment_tasks)
+
+
+def test_world_segment_exact_match_hand_case(target):
+    _, processor = target
+    batch = pack_batch(_items(1), processor, TINY.num_visual_tokens)
+    vocab = 700
+    logits = torch.zeros(*batch.labels.shape, vocab)
+    supervised = batch.labels != IGNORE
+    logits[supervised] = torch.nn.functional.one_hot(batch.labels[supervised], vocab).float()
+    assert segment_exact_match(logits, batch).all()
+    # spoil one token of segment 1 only
+    pos = (batch.segment_ids[0] == 1).nonzero()[0, 0]
+    logits[0, pos] = torch.nn.functional.one_hot(torch.tensor(5), vocab).float()
+    result = segment_exact_match(logits, batch)
+    assert not result[1] and result[0] and result[2:].all()
+
+
+def test_world_greedy_generate_agrees_with_teacher_forced_argmax(target):
+    """The first generated token is the argmax at the packed answer-start position."""
+    model, processor = target
+    image, tasks = _items(1)[0]
+    answers = generate_answers(model, processor, [image] * 2, [t.question for t in tasks[:2]], 1)
+    batch = pack_batch([(image, tasks[:2])], processor, TINY.num_visual_tokens)
+    with torch.no_grad():
+        logits = model(
+            input_ids=batch.input_ids,
+            pixel_values=batch.pixel_values,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+        ).logits
+    for seg in range(2):
+        first = (batch.segment_ids[0] == seg).nonzero()[0, 0]
+        token = logits[0, first].argmax().item()
+        expected = processor.tokenizer.decode([token], skip_special_tokens=True).strip()
+        assert answers[seg] == expected
+
+
+def test_world_a_few_training_steps_reduce_the_loss(target):
+    model, processor = target
+    model = type(model)(model.config)  # fresh copy, the fixture stays untouched
+    model.load_state_dict(target[0].state_dict())
+    model.train()
+    head = AuxHead(TINY.text_hidden)
+    batch, aux = make_batch(Split.TRAIN, 0, 4, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-2)
+    losses = []
+    for _ in range(15):
+        answer, aux_loss, _ = forward_losses(model, head, batch, aux)
+        loss = answer + 0.5 * aux_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append((answer.item(), aux_loss.item()))
+    assert losses[-1][0] < 0.8 * losses[0][0]
+    assert losses[-1][1] < 0.8 * losses[0][1]
+
+
+def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
+    common = dict(
+        tokenizer_dir=Path(tokenizer_dir),
+        max_steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        curriculum_fraction=0.0,
+        checkpoint_every=2,
+        cpu_budget_core_min=1e6,
+        threads=1,
+        target=TINY,
+    )
+    whole = train_target(TrainConfig(out_dir=tmp_path / "whole", **common))
+    train_target(TrainConfig(out_dir=tmp_path / "split", **common), stop_at_step=2)
+    resumed = train_target(TrainConfig(out_dir=tmp_path / "split", **common))
+    a = AutoModelForImageTextToText.from_pretrained(whole).state_dict()
+    b = AutoModelForImageTextToText.from_pretrained(resumed).state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5, msg=name)
+    log = (tmp_path / "split" / "log.jsonl").read_text()
+    assert '"step": 3' in log
+
+
+def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(out_dir=tmp_path, tokenizer_dir=tokenizer_dir, max_steps=5, warmup_steps=5)
+    with pytest.raises(FileNotFoundError, match="world tokenizer"):
+        TrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
