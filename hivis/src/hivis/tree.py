@@ -18,6 +18,7 @@ grows the tree level by level:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ class TreeConfig:
     total_tokens: maximum number of draft nodes (root excluded).
     depth: maximum depth (draft tokens along one path).
     top_k: children proposed per expanded node, and nodes expanded per level.
+    min_prob: confidence floor. At T = 0 a node whose cumulative draft probability (product
+    along its path) is below it is not proposed; at T > 0 such a node is not expanded (its
+    own inclusion never depends on its value). A drafter that knows nothing therefore costs
+    little more than a plain decode step: its tree shrinks to the root.
 
     The default (10 nodes, depth 4, top-k 3) suits a CPU, where verifying 60 tokens costs
     2-3 decode steps (see PERFORMANCE.md); GPU setups use 60 / 5 / 10.
@@ -39,19 +44,22 @@ class TreeConfig:
     total_tokens: int = 10
     depth: int = 4
     top_k: int = 3
+    min_prob: float = 0.02
 
     def __post_init__(self):
         for name in ("total_tokens", "depth", "top_k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"tree {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.min_prob < 1.0:
+            raise ValueError(f"tree min_prob must be in [0, 1), got {self.min_prob!r}")
         if self.total_tokens < self.depth and self.top_k == 1:
             raise ValueError("a chain needs total_tokens >= depth")
 
     @classmethod
-    def chain(cls, depth: int) -> TreeConfig:
+    def chain(cls, depth: int, min_prob: float = 0.02) -> TreeConfig:
         """A width-1 tree of ``depth`` draft tokens."""
-        return cls(total_tokens=depth, depth=depth, top_k=1)
+        return cls(total_tokens=depth, depth=depth, top_k=1, min_prob=min_prob)
 
     @property
     def is_chain(self) -> bool:
@@ -167,6 +175,7 @@ def expand_tree(
     tokens, parents, depths, scores = [root_token], [-1], [0], [0.0]
     q_rows: dict[int, torch.Tensor] = {}
     budget = config.total_tokens
+    floor = math.log(config.min_prob) if config.min_prob > 0 else -math.inf
     frontier, frontier_logits = [0], root_logits[None, :]
     for depth in range(1, config.depth + 1):
         count = _children_per_node(config, temperature, budget, len(frontier))
@@ -179,6 +188,8 @@ def expand_tree(
             if q is not None:
                 q_rows[parent] = q[row]
             for token, logp in zip(kids[row], logps[row], strict=True):
+                if q is None and scores[parent] + logp < floor:
+                    continue  # T = 0: a node this unlikely is not worth verifying
                 level.append(len(tokens))
                 tokens.append(token)
                 parents.append(parent)
@@ -190,6 +201,9 @@ def expand_tree(
             break
         width = config.top_k if temperature == 0.0 else min(config.top_k, budget)
         frontier = sorted(level, key=lambda i: -scores[i])[:width]
+        frontier = [i for i in frontier if scores[i] >= floor]
+        if not frontier:
+            break
         frontier_logits = next_logits(frontier, tokens, parents, depth)
     return _finish_tree(tokens, parents, depths, scores, q_rows, config, temperature)
 
