@@ -1,0 +1,208 @@
+"""TOML run configuration -> frozen objects (model, sources, receivers, time, physics).
+
+Sections (every key is checked; an unknown key is an error naming the allowed ones)::
+
+    [model]      type = "homogeneous" | "layered" | "gaussian" | "checkerboard" | "file"
+                 shape, spacing, vp, vs, rho, qp, qs, f_ref     (path for "file")
+                 center, radius, relative = {vp = 0.1}          (gaussian)
+                 cell_size, relative                            (checkerboard)
+                 [[model.layers]] depth, vp, vs, rho, qp, qs    (layered)
+    [[sources]]  position, kind = "pressure"|"force"|"moment", wavelet = "ricker"|
+                 "gaussian_derivative"|"array", f0, delay, amplitude, direction, moment,
+                 file (.npy samples), sample_dt        ([source] is accepted for one source)
+    [receivers]  positions = [[x, z], ...] or start, stop, count; components = ["p", "vx"]
+    [time]       dt, nt
+    [physics]    kind = "viscoacoustic"|"viscoelastic", space_order, boundary = "cpml"|"sponge",
+                 pml_width, n_sls, band = [fmin, fmax], free_surface, dtype, threads
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from anelastic import model as models
+from anelastic.acquisition import (
+    Component,
+    Receivers,
+    Source,
+    SourceKind,
+    Wavelet,
+    WaveletKind,
+    receiver_line,
+)
+from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
+from anelastic.solver import TimeAxis
+
+SECTIONS = {"model", "source", "sources", "receivers", "time", "physics"}
+MODEL_KEYS = {
+    "type", "shape", "spacing", "origin", "vp", "vs", "rho", "qp", "qs", "f_ref", "path",
+    "center", "radius", "relative", "cell_size", "layers",
+}  # fmt: skip
+LAYER_KEYS = {"depth", "vp", "vs", "rho", "qp", "qs"}
+SOURCE_KEYS = {
+    "position", "kind", "wavelet", "f0", "delay", "amplitude", "direction", "moment", "file",
+    "sample_dt",
+}  # fmt: skip
+RECEIVER_KEYS = {"positions", "start", "stop", "count", "components"}
+TIME_KEYS = {"dt", "nt"}
+PHYSICS_KEYS = {
+    "kind", "space_order", "boundary", "pml_width", "n_sls", "band", "free_surface", "dtype",
+    "threads",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, eq=False)
+class RunConfig:
+    model: models.Model
+    sources: tuple[Source, ...]
+    receivers: Receivers
+    time: TimeAxis
+    physics: PhysicsConfig
+    threads: int | None = None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Parse and validate a TOML file (relative paths resolve against its directory)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        try:
+            raw = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: invalid TOML: {err}") from err
+    return parse_config(raw, base=path.parent)
+
+
+def parse_config(raw: dict, base: Path = Path(".")) -> RunConfig:
+    _check_keys(raw, SECTIONS, "top level")
+    for required in ("model", "receivers", "time"):
+        if required not in raw:
+            raise ValueError(f"config needs a [{required}] section")
+    if ("source" in raw) == ("sources" in raw):
+        raise ValueError("config needs exactly one of [source] or [[sources]]")
+    model = _parse_model(raw["model"], base)
+    source_tables = [raw["source"]] if "source" in raw else raw["sources"]
+    sources = tuple(_parse_source(s, base) for s in source_tables)
+    receivers = _parse_receivers(raw["receivers"])
+    _check_keys(raw["time"], TIME_KEYS, "[time]")
+    time = TimeAxis(float(_need(raw["time"], "dt", "[time]")), _need(raw["time"], "nt", "[time]"))
+    physics, threads = _parse_physics(raw.get("physics", {}))
+    return RunConfig(model, sources, receivers, time, physics, threads)
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+
+
+def _need(table: dict, key: str, where: str):
+    if key not in table:
+        raise ValueError(f"{where} needs '{key}'")
+    return table[key]
+
+
+def _parse_model(table: dict, base: Path) -> models.Model:
+    _check_keys(table, MODEL_KEYS, "[model]")
+    kind = table.get("type", "homogeneous")
+    if kind == "file":
+        return models.Model.load(base / _need(table, "path", "[model]"))
+    grid = models.Grid(
+        tuple(_need(table, "shape", "[model]")),
+        tuple(_need(table, "spacing", "[model]")),
+        tuple(table["origin"]) if "origin" in table else None,
+    )
+    f_ref = float(table.get("f_ref", 10.0))
+    if kind == "layered":
+        layers = [dict(layer) for layer in _need(table, "layers", "[model]")]
+        for layer in layers:
+            _check_keys(layer, LAYER_KEYS, "[[model.layers]]")
+        depths = [float(layer.pop("depth")) for layer in layers]
+        return models.layered(grid, depths, layers, f_ref)
+    background = models.homogeneous(
+        grid,
+        vp=float(_need(table, "vp", "[model]")),
+        rho=float(_need(table, "rho", "[model]")),
+        vs=float(table.get("vs", 0.0)),
+        qp=float(table.get("qp", np.inf)),
+        qs=float(table.get("qs", np.inf)),
+        f_ref=f_ref,
+    )
+    relative = {k: float(v) for k, v in table.get("relative", {}).items()}
+    if kind == "homogeneous":
+        return background
+    if kind == "gaussian":
+        center = tuple(float(c) for c in _need(table, "center", "[model]"))
+        return models.gaussian_anomaly(background, center, float(table["radius"]), relative)
+    if kind == "checkerboard":
+        return models.checkerboard(
+            background, float(_need(table, "cell_size", "[model]")), relative
+        )
+    raise ValueError(
+        f"unknown model type {kind!r}; use homogeneous, layered, gaussian, checkerboard or file"
+    )
+
+
+def _parse_source(table: dict, base: Path) -> Source:
+    _check_keys(table, SOURCE_KEYS, "[[sources]]")
+    wavelet_kind = _enum(WaveletKind, table.get("wavelet", "ricker"), "wavelet")
+    samples = np.load(base / table["file"]) if "file" in table else None
+    wavelet = Wavelet(
+        wavelet_kind,
+        float(table.get("f0", 10.0)),
+        float(table["delay"]) if "delay" in table else None,
+        float(table.get("amplitude", 1.0)),
+        samples,
+        float(table["sample_dt"]) if "sample_dt" in table else None,
+    )
+    return Source(
+        tuple(_need(table, "position", "[[sources]]")),
+        wavelet,
+        _enum(SourceKind, table.get("kind", "pressure"), "source kind"),
+        tuple(table["direction"]) if "direction" in table else None,
+        np.asarray(table["moment"], dtype=float) if "moment" in table else None,
+    )
+
+
+def _parse_receivers(table: dict) -> Receivers:
+    _check_keys(table, RECEIVER_KEYS, "[receivers]")
+    if "positions" in table:
+        positions = np.asarray(table["positions"], dtype=float)
+    else:
+        positions = receiver_line(
+            tuple(_need(table, "start", "[receivers]")),
+            tuple(_need(table, "stop", "[receivers]")),
+            int(_need(table, "count", "[receivers]")),
+        )
+    components = tuple(_enum(Component, c, "component") for c in table.get("components", ["p"]))
+    return Receivers(positions, components)
+
+
+def _parse_physics(table: dict) -> tuple[PhysicsConfig, int | None]:
+    _check_keys(table, PHYSICS_KEYS, "[physics]")
+    band = table.get("band")
+    config = PhysicsConfig(
+        kind=_enum(PhysicsKind, table.get("kind", "viscoacoustic"), "physics kind"),
+        space_order=int(table.get("space_order", 8)),
+        boundary=_enum(BoundaryKind, table.get("boundary", "cpml"), "boundary"),
+        pml_width=int(table.get("pml_width", 20)),
+        n_sls=int(table.get("n_sls", 3)),
+        band=(float(band[0]), float(band[1])) if band is not None else None,
+        free_surface=bool(table.get("free_surface", False)),
+        dtype=str(table.get("dtype", "float32")),
+    )
+    threads = int(table["threads"]) if "threads" in table else None
+    return config, threads
+
+
+def _enum(cls, value: str, what: str):
+    try:
+        return cls(str(value).lower())
+    except ValueError:
+        allowed = [m.value for m in cls]
+        raise ValueError(f"unknown {what} {value!r}; allowed: {allowed}") from None

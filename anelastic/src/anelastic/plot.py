@@ -1,0 +1,84 @@
+"""PNG figures: wavefield snapshots and seismogram sections (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from anelastic.acquisition import Component, Seismograms  # noqa: E402
+from anelastic.model import Grid  # noqa: E402
+
+
+def wavefield_png(
+    field: np.ndarray,
+    grid: Grid,
+    path: str | Path,
+    title: str,
+    sources: np.ndarray | None = None,
+    receivers: np.ndarray | None = None,
+) -> None:
+    """Image of a 2-D field [nx, nz] (or the middle y-slice of a 3-D one) with positions."""
+    if field.ndim == 3:
+        field = field[:, field.shape[1] // 2, :]
+    x0, z0 = grid.origin[0], grid.origin[-1]
+    x1, z1 = x0 + grid.extent[0], z0 + grid.extent[-1]
+    clip = float(np.percentile(np.abs(field), 99.5)) or 1.0
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(
+        field.T, extent=(x0, x1, z1, z0), cmap="seismic", vmin=-clip, vmax=clip, aspect="equal"
+    )
+    if receivers is not None:
+        ax.plot(receivers[:, 0], receivers[:, -1], "v", ms=3, color="k", label="receivers")
+    if sources is not None:
+        ax.plot(sources[:, 0], sources[:, -1], "*", ms=10, color="gold", label="sources")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("z (m)")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def seismogram_png(
+    panels: list[tuple[str, Seismograms]], component: Component, path: str | Path
+) -> None:
+    """Side-by-side sections [nt, nrec] of one component, shared colour scale."""
+    clip = max(float(np.percentile(np.abs(s.data[component]), 99)) for _, s in panels) or 1.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    for ax, (title, seis) in zip(axes[0], panels, strict=True):
+        data = seis.data[component]
+        ax.imshow(
+            data,
+            aspect="auto",
+            cmap="gray_r",
+            vmin=-clip,
+            vmax=clip,
+            extent=(0, data.shape[1] - 1, seis.times[-1], 0),
+        )
+        ax.set_xlabel("receiver index")
+        ax.set_ylabel("time (s)")
+        ax.set_title(f"{title} ({component.value})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def traces_png(
+    times: np.ndarray, traces: list[tuple[str, np.ndarray]], path: str | Path, title: str
+) -> None:
+    """Overlay of a few traces [nt] (e.g. with and without attenuation)."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for label, trace in traces:
+        ax.plot(times, trace, label=label, lw=1)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,137 @@
+"""Verification against analytic solutions: ``anelastic verify analytic``.
+
+Each case is one small function decorated with ``@verification_case(name, tolerance)``; it runs a
+small simulation and returns the relative L2 misfit ``||u - u_ref|| / ||u_ref||`` of receiver
+traces against the analytic frequency-domain solution computed with the exact complex modulus
+of the discretised SLS rheology (correspondence principle). Names contain physics and dimension.
+Cases in other modules register themselves on import (``CASE_MODULES``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from anelastic import analytic
+from anelastic.acquisition import Component, Receivers, Source, ricker
+from anelastic.attenuation import complex_modulus
+from anelastic.model import Grid, homogeneous
+from anelastic.physics import PhysicsConfig, PhysicsKind
+from anelastic.solver import Simulation, TimeAxis
+
+CASE_MODULES = ("anelastic.physics.viscoelastic",)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    relative_l2: float
+    tolerance: float
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.relative_l2 <= self.tolerance)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "relative_l2": self.relative_l2,
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+_CASES: dict[str, tuple[float, Callable[[], float]]] = {}
+
+
+def verification_case(name: str, tolerance: float):
+    """Register ``fn() -> relative L2 error`` as the analytic case ``name``."""
+
+    def register(fn: Callable[[], float]) -> Callable[[], float]:
+        _CASES[name] = (tolerance, fn)
+        return fn
+
+    return register
+
+
+def available_cases() -> list[str]:
+    for module in CASE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+    return list(_CASES)
+
+
+def run_case(name: str) -> CaseResult:
+    available_cases()
+    if name not in _CASES:
+        raise ValueError(f"unknown verification case {name!r}; known: {sorted(_CASES)}")
+    tolerance, fn = _CASES[name]
+    start = time.perf_counter()
+    error = float(fn())
+    return CaseResult(name, error, tolerance, time.perf_counter() - start)
+
+
+def run_all(names: list[str] | None = None) -> list[CaseResult]:
+    return [run_case(n) for n in (names or available_cases())]
+
+
+def relative_l2(trace: np.ndarray, reference: np.ndarray) -> float:
+    """``||trace - reference||_2 / ||reference||_2`` over the whole record."""
+    return float(np.linalg.norm(trace - reference) / np.linalg.norm(reference))
+
+
+def modulus_at(sim: Simulation, position: tuple[float, ...]):
+    """The exact complex modulus ``w -> M(w)`` of the viscoacoustic rheology at ``position``."""
+    physics = sim.physics
+    grid = physics.model.grid
+    idx = tuple(
+        int(round((c - o) / h)) for c, o, h in zip(position, grid.origin, grid.spacing, strict=True)
+    )
+    weights = physics.weights[(slice(None), *idx)]
+    return complex_modulus(float(physics.m_unrelaxed[idx]), weights, physics.omega)
+
+
+def viscoacoustic_homogeneous_error(
+    dim: int, n: int, nt: int, offsets: list[float], q: float = 50.0, f0: float = 10.0
+) -> float:
+    """Pressure traces at ``offsets`` (m, along x) from a centred pressure source vs analytic."""
+    h, vp, rho = 10.0, 2000.0, 2000.0
+    grid = Grid((n,) * dim, (h,) * dim)
+    model = homogeneous(grid, vp, rho, qp=q, f_ref=f0)
+    center = tuple(h * (n // 2) for _ in range(dim))
+    source = Source(center, ricker(f0))
+    positions = np.array([(center[0] + d, *center[1:]) for d in offsets])
+    sim = Simulation(
+        model,
+        [source],
+        Receivers(positions, (Component.P,)),
+        TimeAxis(1e-3, nt),
+        PhysicsConfig(PhysicsKind.VISCOACOUSTIC, space_order=8, pml_width=20),
+        instance="verify",
+    )
+    traces = sim.run().data[Component.P]
+    modulus = modulus_at(sim, center)
+    wavelet = source.wavelet(sim.time.times)
+    errors = []
+    for k, d in enumerate(offsets):
+        ref = analytic.acoustic_pressure_trace(sim.time.times, wavelet, d, rho, modulus, dim)
+        errors.append(relative_l2(traces[:, k], ref))
+    return max(errors)
+
+
+@verification_case("viscoacoustic_2d_homogeneous", 0.02)
+def viscoacoustic_2d() -> float:
+    return viscoacoustic_homogeneous_error(dim=2, n=201, nt=600, offsets=[400.0, 600.0])
+
+
+@verification_case("viscoacoustic_3d_homogeneous", 0.03)
+def viscoacoustic_3d() -> float:
+    return viscoacoustic_homogeneous_error(dim=3, n=61, nt=350, offsets=[250.0], f0=15.0)
