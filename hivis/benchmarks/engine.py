@@ -84,9 +84,9 @@ def _methods(target, drafters, image, prompt, max_new, tree):
     }
 
 
-def run(reps: int, prompts: int, max_new: int, tree: TreeConfig) -> dict:
+def run(reps: int, prompts: int, max_new: int, tree: TreeConfig, threads: int) -> dict:
     logging.disable_progress_bar()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(min(threads, os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:
         build_tiny_target(Family.LLAVA, tmp, SPEC)
         target = load_target(tmp)
@@ -156,10 +156,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--tree", default="10,4,3", help="TOTAL,DEPTH,TOPK")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 on a machine shared with others)"
+    )
     args = parser.parse_args()
     total, depth, top_k = (int(x) for x in args.tree.split(","))
     tree = TreeConfig(total_tokens=total, depth=depth, top_k=top_k)
-    result = run(args.reps, args.prompts, args.max_new_tokens, tree)
+    result = run(args.reps, args.prompts, args.max_new_tokens, tree, args.threads)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -206,6 +206,7 @@ class DrafterSession:
         device = hidden.device
         root = torch.tensor([[first_token]], device=device)
         root_pos = torch.full((positions.shape[0], 1, 1), prompt.next_position, device=device)
+        self.rope_rows = positions.shape[0]
         self.pending = (
             torch.cat([tokens, root], dim=1),
             torch.cat([features, hidden[:, -1:]], dim=1),
@@ -217,14 +218,23 @@ class DrafterSession:
         device = features.device
         count = len(tokens)
         positions = torch.arange(root_position + 1, root_position + 1 + count, device=device)
-        rows = positions.view(1, 1, -1).expand(self.pending[2].shape[0], 1, -1)
-        self.pending = (torch.tensor([tokens], device=device), features[None], rows)
+        rows = positions.view(1, 1, -1).expand(self.rope_rows, 1, -1)
+        new = (torch.tensor([tokens], device=device), features[None], rows)
+        if self.pending is not None:  # drafting was skipped: rows accumulate
+            old = self.pending
+            new = (
+                torch.cat([old[0], new[0]], dim=1),
+                torch.cat([old[1], new[1]], dim=1),
+                torch.cat([old[2], new[2]], dim=2),
+            )
+        self.pending = new
 
     def draft(
         self, root_position: int, config: TreeConfig, temperature: float, generator=None
     ) -> DraftTree:
         """Feed pending rows (step 0), then expand a tree; the cache keeps committed rows only."""
         tokens, features, positions = self.pending
+        self.pending = None
         committed = self.cache.get_seq_length()
         causal = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool).tril()
         mask = additive_tree_mask(causal.to(tokens.device), committed, features.dtype)
@@ -262,7 +272,7 @@ class _TreeFeeder:
                 parent = parents[parent]
         features = torch.stack([self.outputs[parents[n]] for n in nodes])[None]
         ids = torch.tensor([[tokens[n] for n in nodes]], device=device)
-        pos = torch.full((self.session.pending[2].shape[0], 1, len(nodes)), 0, device=device)
+        pos = torch.full((self.session.rope_rows, 1, len(nodes)), 0, device=device)
         pos += self.root_position + depth
         mask = additive_tree_mask(allowed.to(device), self.base, features.dtype)
         out = drafter(ids, features, pos, depth, mask, cache)[0]

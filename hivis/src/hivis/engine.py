@@ -1,5 +1,13 @@
 """The generation loop: prefill, then {draft -> verify -> keep accepted path} until a stop.
 
+Adaptive drafting (``GenerationConfig.adaptive``, on by default): an exponential average of
+accepted draft tokens per step is kept; when it falls below :data:`MIN_ACCEPT` the engine
+stops drafting for a back-off period (doubling up to :data:`MAX_BACKOFF` steps) and verifies
+a root-only tree - a plain decode step - then probes the drafter again. Committed rows are
+queued for the drafter meanwhile and fed in one batch at the next probe. A drafter that
+knows nothing then costs little more than autoregressive decoding. Correctness never depends
+on what is drafted.
+
 Stopping follows the target's own ``generate``: the output ends right after the first EOS
 (which is kept), after the token that completes a stop string, or at ``max_new_tokens``,
 whichever comes first - also when that token lies inside an accepted run of draft tokens.
@@ -15,7 +23,7 @@ import torch
 
 from hivis.metrics import GenerationMetrics
 from hivis.targets.base import HFTarget, PreparedPrompt
-from hivis.tree import TreeConfig
+from hivis.tree import DraftTree, TreeConfig, build_tree
 from hivis.verify import check_finite, verify_greedy, verify_sampling
 
 
@@ -29,6 +37,7 @@ class GenerationConfig:
     stop_strings: tuple[str, ...] = ()
     eos_token_ids: tuple[int, ...] | None = None
     seed: int | None = None
+    adaptive: bool = True
 
     def __post_init__(self):
         if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
@@ -79,6 +88,37 @@ class StopRule:
         return False
 
 
+MIN_ACCEPT = 0.3
+MAX_BACKOFF = 16
+
+
+class DraftPolicy:
+    """When to draft (see module docstring)."""
+
+    def __init__(self, adaptive: bool):
+        self.adaptive = adaptive
+        self.average = 1.0
+        self.backoff = 0
+        self.wait = 0
+
+    def should_draft(self) -> bool:
+        if self.wait > 0:
+            self.wait -= 1
+            return False
+        return True
+
+    def record(self, accepted: int) -> None:
+        if not self.adaptive:
+            return
+        self.average = 0.5 * self.average + 0.5 * accepted
+        if self.average >= MIN_ACCEPT:
+            self.backoff = 0
+            return
+        self.backoff = min(MAX_BACKOFF, max(2, 2 * self.backoff))
+        self.wait = self.backoff
+        self.average = MIN_ACCEPT  # a probe that succeeds lifts it back at once
+
+
 def _choose(logits: torch.Tensor, temperature: float, generator) -> int:
     """Token from [V] logits: argmax at T = 0, else a sample of softmax(logits / T)."""
     if temperature == 0.0:
@@ -112,9 +152,19 @@ def speculative_generate(
     session = proposer.begin(target, prompt, hidden, generated[0])
     metrics.drafter_prefill_length = session.prefill_length
     root_position = prompt.next_position
+    policy = DraftPolicy(config.adaptive)
     while not done:
         done, root_position = _step(
-            target, session, cache, generated, root_position, stop, config, generator, metrics
+            target,
+            session,
+            cache,
+            generated,
+            root_position,
+            stop,
+            config,
+            generator,
+            metrics,
+            policy,
         )
     metrics.new_tokens = len(generated)
     metrics.total_s = time.perf_counter() - start
@@ -122,10 +172,16 @@ def speculative_generate(
     return GenerationResult(text, generated, metrics)
 
 
-def _step(target, session, cache, generated, root_position, stop, config, generator, metrics):
+def _step(
+    target, session, cache, generated, root_position, stop, config, generator, metrics, policy
+):
     """One draft/verify/commit round; returns (done, new root position)."""
     t0 = time.perf_counter()
-    tree = session.draft(root_position, config.tree, config.temperature, generator)
+    drafting = policy.should_draft()
+    if drafting:
+        tree = session.draft(root_position, config.tree, config.temperature, generator)
+    else:
+        tree = root_only(generated[-1], target.device)
     t1 = time.perf_counter()
     prefix_len = cache.get_seq_length()
     logits, hidden = target.forward_tree(
@@ -145,9 +201,23 @@ def _step(target, session, cache, generated, root_position, stop, config, genera
     metrics.verify_steps += 1
     metrics.accepted_per_step.append(verdict.accepted)
     metrics.committed_in_steps += len(generated) - before
+    if drafting:
+        policy.record(verdict.accepted)
     if not done:
         session.accept(verdict.tokens, hidden[path], root_position)
     return done, root_position + len(verdict.tokens)
+
+
+def root_only(token: int, device) -> DraftTree:
+    """A tree with no draft: verifying it is a plain decode step."""
+    tree = build_tree([token], [-1])
+    return DraftTree(
+        tree.tokens.to(device),
+        tree.parents.to(device),
+        tree.depths.to(device),
+        tree.ancestor_mask.to(device),
+        tree.children,
+    )
 
 
 def autoregressive_generate(

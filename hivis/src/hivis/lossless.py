@@ -63,7 +63,12 @@ def _case(target, drafters, seed: int) -> tuple[bool, str]:
     for name, drafter in (("untrained", drafters), ("good", good)):
         for tree in TREES:
             got = generate(
-                target, drafter, [image], prompt, max_new_tokens=max_new, tree=tree,
+                target,
+                drafter,
+                [image],
+                prompt,
+                max_new_tokens=max_new,
+                tree=tree,
                 eos_token_id=eos,
             ).token_ids
             if got != expected:
