@@ -99,39 +99,51 @@ def modulus_at(sim: Simulation, position: tuple[float, ...]):
     return complex_modulus(float(physics.m_unrelaxed[idx]), weights, physics.omega)
 
 
-def viscoacoustic_homogeneous_error(
-    dim: int, n: int, nt: int, offsets: list[float], q: float = 50.0, f0: float = 10.0
-) -> float:
-    """Pressure traces at ``offsets`` (m, along x) from a centred pressure source vs analytic."""
-    h, vp, rho = 10.0, 2000.0, 2000.0
-    grid = Grid((n,) * dim, (h,) * dim)
-    model = homogeneous(grid, vp, rho, qp=q, f_ref=f0)
+VERIFY_OFFSETS = {2: [300.0, 700.0], 3: [250.0]}
+VERIFY_SIZES = {2: (201, 900, 10.0), 3: (61, 350, 15.0)}  # points per axis, nt, f0
+
+
+def viscoacoustic_homogeneous_traces(dim: int, q: float = 50.0):
+    """Pressure traces [nt, noffsets] of a centred pressure source in a homogeneous medium.
+
+    vp 2000 m/s, rho 2000 kg/m^3, h = 10 m, space order 8, dt 1 ms, receivers along +x at
+    ``VERIFY_OFFSETS[dim]`` m. Returns (traces, simulation, offsets).
+    """
+    n, nt, f0 = VERIFY_SIZES[dim]
+    offsets = VERIFY_OFFSETS[dim]
+    h = 10.0
+    model = homogeneous(Grid((n,) * dim, (h,) * dim), 2000.0, 2000.0, qp=q, f_ref=f0)
     center = tuple(h * (n // 2) for _ in range(dim))
-    source = Source(center, ricker(f0))
     positions = np.array([(center[0] + d, *center[1:]) for d in offsets])
     sim = Simulation(
         model,
-        [source],
+        [Source(center, ricker(f0))],
         Receivers(positions, (Component.P,)),
         TimeAxis(1e-3, nt),
         PhysicsConfig(PhysicsKind.VISCOACOUSTIC, space_order=8, pml_width=20),
         instance="verify",
     )
-    traces = sim.run().data[Component.P]
-    modulus = modulus_at(sim, center)
+    return sim.run().data[Component.P], sim, offsets
+
+
+def viscoacoustic_homogeneous_error(dim: int) -> float:
+    """Largest relative L2 error over the receivers against the analytic pressure."""
+    traces, sim, offsets = viscoacoustic_homogeneous_traces(dim)
+    source = sim.sources[0]
+    modulus = modulus_at(sim, source.position)
     wavelet = source.wavelet(sim.time.times)
     errors = []
     for k, d in enumerate(offsets):
-        ref = analytic.acoustic_pressure_trace(sim.time.times, wavelet, d, rho, modulus, dim)
+        ref = analytic.acoustic_pressure_trace(sim.time.times, wavelet, d, 2000.0, modulus, dim)
         errors.append(relative_l2(traces[:, k], ref))
     return max(errors)
 
 
 @verification_case("viscoacoustic_2d_homogeneous", 0.02)
 def viscoacoustic_2d() -> float:
-    return viscoacoustic_homogeneous_error(dim=2, n=201, nt=600, offsets=[400.0, 600.0])
+    return viscoacoustic_homogeneous_error(2)
 
 
 @verification_case("viscoacoustic_3d_homogeneous", 0.03)
 def viscoacoustic_3d() -> float:
-    return viscoacoustic_homogeneous_error(dim=3, n=61, nt=350, offsets=[250.0], f0=15.0)
+    return viscoacoustic_homogeneous_error(3)
