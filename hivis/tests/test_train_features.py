@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hivis.train.features import (
+    PER_ROW,
     FeatureStore,
     FeatureStoreMismatch,
     RecordFeatures,
@@ -22,10 +23,12 @@ def fake_extract(record: int) -> RecordFeatures:
     s = 3 + record % 4
     return RecordFeatures(
         f"r{record}",
-        torch.randint(0, 50, (s,), generator=g),
-        torch.rand(s, generator=g) > 0.5,
-        torch.randn(s, 8, generator=g, dtype=torch.float32),
-        torch.arange(s).repeat(3, 1) + record,
+        input_ids=torch.randint(0, 50, (s,), generator=g),
+        loss_mask=torch.rand(s, generator=g) > 0.5,
+        hidden_in=torch.randn(s, 8, generator=g, dtype=torch.float32),
+        hidden_out=torch.randn(s, 8, generator=g, dtype=torch.float32),
+        positions=torch.arange(s).repeat(3, 1) + record,
+        contiguous=torch.arange(s) > 0,
     )
 
 
@@ -64,9 +67,9 @@ def test_round_trip_and_resume_equal_an_uninterrupted_run(tmp_path):
         == [f"r{i}" for i in records if i % 5 != 4]
     )
     for x, y in zip(a, b, strict=True):
-        for name in ("input_ids", "loss_mask", "hidden", "positions"):
+        for name in PER_ROW:
             assert torch.equal(getattr(x, name), getattr(y, name))
-        assert torch.equal(x.hidden, fake_extract(int(x.record_id[1:])).hidden)
+        assert torch.equal(x.hidden_out, fake_extract(int(x.record_id[1:])).hidden_out)
 
 
 def test_store_of_another_target_is_refused(tmp_path):
@@ -79,8 +82,10 @@ def test_inconsistent_shapes_are_refused():
     with pytest.raises(ValueError, match="inconsistent feature shapes"):
         RecordFeatures(
             "x",
-            torch.zeros(3),
-            torch.zeros(3, dtype=torch.bool),
-            torch.zeros(4, 8),
-            torch.zeros(1, 3),
+            input_ids=torch.zeros(3),
+            loss_mask=torch.zeros(3, dtype=torch.bool),
+            hidden_in=torch.zeros(4, 8),
+            hidden_out=torch.zeros(4, 8),
+            positions=torch.zeros(1, 3),
+            contiguous=torch.zeros(3, dtype=torch.bool),
         )

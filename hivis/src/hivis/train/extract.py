@@ -2,7 +2,8 @@
 
 Rendering: a record's turns become one text with the target's own chat template (the
 processor's or the tokenizer's); without one, a plain ``USER: ...\\nASSISTANT: ...`` format
-ending each answer with the EOS token. The ``<image>`` placeholders of the record become the
+ending each answer with the EOS token (the generation prompt is the text up to
+``ASSISTANT:``). The ``<image>`` placeholders of the record become the
 family's own placeholder. Assistant spans (answer text and its end-of-turn markup, which the
 model must learn to emit) are found by rendering the conversation prefix by prefix.
 
@@ -33,10 +34,22 @@ class Rendered:
 
 
 def family_placeholder(target: HFTarget) -> str:
-    """The image placeholder string of the target's processor (or tokenizer)."""
+    """The image token string of the target's processor (or tokenizer)."""
     processor = getattr(target, "processor", None)
     token = getattr(processor, "image_token", None) if processor is not None else None
     return token or target.tokenizer.convert_ids_to_tokens(image_token_id(target.model))
+
+
+def user_placeholder(target: HFTarget) -> str:
+    """What one image looks like in a prompt: the image token, wrapped in the vision start/end
+    tokens for the Qwen2-VL families (as their chat templates write it)."""
+    token = family_placeholder(target)
+    if target.mrope:
+        vocab = target.tokenizer.get_vocab()
+        start, end = "<|vision_start|>", "<|vision_end|>"
+        if start in vocab and end in vocab:
+            return f"{start}{token}{end}"
+    return token
 
 
 def _chat_template_owner(target: HFTarget):
@@ -49,15 +62,19 @@ def _chat_template_owner(target: HFTarget):
 
 
 def _render(target: HFTarget, turns: tuple[Turn, ...], generation_prompt: bool) -> str:
-    placeholder = family_placeholder(target)
+    placeholder = user_placeholder(target)
     owner = _chat_template_owner(target)
     if owner is None:
+        # Each answer ends with EOS, where the target stops; nothing follows it in its span.
         eos = target.tokenizer.eos_token or ""
         text = ""
-        for turn in turns:
+        for i, turn in enumerate(turns):
             body = turn.text.replace(IMAGE_PLACEHOLDER, placeholder)
-            text += f"USER: {body}\n" if turn.role is Role.USER else f"ASSISTANT: {body}{eos}\n"
-        return text + ("ASSISTANT:" if generation_prompt else "")
+            if turn.role is Role.USER:
+                text += ("\n" if i else "") + f"USER: {body}\nASSISTANT:"
+            else:
+                text += f" {body}{eos}"
+        return text
     messages = [
         {
             "role": "user" if t.role is Role.USER else "assistant",

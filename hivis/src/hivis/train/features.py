@@ -6,13 +6,18 @@ A store is a directory::
     shard_00000.safetensors tensors of up to ``shard_size`` records, concatenated along text
     shard_00001.safetensors positions, with per-record offsets
 
-Per record (visual positions removed, text positions in order):
+Per record, one entry per drafter row j (the drafter's row convention, see
+:mod:`hivis.drafter` and :mod:`hivis.train.extract`; visual rows removed for HiViS):
 
-- ``input_ids`` [S] int64: text token ids;
-- ``loss_mask`` [S] bool: True where the token belongs to an assistant span;
-- ``hidden`` [S, H]: the target's last-layer hidden state at each text position;
-- ``positions`` [P, S] int64: the positions the target gave those tokens (P = 1, or 3 for
-  M-RoPE), so the drafter sees the same positions as at inference.
+- ``input_ids`` [S] int64: the row's token x_j;
+- ``loss_mask`` [S] bool: True where the row's prediction (token x_{j+1}) is an assistant token;
+- ``hidden_in`` [S, H]: the target's last-layer hidden state f_{j-1} fed with x_j;
+- ``hidden_out`` [S, H]: f_j, the state the row must predict (its LM-head distribution is the
+  target's distribution of x_{j+1});
+- ``positions`` [P, S] int64: the positions the target gave the tokens (P = 1, or 3 for
+  M-RoPE), so the drafter sees the same positions as at inference;
+- ``contiguous`` [S] bool: row j-1 is sequence position j-1, so a multi-step trajectory may
+  continue from it (false after a removed visual span and at row 0).
 
 Shards are written atomically (temporary file, then rename) and the manifest last, so an
 interrupted run resumes after the last complete shard without losing or repeating a record.
@@ -42,25 +47,30 @@ class RecordFeatures:
     record_id: str
     input_ids: torch.Tensor
     loss_mask: torch.Tensor
-    hidden: torch.Tensor
+    hidden_in: torch.Tensor
+    hidden_out: torch.Tensor
     positions: torch.Tensor
+    contiguous: torch.Tensor
 
     def __post_init__(self) -> None:
         s = self.input_ids.shape[0]
         shapes_ok = (
             self.input_ids.ndim == 1
             and self.loss_mask.shape == (s,)
-            and self.hidden.ndim == 2
-            and self.hidden.shape[0] == s
+            and self.contiguous.shape == (s,)
+            and self.hidden_in.ndim == 2
+            and self.hidden_in.shape[0] == s
+            and self.hidden_out.shape == self.hidden_in.shape
             and self.positions.ndim == 2
             and self.positions.shape[1] == s
         )
         if not shapes_ok:
-            raise ValueError(
-                f"record {self.record_id}: inconsistent feature shapes input_ids "
-                f"{tuple(self.input_ids.shape)}, loss_mask {tuple(self.loss_mask.shape)}, hidden "
-                f"{tuple(self.hidden.shape)}, positions {tuple(self.positions.shape)}"
-            )
+            shapes = {name: tuple(getattr(self, name).shape) for name in PER_ROW}
+            raise ValueError(f"record {self.record_id}: inconsistent feature shapes {shapes}")
+
+
+PER_ROW = ("input_ids", "loss_mask", "hidden_in", "hidden_out", "positions", "contiguous")
+"""Per-row tensors of a record; ``positions`` has rows on its last axis, the others first."""
 
 
 class FeatureStoreMismatch(ValueError):
@@ -162,13 +172,11 @@ def pack(features: list[RecordFeatures]) -> dict[str, torch.Tensor]:
     lengths = torch.tensor([f.input_ids.shape[0] for f in features])
     offsets = torch.zeros(len(features) + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(lengths, 0)
-    return {
-        "offsets": offsets,
-        "input_ids": torch.cat([f.input_ids for f in features]).to(torch.int64),
-        "loss_mask": torch.cat([f.loss_mask for f in features]).to(torch.bool),
-        "hidden": torch.cat([f.hidden for f in features]).contiguous(),
-        "positions": torch.cat([f.positions for f in features], dim=1).to(torch.int64),
-    }
+    packed = {"offsets": offsets}
+    for name in PER_ROW:
+        dim = 1 if name == "positions" else 0
+        packed[name] = torch.cat([getattr(f, name) for f in features], dim=dim).contiguous()
+    return packed
 
 
 def unpack(path: Path) -> list[RecordFeatures]:
@@ -179,16 +187,12 @@ def unpack(path: Path) -> list[RecordFeatures]:
         ids = json.loads(handle.metadata()["ids"])
     tensors = load_file(str(path))
     o = tensors["offsets"].tolist()
-    return [
-        RecordFeatures(
-            ids[r],
-            tensors["input_ids"][o[r] : o[r + 1]],
-            tensors["loss_mask"][o[r] : o[r + 1]],
-            tensors["hidden"][o[r] : o[r + 1]],
-            tensors["positions"][:, o[r] : o[r + 1]],
-        )
-        for r in range(len(ids))
-    ]
+    records = []
+    for r, record_id in enumerate(ids):
+        rows = slice(o[r], o[r + 1])
+        fields = {n: tensors[n][:, rows] if n == "positions" else tensors[n][rows] for n in PER_ROW}
+        records.append(RecordFeatures(record_id, **fields))
+    return records
 
 
 class SkipRecord(Exception):
