@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def generate(
     stop_strings=(),
     eos_token_id: int | list[int] | None = None,
     seed: int | None = None,
+    adaptive: bool = True,
 ) -> GenerationResult:
     """Lossless speculative generation; returns text, new token ids and metrics.
 
@@ -87,10 +89,12 @@ def generate(
     ``begin``. images: PIL images or paths, one per placeholder in ``prompt``. tree: the
     draft tree (default ``TreeConfig()``; ``TreeConfig.chain(d)`` for a chain). At
     ``temperature`` 0 the output equals the target's greedy ``generate``; at T > 0 it is
-    distributed as the target's sampling at that temperature. Every input is checked before
-    any compute.
+    distributed as the target's sampling at that temperature. ``adaptive`` lets the engine
+    pause drafting while the drafter's proposals keep failing (see :mod:`hivis.engine`).
+    Every input is checked before any compute.
     """
     config = _config(max_new_tokens, temperature, tree, stop_strings, eos_token_id, seed)
+    config = dataclasses.replace(config, adaptive=bool(adaptive))
     target = _as_target(target)
     proposer = _as_proposer(drafter, target)
     prepared = target.prepare(images, prompt)

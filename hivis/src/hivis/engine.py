@@ -97,9 +97,10 @@ class DraftPolicy:
 
     def __init__(self, adaptive: bool):
         self.adaptive = adaptive
-        self.average = 1.0
+        self.average = 0.5
         self.backoff = 0
         self.wait = 0
+        self.probing = False
 
     def should_draft(self) -> bool:
         if self.wait > 0:
@@ -107,15 +108,21 @@ class DraftPolicy:
             return False
         return True
 
+    def tree(self, config: TreeConfig) -> TreeConfig:
+        """The tree for this step: a cheap chain of depth <= 2 when probing after back-off."""
+        if not self.probing:
+            return config
+        return TreeConfig.chain(min(2, config.depth), config.min_prob)
+
     def record(self, accepted: int) -> None:
         if not self.adaptive:
             return
         self.average = 0.5 * self.average + 0.5 * accepted
         if self.average >= MIN_ACCEPT:
-            self.backoff = 0
+            self.backoff, self.probing = 0, False
             return
-        self.backoff = min(MAX_BACKOFF, max(2, 2 * self.backoff))
-        self.wait = self.backoff
+        self.backoff = min(MAX_BACKOFF, max(4, 2 * self.backoff))
+        self.wait, self.probing = self.backoff, True
         self.average = MIN_ACCEPT  # a probe that succeeds lifts it back at once
 
 
@@ -179,7 +186,7 @@ def _step(
     t0 = time.perf_counter()
     drafting = policy.should_draft()
     if drafting:
-        tree = session.draft(root_position, config.tree, config.temperature, generator)
+        tree = session.draft(root_position, policy.tree(config.tree), config.temperature, generator)
     else:
         tree = root_only(generated[-1], target.device)
     t1 = time.perf_counter()

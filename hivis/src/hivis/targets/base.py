@@ -168,7 +168,9 @@ class HFTarget:
         positions = (depths + root_position)[None, :]
         if self.mrope:
             positions = positions.expand(3, -1)
-        mask = additive_tree_mask(ancestor_mask, prefix_len, self.dtype)
+        # A lone root needs no mask: plain causal attention over the cache is the same thing.
+        n = ancestor_mask.shape[0]
+        mask = None if n == 1 else additive_tree_mask(ancestor_mask, prefix_len, self.dtype)
         out = self.language_model(
             inputs_embeds=self.embed_tokens(tokens[None, :]),
             attention_mask=mask,
@@ -200,6 +202,8 @@ class HFTarget:
         place and the cache is cut to ``prefix_len + m``; nothing is re-allocated.
         """
         m = int(kept.shape[0])
+        if cache.get_seq_length() == prefix_len + m:
+            return  # the whole forward was accepted (e.g. a lone root): nothing moves
         rows = kept + prefix_len
         for layer in cache.layers:
             for name in ("keys", "values"):
