@@ -5,8 +5,8 @@ tokenizer, image processor and, when this environment can build it, the processo
 back through ``AutoModelForImageTextToText`` / ``AutoProcessor`` exactly as a user's model does.
 Used by the tests, ``hivis verify lossless`` and the benchmark. Nothing is downloaded.
 
-The tokenizer is word level (whitespace split) over a small fixed vocabulary, so every prompt
-made of :data:`WORDS` round-trips exactly and stop strings are whole words.
+The tokenizer is a small BPE trained offline on :data:`WORDS` (or word level for
+tiny-vocabulary tests), so prompts made of :data:`WORDS` round-trip exactly.
 """
 
 from __future__ import annotations
@@ -72,16 +72,46 @@ def vocabulary(family: Family, spec: TinySpec) -> list[str]:
     return _BASE_SPECIALS + _FAMILY_SPECIALS[family] + WORDS[: spec.vocab_words]
 
 
-def build_tokenizer(family: Family, spec: TinySpec):
-    """A word-level ``PreTrainedTokenizerFast`` with the family's special tokens."""
+def _word_level(words: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
-    words = vocabulary(family, spec)
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    # Split on whitespace and around the angle-bracket specials so "<image> what" works.
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    return core
+
+
+def _bpe(specials: list[str], spec: TinySpec):
+    """A small BPE (Metaspace, like Llama's) trained offline on :data:`WORDS`.
+
+    Any lowercase text encodes (letters are in the alphabet), which Hugging Face's stop-string
+    matching needs.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    core = Tokenizer(models.BPE(unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Metaspace()
+    core.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"),
+    )
+    core.train_from_iterator([" ".join(WORDS[: spec.vocab_words])] * 3, trainer=trainer)
+    return core
+
+
+def build_tokenizer(family: Family, spec: TinySpec):
+    """The family's special tokens over a BPE of :data:`WORDS`, or, when ``spec`` limits the
+    vocabulary (tiny-vocabulary tests), a word-level tokenizer of exactly those words."""
+    from transformers import PreTrainedTokenizerFast
+
+    specials_list = _BASE_SPECIALS + _FAMILY_SPECIALS[family]
+    if spec.vocab_words < len(WORDS):
+        core = _word_level(vocabulary(family, spec))
+    else:
+        core = _bpe(specials_list, spec)
     specials = {"image_token": _FAMILY_SPECIALS[family][0]}
     if family in (Family.QWEN2_VL, Family.QWEN2_5_VL):
         specials.update(

@@ -1,0 +1,63 @@
+"""Greedy speculative output equals the target's own greedy ``generate``, token for token."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hivis
+from hivis.lossless import reference_generate, verify_family
+from hivis.targets import Family
+from hivis.testing import random_image, random_prompt
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_lossless_every_family(family, tmp_path):
+    # Untrained and good drafter, tree and chain, EOS inside runs, max_new mid-tree.
+    report = verify_family(family, cases=4, workdir=str(tmp_path))
+    assert report.failures == ()
+    assert report.identical == report.total == 4
+
+
+def test_adaptive_backoff_is_lossless(tiny_target):
+    target = tiny_target(Family.LLAVA)
+    torch.manual_seed(1)
+    drafter = hivis.HiViSDrafter(target)
+    for seed in range(3):
+        image, prompt = random_image(seed), random_prompt(Family.LLAVA, seed)
+        expected = reference_generate(target, target.prepare([image], prompt), 24, None)
+        out = hivis.generate(target, drafter, [image], prompt, max_new_tokens=24)
+        assert out.token_ids == expected
+
+
+def test_stop_string_matches_hf(tiny_target):
+    target = tiny_target(Family.QWEN2_VL)
+    torch.manual_seed(2)
+    drafter = hivis.HiViSDrafter(target)
+    checked = 0
+    for seed in range(6):
+        image, prompt = random_image(seed), random_prompt(Family.QWEN2_VL, seed)
+        prepared = target.prepare([image], prompt)
+        full = reference_generate(target, prepared, 16, None)
+        words = [target.tokenizer.decode([t]) for t in full[2:]]
+        words = [w for w in words if w.isalpha()]
+        if not words:
+            continue
+        stop = words[0]
+        with torch.inference_mode():
+            ref = target.model.generate(
+                input_ids=prepared.input_ids,
+                **prepared.vision_inputs,
+                mm_token_type_ids=prepared.visual_mask[None].int(),
+                max_new_tokens=16,
+                do_sample=False,
+                stop_strings=[stop],
+                tokenizer=target.tokenizer,
+            )[0, prepared.length :].tolist()
+        out = hivis.generate(
+            target, drafter, [image], prompt, max_new_tokens=16, stop_strings=[stop]
+        )
+        assert out.token_ids == ref
+        assert len(ref) < len(full)  # the stop string really cut the output
+        checked += 1
+    assert checked >= 3
