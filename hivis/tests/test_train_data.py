@@ -38,7 +38,7 @@ def test_valid_records_are_read_and_placeholder_added(folder):
     assert records[1].turns[0].text == f"{IMAGE_PLACEHOLDER}\nWhat is it?"
     assert records[0].images == ((folder / "images" / "ok.png").resolve(),)
     assert records[0].turns[1].role is Role.ASSISTANT
-    regenerated = records[0].with_answers(["A red square."])
+    regenerated = records[0].with_answer(1, "A red square.")
     assert (
         regenerated.turns[1].text == "A red square." and regenerated.turns[0] == records[0].turns[0]
     )

@@ -49,14 +49,14 @@ class Record:
     turns: tuple[Turn, ...]
     line: int
 
-    def with_answers(self, answers: list[str]) -> Record:
-        """The same record with its assistant turns replaced (for target regeneration)."""
-        n = sum(t.role is Role.ASSISTANT for t in self.turns)
-        if len(answers) != n:
-            raise ValueError(f"record {self.id} has {n} assistant turns, got {len(answers)}")
-        it = iter(answers)
-        turns = tuple(Turn(t.role, next(it)) if t.role is Role.ASSISTANT else t for t in self.turns)
-        return Record(self.id, self.images, turns, self.line)
+    def with_answer(self, turn: int, text: str) -> Record:
+        """The same record with assistant turn ``turn`` (an index into ``turns``) replaced,
+        as target regeneration does."""
+        if self.turns[turn].role is not Role.ASSISTANT:
+            raise ValueError(f"turn {turn} of record {self.id} is not an assistant turn")
+        turns = list(self.turns)
+        turns[turn] = Turn(Role.ASSISTANT, text)
+        return Record(self.id, self.images, tuple(turns), self.line)
 
 
 class RecordError(ValueError):

@@ -178,3 +178,52 @@ def extract_features(
         positions=full.positions[:, index].cpu(),
         contiguous=contiguous,
     )
+
+
+def target_description(target: HFTarget, hide_visual_tokens: bool) -> dict:
+    """What a feature store must match: family, sizes, the drafter mode, and a fingerprint of
+    the target's config and its (frozen, shared) embedding and LM head."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(target.model.config.to_dict(), sort_keys=True).encode())
+    for weight in (target.embed_tokens.weight, target.lm_head.weight):
+        digest.update(weight.detach().float().cpu().numpy().tobytes())
+    return {
+        "family": target.family.value,
+        "hidden_size": target.hidden_size,
+        "vocab_size": target.vocab_size,
+        "hide_visual_tokens": hide_visual_tokens,
+        "fingerprint": digest.hexdigest(),
+    }
+
+
+def regenerate_answers(
+    target: HFTarget,
+    record: Record,
+    temperature: float = 0.0,
+    max_new_tokens: int = 256,
+    seed: int = 0,
+) -> Record:
+    """Replace every assistant turn by the target's own answer (greedy at T = 0, sampled
+    otherwise), turn by turn, so the drafter learns the target's distribution."""
+    from hivis.api import autoregressive
+
+    current = record
+    answers: list[str] = []
+    for i, turn in enumerate(record.turns):
+        if turn.role is not Role.ASSISTANT:
+            continue
+        prompt, n_images = generation_prompt(target, current, i)
+        result = autoregressive(
+            target,
+            list(record.images[:n_images]),
+            prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed + i,
+        )
+        ids = [t for t in result.token_ids if t != target.tokenizer.eos_token_id]
+        answers.append(target.tokenizer.decode(ids, skip_special_tokens=True).strip())
+        current = current.with_answer(i, answers[-1])
+    return current

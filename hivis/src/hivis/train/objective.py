@@ -46,8 +46,10 @@ class LossWeights:
 
 @dataclass
 class Batch:
-    """Padded rows of a batch. input_ids, loss_mask, contiguous [b, S]; hidden_in, hidden_out
-    [b, S, H]; positions [R, b, S]. ``loss_mask`` is already False on padding."""
+    """Padded rows of a batch. input_ids, loss_mask, contiguous [b, S]; hidden_in, hidden_out,
+    noise [b, S, H]; positions [R, b, S]. ``loss_mask`` is already False on padding; ``noise``
+    is uniform in [-1, 1], drawn per record (so it does not depend on how a batch is split
+    over processes)."""
 
     input_ids: torch.Tensor
     hidden_in: torch.Tensor
@@ -55,10 +57,12 @@ class Batch:
     positions: torch.Tensor
     loss_mask: torch.Tensor
     contiguous: torch.Tensor
+    noise: torch.Tensor
 
 
-def collate(records, dtype: torch.dtype = torch.float32) -> Batch:
-    """Right-pad a list of :class:`~hivis.train.features.RecordFeatures` into a Batch."""
+def collate(records, noise_seeds: list[int], dtype: torch.dtype = torch.float32) -> Batch:
+    """Right-pad a list of :class:`~hivis.train.features.RecordFeatures` into a Batch;
+    record i's noise comes from a generator seeded with ``noise_seeds[i]``."""
     length = max(int(r.input_ids.shape[0]) for r in records)
     b, h = len(records), int(records[0].hidden_in.shape[1])
     r_dims = int(records[0].positions.shape[0])
@@ -69,9 +73,12 @@ def collate(records, dtype: torch.dtype = torch.float32) -> Batch:
         positions=torch.zeros(r_dims, b, length, dtype=torch.long),
         loss_mask=torch.zeros(b, length, dtype=torch.bool),
         contiguous=torch.zeros(b, length, dtype=torch.bool),
+        noise=torch.zeros(b, length, h, dtype=dtype),
     )
     for i, r in enumerate(records):
         n = int(r.input_ids.shape[0])
+        generator = torch.Generator().manual_seed(noise_seeds[i])
+        out.noise[i, :n] = 2 * torch.rand(n, h, generator=generator, dtype=dtype) - 1
         out.input_ids[i, :n] = r.input_ids
         out.hidden_in[i, :n] = r.hidden_in
         out.hidden_out[i, :n] = r.hidden_out
@@ -112,16 +119,13 @@ class DrafterObjective(nn.Module):
         self.num_steps = num_steps
         self.weights = weights
 
-    def forward(self, batch: Batch, noise_generator: torch.Generator | None = None):
+    def forward(self, batch: Batch):
         """Returns (loss scalar, metrics {name: float tensor}) for one batch."""
         from transformers.cache_utils import DynamicCache
 
         w = self.weights
         target_logits = self.drafter.logits(batch.hidden_out)
-        features = batch.hidden_in
-        if w.noise > 0:
-            noise = torch.rand(features.shape, generator=noise_generator, dtype=features.dtype)
-            features = features + (2 * noise - 1).to(features.device) * w.noise
+        features = batch.hidden_in + w.noise * batch.noise
         selected = batch.loss_mask
         cache = DynamicCache()
         total = batch.hidden_in.new_zeros(())

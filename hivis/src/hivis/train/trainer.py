@@ -3,9 +3,10 @@
 Data order is a pure function of (seed, epoch): every epoch is a seeded permutation of the
 feature records cut into global batches of ``batch_size`` records; process ``rank`` of
 ``world`` takes records ``rank::world`` of each global batch. The noise on the features is
-drawn from a generator seeded by (seed, step, rank). A run can therefore stop anywhere and
-resume from its last checkpoint (model, optimizer, scheduler and RNG states saved by
-accelerate, plus the step) without losing or repeating a sample, and give the same weights.
+drawn per record from a generator seeded by (seed, step, record), whatever the process
+count. A run can therefore stop anywhere and resume from its last checkpoint (model, optimizer,
+scheduler and RNG states saved by accelerate, plus the step) without losing or repeating a
+sample, and give the same weights.
 """
 
 from __future__ import annotations
@@ -152,11 +153,11 @@ def _train_step(accelerator, objective, optimizer, scheduler, records, config, s
     indices = global_batch(len(records), config, step)[rank::world]
     if not indices:
         raise ValueError(f"batch_size {config.batch_size} leaves process {rank} no record")
-    batch = collate([records[i] for i in indices])
+    seeds = [(config.seed * 1_000_003 + step) * 100_003 + i for i in indices]
+    batch = collate([records[i] for i in indices], seeds)
     batch = type(batch)(**{k: v.to(accelerator.device) for k, v in vars(batch).items()})
-    noise = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 1009 + rank)
     objective.train()
-    loss, metrics = objective(batch, noise)
+    loss, metrics = objective(batch)
     accelerator.backward(loss)
     accelerator.clip_grad_norm_(objective.parameters(), config.grad_clip)
     optimizer.step()
