@@ -138,21 +138,15 @@ def test_speculative_sampling_matches_target(tiny_target, kind):
     drafter = (
         hivis.HiViSDrafter(target) if kind == "random" else _good_drafter(p2, target.vocab_size)
     )
+    prepared = target.prepare([image], prompt)
     counts, accepted = Counter(), 0
-    for seed in range(1500):
-        out = hivis.generate(
-            target,
-            drafter,
-            [image],
-            prompt,
-            max_new_tokens=2,
-            temperature=1.0,
-            seed=seed,
-            tree=TreeConfig(6, 2, 3, 0.0),
-            adaptive=False,
-        )
-        counts[tuple(out.token_ids)] += 1
-        accepted += sum(out.metrics.accepted_per_step)
+    tree = TreeConfig(6, 2, 3, 0.0)
+    with torch.inference_mode():
+        for seed in range(1000):
+            config = GenerationConfig(2, 1.0, tree, seed=seed, adaptive=False)
+            out = speculative_generate(target, drafter, prepared, config)
+            counts[tuple(out.token_ids)] += 1
+            accepted += sum(out.metrics.accepted_per_step)
     assert _chi2_pvalue(counts, probs) > P_MIN
     if kind == "good":
-        assert accepted > 700  # the good drafter's proposals are really used
+        assert accepted > 400  # the good drafter's proposals are really used
