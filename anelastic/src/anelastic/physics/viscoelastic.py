@@ -1,0 +1,527 @@
+"""Viscoelastic velocity-stress scheme (P-SV in 2-D, full 3-D) with L standard linear solids.
+
+PDE (plane strain in 2-D; Fourier convention exp(-i w t), see :mod:`anelastic.analytic`)::
+
+    rho dv/dt = div sigma + s(t) f delta(x - xs)
+    sigma = kappa * tr(eps) I + 2 mu * dev(eps)        (time convolutions with the SLS moduli)
+
+with ``dev(eps) = eps - tr(eps) I / d`` and ``kappa`` the d-dimensional bulk modulus
+(``lambda + 2 mu / d``: ``lambda + mu`` in 2-D, the usual ``lambda + 2 mu / 3`` in 3-D). Each of
+kappa and mu relaxes through the same L mechanisms (shared relaxation frequencies ``w_l``) with
+their own weights: ``M(w) = M_U [1 - sum_l Y_l w_l / (w_l + i w)]``
+(:mod:`anelastic.attenuation`).
+
+Quality factors: the model's (Qp, Qs) become ``Q_mu = Qs`` and, with ``L_d = 2 (d - 1) / d *
+(vs / vp)^2``, ``1 / Q_kappa = (1 / Qp - L_d / Qs) / (1 - L_d)`` (the standard relation, exact for
+the imaginary parts of the moduli). Unrelaxed moduli reproduce the model's vs and vp as phase
+velocities at ``f_ref`` exactly: ``mu_U`` from the S dispersion, then ``kappa_U`` by Newton on
+``Re (M_P(w_ref) / rho)^(-1/2) = 1 / vp`` with ``M_P = kappa + 2 (d - 1) / d mu``.
+
+Memory variables are stress-like and pre-multiplied by the time step (SPECFEM's choice), so
+every memory term of the stress update is a constant times a field:
+
+    R_l^{n+1}     = alpha_l R_l^n + beta_l dt M_U Y_l E^{n+1/2}
+    sigma^{n+1}   = sigma^n + dt M_U (1 - sum_l Y_l beta_l / 2) E^{n+1/2} - sum_l (1 + alpha_l)/2 R_l^n
+
+(Crank-Nicolson in time, ``alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2)``, ``beta_l = w_l dt /
+(1 + w_l dt/2)``; E the strain rate of v^{n+1/2}). Per mechanism: one bulk variable (of
+``tr(eps)``), d - 1 deviatoric normal variables (``dev_xx`` [, ``dev_yy``]; ``dev_zz`` is minus
+their sum) and one per shear stress (1 in 2-D, 3 in 3-D): 3 per SLS in 2-D, 6 in 3-D. A modulus
+whose Q is infinite everywhere has no memory variables; with Q = inf everywhere the scheme is the
+plain elastic one. When a modulus has the same Q everywhere its weights are constants and the
+memory coefficient is a constant times the elastic coefficient array (no extra arrays).
+
+Grid (Virieux / Levander): v_i at +h_i/2 along i; normal stresses and the bulk / deviatoric
+memory at cell nodes; sigma_ij (i != j) and its memory at +h/2 along i and j, with the
+harmonic mean of mu over the surrounding nodes. Leapfrog: v at half steps, stresses at integer
+steps. Free surface (top, z = first grid row): ``sigma_zz = sigma_xz = sigma_yz = 0`` there, by
+stress imaging (sigma_zz, sigma_iz odd about the surface) in the velocity update; the vertical
+strain rate on the surface row is the one that keeps ``sigma_zz^{n+1} = 0`` exactly (memory
+terms included); below it, vertical velocity derivatives use the highest staggered order whose
+stencil stays below the surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from devito import Eq, SubDomain
+
+from anelastic.acquisition import Component, Source, SourceKind
+from anelastic.attenuation import complex_modulus, fit_sls
+from anelastic.physics.base import (
+    BoundaryKind,
+    CoefficientSpec,
+    FieldRole,
+    FieldSpec,
+    Injection,
+    Physics,
+    PhysicsKind,
+    Stage,
+)
+
+NEWTON_STEPS = 40
+
+
+@dataclass(frozen=True, eq=False)
+class ElasticModuli:
+    """Unrelaxed moduli and SLS weights on the padded grid.
+
+    kappa_u, mu_u: [*shape] Pa (kappa the d-dimensional bulk modulus); y_kappa, y_mu:
+    [L, *shape]; omega [L] rad/s (shared); q_kappa, q_mu [*shape] (inf = elastic).
+    """
+
+    kappa_u: np.ndarray
+    mu_u: np.ndarray
+    y_kappa: np.ndarray
+    y_mu: np.ndarray
+    omega: np.ndarray
+    q_kappa: np.ndarray
+    q_mu: np.ndarray
+    fit_error: float
+
+
+def shear_fraction(vp: np.ndarray, vs: np.ndarray, ndim: int) -> np.ndarray:
+    """``L_d = 2 (d - 1) / d (vs / vp)^2``: the share of mu in the P modulus."""
+    return 2.0 * (ndim - 1) / ndim * (vs / vp) ** 2
+
+
+def bulk_quality(qp, qs, vp, vs, ndim: int) -> np.ndarray:
+    """Q_kappa [*shape] from Qp, Qs (inf allowed); raises if Q_kappa would be negative."""
+    frac = shear_fraction(vp, vs, ndim)
+    inv_qp = np.where(np.isinf(qp), 0.0, 1.0 / qp)
+    inv_qs = np.where(np.isinf(qs) | (vs == 0), 0.0, 1.0 / qs)
+    inv_qk = (inv_qp - frac * inv_qs) / (1.0 - frac)
+    bad = inv_qk < -1e-12 * np.maximum(inv_qp, 1e-300)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"Qp = {qp[where]:g} and Qs = {qs[where]:g} (vp {vp[where]:g}, vs {vs[where]:g} m/s) "
+            f"at {where} imply a negative bulk Q_kappa: 1/Qp must be >= {frac[where]:.4g}/Qs "
+            f"(Qp <= {qs[where] / frac[where]:.4g})"
+        )
+    inv_qk = np.clip(inv_qk, 0.0, None)
+    with np.errstate(divide="ignore"):
+        return np.where(inv_qk > 0, 1.0 / np.where(inv_qk > 0, inv_qk, 1.0), np.inf)
+
+
+def _ratio_at(y: np.ndarray, omega: np.ndarray, w: float) -> np.ndarray:
+    """``M(w) / M_U`` [*shape] for weights y [L, *shape]."""
+    factor = (omega / (omega + 1j * w)).reshape((-1,) + (1,) * (y.ndim - 1))
+    return 1.0 - (y * factor).sum(axis=0)
+
+
+def elastic_moduli(model, band, n_sls: int) -> ElasticModuli:
+    """Fit the SLS weights for Q_kappa and Q_mu and set the unrelaxed moduli (see module doc)."""
+    d = model.ndim
+    vp, vs, rho = model.vp, model.vs, model.rho
+    q_mu = np.where(vs > 0, model.qs, np.inf)
+    q_kappa = bulk_quality(model.qp, model.qs, vp, vs, d)
+    frac_mu = 2.0 * (d - 1) / d
+    if np.all(np.isinf(q_kappa)) and np.all(np.isinf(q_mu)):
+        zeros = np.zeros((0, *vp.shape))
+        kappa = rho * (vp**2 - frac_mu * vs**2)
+        return ElasticModuli(kappa, rho * vs**2, zeros, zeros, np.zeros(0), q_kappa, q_mu, 0.0)
+    fit = fit_sls(np.concatenate([q_kappa.ravel(), q_mu.ravel()]), band, n_sls)
+    y_k, y_mu = fit.weights(q_kappa), fit.weights(q_mu)
+    w_ref = 2.0 * np.pi * model.f_ref
+    h_k, h_mu = _ratio_at(y_k, fit.omega, w_ref), _ratio_at(y_mu, fit.omega, w_ref)
+    mu_u = rho * vs**2 * np.real(h_mu ** (-0.5)) ** 2
+    shear_part = frac_mu * mu_u * h_mu
+    kappa_u = rho * (vp**2 - frac_mu * vs**2) * np.real(h_k ** (-0.5)) ** 2
+    target = 1.0 / (np.sqrt(rho) * vp)
+    for _ in range(NEWTON_STEPS):
+        m_p = kappa_u * h_k + shear_part
+        residual = np.real(m_p ** (-0.5)) - target
+        slope = np.real(-0.5 * m_p ** (-1.5) * h_k)
+        kappa_u = kappa_u - residual / slope
+    m_p = kappa_u * h_k + shear_part
+    if np.max(np.abs(np.real(m_p ** (-0.5)) / target - 1.0)) > 1e-9 or (kappa_u <= 0).any():
+        raise ValueError("could not set the unrelaxed bulk modulus from vp at f_ref (check Q)")
+    return ElasticModuli(kappa_u, mu_u, y_k, y_mu, fit.omega, q_kappa, q_mu, fit.max_rel_error)
+
+
+def staggered_stencil(q: int) -> np.ndarray:
+    """Weights c [q] of ``df/dz ~ sum_m c_m (f(z + (m - 1/2) h) - f(z - (m - 1/2) h)) / h``."""
+    half = np.arange(1, q + 1) - 0.5
+    powers = 2 * np.arange(q) + 1
+    system = 2.0 * half[None, :] ** powers[:, None]
+    rhs = np.zeros(q)
+    rhs[0] = 1.0
+    return np.linalg.solve(system, rhs)
+
+
+def midpoint_weights(q: int) -> np.ndarray:
+    """Weights w [q] of ``f(0) ~ sum_m w_m (f((m - 1/2) h) + f(-(m - 1/2) h))`` (order 2q)."""
+    half = np.arange(1, q + 1) - 0.5
+    system = 2.0 * half[None, :] ** (2 * np.arange(q))[:, None]
+    rhs = np.zeros(q)
+    rhs[0] = 1.0
+    return np.linalg.solve(system, rhs)
+
+
+def _shifted(field, axis: int, offset: int, time_offset: int):
+    """``field`` at storage index ``+offset`` along space axis ``axis`` and time slot
+    ``t + time_offset`` (an explicit access Devito does not re-interpolate)."""
+    idx = [field.grid.stepping_dim + time_offset, *field.grid.dimensions]
+    idx[axis + 1] = idx[axis + 1] + offset
+    return field[tuple(idx)]
+
+
+class _Row(SubDomain):
+    """One grid row ``z = row`` (all other axes whole): the free-surface rows."""
+
+    def __init__(self, row: int, grid) -> None:
+        self.name = f"surface_row{row}"
+        self.row = row
+        super().__init__(grid=grid)
+
+    def define(self, dimensions):
+        *others, z = dimensions
+        n = self.grid.shape[-1]
+        return {**{d: d for d in others}, z: ("middle", self.row, n - 1 - self.row)}
+
+
+def _pair_name(a: str, b: str) -> str:
+    return f"s{a}{b}"
+
+
+class Viscoelastic(Physics):
+    """Viscoelastic rheology; ``padded_model`` already includes the absorbing padding."""
+
+    kind = PhysicsKind.VISCOELASTIC
+
+    def __init__(self, padded_model, config, dt, band) -> None:
+        super().__init__(padded_model, config, dt, band)
+        self.axes = padded_model.grid.axis_names
+        self.ndim = len(self.axes)
+        self.moduli = elastic_moduli(padded_model, band, config.n_sls)
+        w_dt = self.moduli.omega * self.dt
+        self.alpha = (1 - w_dt / 2) / (1 + w_dt / 2)
+        self.beta = w_dt / (1 + w_dt / 2)
+        self.bulk_memory = bool(np.any(self.moduli.y_kappa))
+        self.shear_memory = bool(np.any(self.moduli.y_mu))
+        self.uniform = {
+            "kappa": _is_uniform(self.moduli.y_kappa),
+            "mu": _is_uniform(self.moduli.y_mu),
+        }
+        self.pairs = [(a, b) for i, a in enumerate(self.axes) for b in self.axes[i + 1 :]]
+        self._surface_rows: dict[int, _Row] = {}
+
+    # --- declarations ------------------------------------------------------------------
+    @property
+    def n_memory(self) -> int:
+        return int(self.moduli.omega.size)
+
+    def operator_key(self) -> tuple:
+        return (
+            type(self).__name__,
+            self.config,
+            self.n_memory,
+            self.bulk_memory,
+            self.shear_memory,
+            tuple(sorted(self.uniform.items())),
+        )
+
+    def memory_names(self, l: int) -> list[tuple[str, tuple[str, ...]]]:
+        """(name, staggering) of the memory variables of mechanism ``l``."""
+        out = []
+        if self.bulk_memory:
+            out.append((f"mem_kappa{l}", ()))
+        if self.shear_memory:
+            out += [(f"mem_dev{a}{l}", ()) for a in self.axes[:-1]]
+            out += [(f"mem_{a}{b}{l}", (a, b)) for a, b in self.pairs]
+        return out
+
+    def field_specs(self) -> tuple[FieldSpec, ...]:
+        specs = [FieldSpec(f"v{a}", (a,)) for a in self.axes]
+        specs += [FieldSpec(f"s{a}{a}") for a in self.axes]
+        specs += [FieldSpec(_pair_name(a, b), (a, b)) for a, b in self.pairs]
+        for l in range(self.n_memory):
+            specs += [FieldSpec(n, s, FieldRole.MEMORY, 0) for n, s in self.memory_names(l)]
+        if self.config.boundary is BoundaryKind.CPML and self.config.pml_width > 0:
+            specs += [FieldSpec(n, s, FieldRole.BOUNDARY, 0) for n, s in self._psi_names()]
+        return tuple(specs)
+
+    def _psi_names(self) -> list[tuple[str, tuple[str, ...]]]:
+        """C-PML auxiliaries, one per (differentiated field, axis), at the updated field."""
+        out = []
+        for a in self.axes:  # velocity update of v_a: d sigma_ab / d b
+            out += [(f"psi_{self._stress(a, b)}_{b}", (a,)) for b in self.axes]
+        out += [(f"psi_v{a}_{a}", ()) for a in self.axes]  # normal stresses
+        for a, b in self.pairs:
+            out += [(f"psi_v{a}_{b}", (a, b)), (f"psi_v{b}_{a}", (a, b))]
+        return out
+
+    def _stress(self, a: str, b: str) -> str:
+        if a == b:
+            return f"s{a}{a}"
+        i, j = sorted((self.axes.index(a), self.axes.index(b)))
+        return _pair_name(self.axes[i], self.axes[j])
+
+    def coefficient_specs(self) -> tuple[CoefficientSpec, ...]:
+        m, dt = self.moduli, self.dt
+        relax_k = 1 - np.tensordot(self.beta, m.y_kappa, axes=1) / 2 if self.n_memory else 1.0
+        relax_mu = 1 - np.tensordot(self.beta, m.y_mu, axes=1) / 2 if self.n_memory else 1.0
+        mu_dt = dt * m.mu_u * relax_mu
+        specs = [
+            CoefficientSpec("buoy_dt", dt / self.model.rho, (), 1),
+            CoefficientSpec("kappa_dt", dt * m.kappa_u * relax_k),
+            CoefficientSpec("mu2_dt", 2.0 * mu_dt),
+        ]
+        for a, b in self.pairs:
+            specs.append(CoefficientSpec(f"mu_dt_{a}{b}", self._harmonic(mu_dt, a, b), (a, b)))
+        for l in range(self.n_memory):
+            specs.append(CoefficientSpec(f"malpha{l}", np.array(self.alpha[l])))
+            specs.append(CoefficientSpec(f"mhalf{l}", np.array((1 + self.alpha[l]) / 2)))
+            specs += self._memory_coefficients(l, relax_k, relax_mu)
+        return tuple(specs)
+
+    def _memory_coefficients(self, l, relax_k, relax_mu) -> list[CoefficientSpec]:
+        """Uniform weights: constants c with R-rate coefficient = c * elastic array;
+        otherwise arrays ``beta_l dt M_U Y_l`` at each memory variable's position."""
+        m, dt, out = self.moduli, self.dt, []
+        if self.bulk_memory and self.uniform["kappa"]:
+            c = self.beta[l] * m.y_kappa[l].flat[0] / np.ravel(relax_k)[0]
+            out.append(CoefficientSpec(f"mkappa{l}", np.array(c)))
+        elif self.bulk_memory:
+            out.append(CoefficientSpec(f"mkappa{l}", self.beta[l] * dt * m.kappa_u * m.y_kappa[l]))
+        if self.shear_memory and self.uniform["mu"]:
+            c = self.beta[l] * m.y_mu[l].flat[0] / np.ravel(relax_mu)[0]
+            out.append(CoefficientSpec(f"mmu{l}", np.array(c)))
+        elif self.shear_memory:
+            rate = self.beta[l] * dt * m.mu_u
+            out.append(CoefficientSpec(f"mmu{l}", 2.0 * rate * m.y_mu[l]))
+            for a, b in self.pairs:
+                mean_y = self._corner_mean(m.y_mu[l], a, b)
+                value = self._harmonic(rate, a, b) * mean_y
+                out.append(CoefficientSpec(f"mmu{l}_{a}{b}", value, (a, b)))
+        return out
+
+    def _corners(self, values: np.ndarray, a: str, b: str) -> list[np.ndarray]:
+        """The 4 node values around each (a, b)-staggered point (edge-replicated)."""
+        i, j = self.axes.index(a), self.axes.index(b)
+        pad = [(0, 0)] * values.ndim
+        pad[i], pad[j] = (0, 1), (0, 1)
+        ext = np.pad(values, pad, mode="edge")
+        out = []
+        for di in (0, 1):
+            for dj in (0, 1):
+                idx = [slice(0, n) for n in values.shape]
+                idx[i] = slice(di, di + values.shape[i])
+                idx[j] = slice(dj, dj + values.shape[j])
+                out.append(ext[tuple(idx)])
+        return out
+
+    def _harmonic(self, values: np.ndarray, a: str, b: str) -> np.ndarray:
+        """Harmonic mean of ``values`` at the (a, b)-staggered points (0 if any corner is 0)."""
+        corners = self._corners(values, a, b)
+        with np.errstate(divide="ignore"):
+            inv = sum(np.where(c > 0, 1.0 / np.where(c > 0, c, 1.0), np.inf) for c in corners)
+        return np.where(np.isinf(inv), 0.0, 4.0 / np.where(np.isinf(inv), 1.0, inv))
+
+    def _corner_mean(self, values: np.ndarray, a: str, b: str) -> np.ndarray:
+        return sum(self._corners(values, a, b)) / 4.0
+
+    # --- equations ---------------------------------------------------------------------
+    def stages(self, fields: dict, coeffs: dict, layout) -> list[Stage]:
+        velocity, stress = [], []
+        for region in layout.regions:
+            velocity += self._velocity_region(fields, coeffs, layout, region)
+            stress += self._stress_region(fields, coeffs, layout, region)
+        return [Stage("velocity", velocity), Stage("stress", stress)]
+
+    def _derivative(self, fields, layout, region, name, axis, half, target, eqs, forward):
+        """d(name)/d(axis) at ``target``'s position, C-PML corrected in absorbing regions."""
+        f = fields[name].forward if forward else fields[name]
+        deriv = getattr(f, f"d{axis}")
+        if region.absorbing and self.config.boundary is BoundaryKind.CPML:
+            psi = fields[f"psi_{name}_{axis}"]
+            psi_eq, deriv = layout.cpml(deriv, psi, self.axes.index(axis), half, region.subdomain)
+            eqs.append(psi_eq)
+        return deriv
+
+    def _damping(self, layout, region):
+        if region.absorbing and self.config.boundary is BoundaryKind.SPONGE:
+            return layout.sponge_factor()
+        return 1
+
+    def _velocity_region(self, fields, coeffs, layout, region) -> list[Eq]:
+        eqs = []
+        for a in self.axes:
+            divergence = 0
+            for b in self.axes:
+                name = self._stress(a, b)
+                divergence += self._derivative(
+                    fields, layout, region, name, b, a == b, f"v{a}", eqs, False
+                )
+            v = fields[f"v{a}"]
+            rhs = v + coeffs["buoy_dt"] * divergence
+            eqs.append(
+                Eq(v.forward, self._damping(layout, region) * rhs, subdomain=region.subdomain)
+            )
+        return eqs
+
+    def _stress_region(self, fields, coeffs, layout, region) -> list[Eq]:
+        eqs = []
+        normal = {
+            a: self._derivative(fields, layout, region, f"v{a}", a, False, None, eqs, True)
+            for a in self.axes
+        }
+        shear = {}
+        for a, b in self.pairs:
+            shear[(a, b)] = self._derivative(
+                fields, layout, region, f"v{a}", b, True, None, eqs, True
+            ) + self._derivative(fields, layout, region, f"v{b}", a, True, None, eqs, True)
+        damping = self._damping(layout, region)
+        eqs += self.stress_updates(fields, coeffs, normal, shear, damping, region.subdomain)
+        return eqs
+
+    def stress_updates(self, fields, coeffs, normal, shear, damping, subdomain) -> list[Eq]:
+        """Stress and memory updates from strain rates.
+
+        normal[a] = dv_a/da (at nodes); shear[(a, b)] = dv_a/db + dv_b/da (at the (a, b) point).
+        """
+        eqs = []
+        theta = sum(normal.values())
+        dev = {a: normal[a] - theta / self.ndim for a in self.axes[:-1]}
+        last = self.axes[-1]
+        dev[last] = -sum(dev.values())
+        mem_bulk, mem_dev = self._normal_memory(fields, coeffs, last)
+        for a in self.axes:
+            s = fields[f"s{a}{a}"]
+            rhs = s + coeffs["kappa_dt"] * theta + coeffs["mu2_dt"] * dev[a]
+            rhs = rhs - mem_bulk - mem_dev[a]
+            eqs.append(Eq(s.forward, damping * rhs, subdomain=subdomain))
+        for a, b in self.pairs:
+            s = fields[_pair_name(a, b)]
+            rhs = (
+                s
+                + coeffs[f"mu_dt_{a}{b}"] * shear[(a, b)]
+                - self._shear_memory(fields, coeffs, a, b)
+            )
+            eqs.append(Eq(s.forward, damping * rhs, subdomain=subdomain))
+        eqs += self._memory_updates(fields, coeffs, theta, dev, shear, subdomain)
+        return eqs
+
+    def _normal_memory(self, fields, coeffs, last):
+        """Memory sums entering the normal stresses: (bulk, {axis: deviatoric})."""
+        bulk = 0
+        dev = {a: 0 for a in self.axes}
+        for l in range(self.n_memory):
+            half = coeffs[f"mhalf{l}"]
+            if self.bulk_memory:
+                bulk = bulk + half * fields[f"mem_kappa{l}"]
+            if self.shear_memory:
+                for a in self.axes[:-1]:
+                    term = half * fields[f"mem_dev{a}{l}"]
+                    dev[a] = dev[a] + term
+                    dev[last] = dev[last] - term
+        return bulk, dev
+
+    def _shear_memory(self, fields, coeffs, a, b):
+        if not self.shear_memory:
+            return 0
+        return sum(coeffs[f"mhalf{l}"] * fields[f"mem_{a}{b}{l}"] for l in range(self.n_memory))
+
+    def _memory_updates(self, fields, coeffs, theta, dev, shear, subdomain) -> list[Eq]:
+        eqs = []
+        for l in range(self.n_memory):
+            alpha = coeffs[f"malpha{l}"]
+            if self.bulk_memory:
+                r = fields[f"mem_kappa{l}"]
+                rate = coeffs[f"mkappa{l}"]
+                if self.uniform["kappa"]:
+                    rate = rate * coeffs["kappa_dt"]
+                eqs.append(Eq(r.forward, alpha * r + rate * theta, subdomain=subdomain))
+            if not self.shear_memory:
+                continue
+            for a in self.axes[:-1]:
+                r = fields[f"mem_dev{a}{l}"]
+                rate = coeffs[f"mmu{l}"]
+                if self.uniform["mu"]:
+                    rate = rate * coeffs["mu2_dt"]
+                eqs.append(Eq(r.forward, alpha * r + rate * dev[a], subdomain=subdomain))
+            for a, b in self.pairs:
+                r = fields[f"mem_{a}{b}{l}"]
+                if self.uniform["mu"]:
+                    rate = coeffs[f"mmu{l}"] * coeffs[f"mu_dt_{a}{b}"]
+                else:
+                    rate = coeffs[f"mmu{l}_{a}{b}"]
+                eqs.append(Eq(r.forward, alpha * r + rate * shear[(a, b)], subdomain=subdomain))
+        return eqs
+
+    # --- sources and receivers ---------------------------------------------------------
+    def injections(self, source: Source, cell_volume: float) -> list[Injection]:
+        if source.kind is SourceKind.FORCE:
+            rho = self._value_at(self.model.rho, source.position)
+            return [
+                Injection(f"v{a}", "velocity", f * self.dt / (rho * cell_volume), 0.0)
+                for a, f in zip(self.axes, source.direction, strict=True)
+                if f != 0.0
+            ]
+        moment = np.eye(self.ndim) if source.kind is SourceKind.PRESSURE else source.moment
+        out = []
+        for i, a in enumerate(self.axes):
+            for j in range(i, self.ndim):
+                if moment[i, j] != 0.0:
+                    scale = -float(moment[i, j]) * self.dt / cell_volume
+                    out.append(Injection(self._stress(a, self.axes[j]), "stress", scale, 0.5))
+        return out
+
+    def _value_at(self, array: np.ndarray, position) -> float:
+        return float(array[self.grid_index(position)])
+
+    def grid_index(self, position) -> tuple[int, ...]:
+        """Nearest node of the padded grid to ``position`` [ndim] (m)."""
+        grid = self.model.grid
+        return tuple(
+            int(np.clip(round((c - o) / h), 0, n - 1))
+            for c, o, h, n in zip(position, grid.origin, grid.spacing, grid.shape, strict=True)
+        )
+
+    def record(self, fields: dict, component: Component):
+        if component is Component.P:
+            return -sum(fields[f"s{a}{a}"] for a in self.axes) / self.ndim
+        name = component.value
+        if name not in fields:
+            raise ValueError(f"component {name} does not exist in {self.ndim}-D")
+        # Devito would average a staggered field to the nodes over 2 points (an amplitude loss
+        # of cos(k h / 2)); interpolate at the stencil's order instead.
+        field, axis = fields[name], self.axes.index(name[1])
+        weights = midpoint_weights(min(self.config.space_order, 8) // 2)
+        total = 0
+        for m, w in enumerate(weights, start=1):
+            for offset in (m - 1, -m):
+                for slot in (0, 1):
+                    total = total + 0.5 * w * _shifted(field, axis, offset, slot)
+        return total
+
+    def velocity_bounds(self) -> tuple[float, float]:
+        m = self.moduli
+        frac = 2.0 * (self.ndim - 1) / self.ndim
+        vp_unrelaxed = np.sqrt((m.kappa_u + frac * m.mu_u) / self.model.rho)
+        return float(self.model.vp.min()), float(vp_unrelaxed.max())
+
+    def lame_moduli_at(self, position) -> tuple:
+        """Exact complex (lambda(w), mu(w)) of the discretised rheology at ``position`` [ndim].
+
+        Returns two callables ``omega [nfreq] rad/s -> [nfreq] complex Pa`` (plane strain in
+        2-D: ``lambda = kappa - mu``), as :mod:`anelastic.analytic` expects.
+        """
+        idx = self.grid_index(position)
+        m = self.moduli
+        y_k = m.y_kappa[(slice(None), *idx)]
+        y_mu = m.y_mu[(slice(None), *idx)]
+        kappa = complex_modulus(float(m.kappa_u[idx]), y_k, m.omega)
+        mu = complex_modulus(float(m.mu_u[idx]), y_mu, m.omega)
+        return (lambda w: kappa(w) - 2.0 / self.ndim * mu(w)), mu
+
+
+def _is_uniform(y: np.ndarray) -> bool:
+    """True when every weight array [L, *shape] is constant in space."""
+    if y.shape[0] == 0:
+        return True
+    flat = y.reshape(y.shape[0], -1)
+    return bool(np.all(flat == flat[:, :1]))
