@@ -58,6 +58,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         cpu_budget_core_min=args.cpu_budget_core_min,
+        wall_budget_min=args.wall_budget_min,
         target=TargetConfig(text_layers=args.text_layers),
     )
     target_dir = train_target(cfg)
@@ -134,6 +135,13 @@ def _add_train_target(sub) -> None:
         type=float,
         default=90.0,
         help="training budget in CPU core-minutes (90 = 45 minutes on 2 cores)",
+    )
+    p.add_argument(
+        "--wall-budget-min",
+        type=float,
+        default=None,
+        help="optional wall-clock budget (minutes, whole run); the schedule ends at the first "
+        "budget reached",
     )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_target)

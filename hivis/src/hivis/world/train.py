@@ -12,7 +12,8 @@ uninterrupted run would. Batches hold ``early_batch_size`` images while progress
 
 The run has two budgets, ``max_steps`` and ``cpu_budget_core_min``: the CPU time of the
 process in core-minutes ("45 minutes on 2 cores" = 90), which, unlike wall-clock time, does not
-depend on how busy a shared machine is; ``progress`` = the larger of the two used fractions.
+depend on how busy a shared machine is; optionally also ``wall_budget_min`` (a hard wall-clock
+deadline); ``progress`` = the largest of the used fractions.
 The learning rate (linear warm-up, then cosine decay) and the curriculum (scenes of at most
 ``curriculum_max_objects`` objects while progress < ``curriculum_fraction``) follow progress,
 so the run anneals properly whichever budget ends it.
@@ -41,6 +42,14 @@ AUX_CLASSES = {"colour": 1 + len(COLOURS), "shape": 1 + len(SHAPES), "centre": 2
 CENTRE_WEIGHT = 10.0  # centres are ~1 % of patches: up-weight the positive class
 
 
+@dataclass
+class TrainState:
+    step: int
+    cpu_s: float  # process CPU time spent in training, all threads
+    wall_s: float
+    scenes_seen: int = 0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     out_dir: Path
@@ -63,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     cpu_budget_core_min: float = 90.0
+    wall_budget_min: float | None = None
     target: TargetConfig = field(default_factory=TargetConfig)
 
     def __post_init__(self) -> None:
@@ -70,6 +80,8 @@ class TrainConfig:
             raise ValueError("max_steps, batch_size and early_batch_size must be > 0")
         if not 0 <= self.warmup_steps < self.max_steps:
             raise ValueError("warmup_steps must be in [0, max_steps)")
+        if self.wall_budget_min is not None and self.wall_budget_min <= 0:
+            raise ValueError(f"wall_budget_min must be > 0, got {self.wall_budget_min}")
         if not 0 <= self.curriculum_fraction <= 1 or self.cpu_budget_core_min <= 0:
             raise ValueError("need 0 <= curriculum_fraction <= 1 and cpu_budget_core_min > 0")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
@@ -94,9 +106,13 @@ class AuxHead(torch.nn.Module):
         )
 
 
-def run_progress(step: int, cpu_s: float, cfg: TrainConfig) -> float:
-    """Fraction in [0, 1] of the run's budget used: max of the step and CPU-time fractions."""
-    return min(1.0, max(step / cfg.max_steps, cpu_s / (60.0 * cfg.cpu_budget_core_min)))
+def run_progress(state: TrainState, cfg: TrainConfig) -> float:
+    """Fraction in [0, 1] of the run's budget used: max of the step, CPU-time and (if set)
+    wall-clock fractions."""
+    used = [state.step / cfg.max_steps, state.cpu_s / (60.0 * cfg.cpu_budget_core_min)]
+    if cfg.wall_budget_min is not None:
+        used.append(state.wall_s / (60.0 * cfg.wall_budget_min))
+    return min(1.0, max(used))
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -168,14 +184,6 @@ def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torc
     return answer, aux_loss, logits
 
 
-@dataclass
-class TrainState:
-    step: int
-    cpu_s: float  # process CPU time spent in training, all threads
-    wall_s: float
-    scenes_seen: int = 0
-
-
 def _checkpoint_path(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / "checkpoint.pt"
 
@@ -226,7 +234,7 @@ def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
 def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
     """One optimisation step on the next scenes; returns the logged quantities."""
     step = state.step
-    progress = run_progress(step, state.cpu_s, cfg)
+    progress = run_progress(state, cfg)
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
     world = world_for_progress(progress, cfg)
@@ -314,8 +322,8 @@ def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
             save_checkpoint(cfg, model, head, optimizer, state)
         if state.step == stop_at_step:
             break
-        if run_progress(state.step, state.cpu_s, cfg) >= 1.0:
-            _log(out / "log.jsonl", {"stopped": "cpu_budget", "step": state.step})
+        if run_progress(state, cfg) >= 1.0:
+            _log(out / "log.jsonl", {"stopped": "budget", "step": state.step})
             break
     bar.close()
     save_checkpoint(cfg, model, head, optimizer, state)
