@@ -4,7 +4,8 @@ Measures, in one process and interleaved, the time per generated token of:
   autoregressive     hivis harness, target alone with KV cache
   hf_greedy          the target's own ``generate(do_sample=False)``
   hf_prompt_lookup   HF assisted generation with ``prompt_lookup_num_tokens`` (external peer)
-  random_drafter     an untrained HiViS drafter (worst case: it knows nothing)
+  random_drafter     an untrained HiViS drafter (worst case: it knows nothing), adaptive
+  random_drafter_always_draft   the same with adaptive drafting off (a tree every step)
   eagle_random       the same untrained drafter, EAGLE-style (visual rows visible)
   oracle_chain/tree  an oracle proposing the target's own continuation (upper bound)
 and reports ratios to ``autoregressive`` from medians over repetitions.
@@ -32,7 +33,10 @@ from hivis.targets import Family, load_target
 from hivis.testing import TinySpec, build_tiny_target, oracle_proposer, random_image, random_prompt
 from hivis.tree import TreeConfig
 
-SPEC = TinySpec(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, image_size=32)
+# 8 x 512 text layers (a target step costs several drafter steps), 256 visual tokens per image.
+SPEC = TinySpec(
+    hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, image_size=64, patch_size=4
+)
 
 
 def _time(fn) -> tuple[float, list[int], dict]:
@@ -60,9 +64,11 @@ def _methods(target, drafters, image, prompt, max_new, tree):
 
         return run
 
-    def spec(drafter, tree_config):
+    def spec(drafter, tree_config, adaptive=True):
         def run():
-            out = hivis.generate(target, drafter, [image], prompt, max_new, tree=tree_config)
+            out = hivis.generate(
+                target, drafter, [image], prompt, max_new, tree=tree_config, adaptive=adaptive
+            )
             return out.token_ids, out.metrics.to_dict()
 
         return run
@@ -78,6 +84,7 @@ def _methods(target, drafters, image, prompt, max_new, tree):
         "hf_greedy": hf(),
         "hf_prompt_lookup": hf(prompt_lookup_num_tokens=depth),
         "random_drafter": spec(drafters["hivis"], tree),
+        "random_drafter_always_draft": spec(drafters["hivis"], tree, adaptive=False),
         "eagle_random": spec(drafters["eagle"], tree),
         "oracle_chain": spec(oracle, TreeConfig.chain(depth)),
         "oracle_tree": spec(oracle, tree),
@@ -98,7 +105,7 @@ def run(reps: int, prompts: int, max_new: int, tree: TreeConfig, threads: int) -
     per_token: dict[str, list[float]] = {}
     info: dict[str, list[dict]] = {}
     for p in range(prompts):
-        image, prompt = random_image(100 + p, (32, 32)), random_prompt(Family.LLAVA, 100 + p)
+        image, prompt = random_image(100 + p, (64, 64)), random_prompt(Family.LLAVA, 100 + p)
         methods = _methods(target, drafters, image, prompt, max_new, tree)
         _time(methods["autoregressive"])  # warm-up
         expected = None

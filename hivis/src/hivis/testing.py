@@ -65,6 +65,7 @@ class TinySpec:
     image_size: int = 16
     vocab_words: int = len(WORDS)
     seed: int = 0
+    patch_size: int = 0  # LLaVA families; 0 = image_size // 4 (16 visual tokens)
 
 
 def vocabulary(family: Family, spec: TinySpec) -> list[str]:
@@ -166,7 +167,7 @@ def _llava(spec: TinySpec, tokenizer, vocab_size: int):
         LlavaProcessor,
     )
 
-    patch = spec.image_size // 4
+    patch = spec.patch_size or spec.image_size // 4
     config = LlavaConfig(
         vision_config=dict(model_type="clip_vision_model", **_clip_vision(spec, patch)),
         text_config=dict(model_type="llama", **_text_config(spec, vocab_size)),
@@ -196,7 +197,7 @@ def _llava_next(spec: TinySpec, tokenizer, vocab_size: int):
         LlavaNextProcessor,
     )
 
-    size, patch = spec.image_size, spec.image_size // 4
+    size, patch = spec.image_size, spec.patch_size or spec.image_size // 4
     pinpoints = [[size, size], [size, 2 * size], [2 * size, size]]
     config = LlavaNextConfig(
         vision_config=dict(model_type="clip_vision_model", **_clip_vision(spec, patch)),
