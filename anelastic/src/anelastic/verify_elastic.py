@@ -37,10 +37,12 @@ def point_force_problem(qp: float, qs: float, nt: int = 650, space_order: int = 
     return model, source, receivers, TimeAxis(1e-3, nt), config
 
 
-def elastic_point_force_error(qp: float, qs: float, nt: int = 650) -> float:
+def elastic_point_force_error(
+    qp: float, qs: float, nt: int = 650, threads: int | None = None
+) -> float:
     """Largest relative L2 misfit of vx, vz at ``OFFSETS`` against the analytic solution."""
     model, source, receivers, time, config = point_force_problem(qp, qs, nt)
-    sim = Simulation(model, [source], receivers, time, config, instance="verify")
+    sim = Simulation(model, [source], receivers, time, config, threads=threads, instance="verify")
     seis = sim.run()
     lam, mu = sim.physics.lame_moduli_at(source.position)
     wavelet = source.wavelet(time.times)

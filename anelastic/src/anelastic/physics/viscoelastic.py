@@ -20,8 +20,8 @@ velocities at ``f_ref`` exactly: ``mu_U`` from the S dispersion, then ``kappa_U`
 Memory variables are stress-like and pre-multiplied by the time step (SPECFEM's choice), so
 every memory term of the stress update is a constant times a field:
 
-    R_l^{n+1}     = alpha_l R_l^n + beta_l dt M_U Y_l E^{n+1/2}
-    sigma^{n+1}   = sigma^n + dt M_U (1 - sum_l Y_l beta_l / 2) E^{n+1/2} - sum_l (1 + alpha_l)/2 R_l^n
+    R_l^{n+1}   = alpha_l R_l^n + beta_l dt M_U Y_l E^{n+1/2}
+    sigma^{n+1} = sigma^n + dt M_U (1 - sum_l Y_l beta_l/2) E^{n+1/2} - sum_l (1 + alpha_l)/2 R_l^n
 
 (Crank-Nicolson in time, ``alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2)``, ``beta_l = w_l dt /
 (1 + w_l dt/2)``; E the strain rate of v^{n+1/2}). Per mechanism: one bulk variable (of
@@ -330,10 +330,107 @@ class Viscoelastic(Physics):
         for region in layout.regions:
             velocity += self._velocity_region(fields, coeffs, layout, region)
             stress += self._stress_region(fields, coeffs, layout, region)
+        if self.config.free_surface:
+            # Later equations overwrite the top rows computed above (Devito keeps the order).
+            for row in range(self.config.space_order // 2):
+                velocity += self._surface_velocity(fields, coeffs, layout, row)
+                stress += self._surface_stress(fields, coeffs, layout, row)
         return [Stage("velocity", velocity), Stage("stress", stress)]
 
-    def _derivative(self, fields, layout, region, name, axis, half, target, eqs, forward):
-        """d(name)/d(axis) at ``target``'s position, C-PML corrected in absorbing regions."""
+    # --- free surface ------------------------------------------------------------------
+    def _row(self, layout, row: int) -> _Row:
+        if row not in self._surface_rows:
+            self._surface_rows[row] = _Row(row, layout.grid)
+        return self._surface_rows[row]
+
+    def _horizontal(self, fields, layout, name, axis, forward):
+        """Devito derivative along a horizontal axis plus the (already updated) C-PML term."""
+        f = fields[name].forward if forward else fields[name]
+        deriv = getattr(f, f"d{axis}")
+        psi = f"psi_{name}_{axis}"
+        return deriv + fields[psi].forward if psi in fields else deriv
+
+    def _vertical(self, field, row: int, node_target: bool, order: int, odd_image: bool, slot):
+        """Explicit d/dz at storage row ``row`` with mirrored (odd) values above the surface.
+
+        ``node_target``: the derivative sits on a node row (field on half rows), else on the
+        half row ``row + 1/2`` (field on node rows). Values above the surface are the odd image
+        when ``odd_image`` (stresses), never read otherwise (``order`` keeps the stencil below).
+        """
+        z = self.ndim - 1
+        h = field.grid.dimensions[z].spacing
+        total = 0
+        for m, c in enumerate(staggered_stencil(order), start=1):
+            if node_target:
+                plus, minus = row + m - 1, row - m
+                mirror = -minus - 1  # half rows: (r + 1/2) <-> -(r + 1/2)
+            else:
+                plus, minus = row + m, row + 1 - m
+                mirror = -minus  # node rows: r <-> -r
+            low = _shifted(field, z, minus - row, slot)
+            if minus < 0:
+                if not odd_image:
+                    raise AssertionError("stencil reaches above the free surface")
+                low = -_shifted(field, z, mirror - row, slot)
+            total = total + c * (_shifted(field, z, plus - row, slot) - low)
+        return total / h
+
+    def _surface_velocity(self, fields, coeffs, layout, row) -> list[Eq]:
+        """Velocity update on storage row ``row`` with the stresses' odd images."""
+        order, last, eqs = self.config.space_order // 2, self.axes[-1], []
+        region = self._row(layout, row)
+        damping = layout.sponge_factor() if self.config.boundary is BoundaryKind.SPONGE else 1
+        for a in self.axes:
+            total = sum(
+                self._horizontal(fields, layout, self._stress(a, b), b, False)
+                for b in self.axes[:-1]
+            )
+            name = self._stress(a, last)
+            total += self._vertical(fields[name], row, a != last, order, True, 0)
+            v = fields[f"v{a}"]
+            rhs = damping * (v + coeffs["buoy_dt"] * total)
+            eqs.append(Eq(v.forward, rhs, subdomain=region))
+        return eqs
+
+    def _surface_stress(self, fields, coeffs, layout, row) -> list[Eq]:
+        """Stress update on row ``row``: vertical velocity derivatives of the highest order that
+        stays below the surface; on the surface row, the d vz/dz that keeps sigma_zz = 0."""
+        s, last, region = self.config.space_order // 2, self.axes[-1], self._row(layout, row)
+        horizontal = self.axes[:-1]
+        normal = {a: self._horizontal(fields, layout, f"v{a}", a, True) for a in horizontal}
+        if row == 0:
+            normal[last] = self._surface_strain(fields, coeffs, normal)
+        else:
+            normal[last] = self._vertical(fields[f"v{last}"], row, True, min(row, s), False, 1)
+        shear = {}
+        for a, b in self.pairs:
+            if b == last:
+                vertical = self._vertical(fields[f"v{a}"], row, False, min(row + 1, s), False, 1)
+                shear[(a, b)] = vertical + self._horizontal(fields, layout, f"v{b}", a, True)
+            else:
+                shear[(a, b)] = self._horizontal(
+                    fields, layout, f"v{a}", b, True
+                ) + self._horizontal(fields, layout, f"v{b}", a, True)
+        damping = layout.sponge_factor() if self.config.boundary is BoundaryKind.SPONGE else 1
+        eqs = self.stress_updates(fields, coeffs, normal, shear, damping, region)
+        if row == 0:
+            szz = fields[f"s{last}{last}"]
+            eqs.append(Eq(szz.forward, 0, subdomain=region))
+        return eqs
+
+    def _surface_strain(self, fields, coeffs, normal):
+        """d vz/dz on the surface row such that sigma_zz^{n+1} = sigma_zz^n = 0 (memory terms
+        included): from kappa theta + mu2 dev_z - M = 0 with dev_z = (d-1)/d ezz - E_h/d."""
+        d, last = self.ndim, self.axes[-1]
+        e_h = sum(normal.values())
+        bulk, dev = self._normal_memory(fields, coeffs, last)
+        memory = bulk + dev[last]
+        kappa, mu2 = coeffs["kappa_dt"], coeffs["mu2_dt"]
+        return (memory - (kappa - mu2 / d) * e_h) / (kappa + (d - 1) / d * mu2)
+
+    def _derivative(self, fields, layout, region, name, axis, half, eqs, forward):
+        """d(name)/d(axis) at the updated field's position, C-PML corrected in absorbing
+        regions (``half``: the derivative sits at +h/2 along ``axis``)."""
         f = fields[name].forward if forward else fields[name]
         deriv = getattr(f, f"d{axis}")
         if region.absorbing and self.config.boundary is BoundaryKind.CPML:
@@ -353,9 +450,7 @@ class Viscoelastic(Physics):
             divergence = 0
             for b in self.axes:
                 name = self._stress(a, b)
-                divergence += self._derivative(
-                    fields, layout, region, name, b, a == b, f"v{a}", eqs, False
-                )
+                divergence += self._derivative(fields, layout, region, name, b, a == b, eqs, False)
             v = fields[f"v{a}"]
             rhs = v + coeffs["buoy_dt"] * divergence
             eqs.append(
@@ -366,14 +461,14 @@ class Viscoelastic(Physics):
     def _stress_region(self, fields, coeffs, layout, region) -> list[Eq]:
         eqs = []
         normal = {
-            a: self._derivative(fields, layout, region, f"v{a}", a, False, None, eqs, True)
+            a: self._derivative(fields, layout, region, f"v{a}", a, False, eqs, True)
             for a in self.axes
         }
         shear = {}
         for a, b in self.pairs:
             shear[(a, b)] = self._derivative(
-                fields, layout, region, f"v{a}", b, True, None, eqs, True
-            ) + self._derivative(fields, layout, region, f"v{b}", a, True, None, eqs, True)
+                fields, layout, region, f"v{a}", b, True, eqs, True
+            ) + self._derivative(fields, layout, region, f"v{b}", a, True, eqs, True)
         damping = self._damping(layout, region)
         eqs += self.stress_updates(fields, coeffs, normal, shear, damping, region.subdomain)
         return eqs
