@@ -171,7 +171,11 @@ class Propagator:
     def apply(self, sim, start: int, stop: int) -> None:
         self.check_owner(sim)
         if stop > start:
-            self.operator.apply(time_m=start, time_M=stop - 1, nthreads=sim.threads)
+            # Sparse injection/interpolation touch a handful of points: one thread avoids an
+            # OpenMP fork/join per step that costs more than the work (and stalls under load).
+            self.operator.apply(
+                time_m=start, time_M=stop - 1, nthreads=sim.threads, nthreads_nonaffine=1
+            )
 
     def finite(self) -> bool:
         wavefields = [self.fields[s.name] for s in self.specs if s.role is FieldRole.WAVEFIELD]

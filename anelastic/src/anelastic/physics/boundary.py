@@ -1,9 +1,17 @@
 """Absorbing layers: padding, regions (interior + strips) and C-PML / sponge helpers.
 
 The computational grid is the model padded by ``width`` points on every side (not on top with a
-free surface). It is partitioned into an interior region, whose equations carry no boundary
-terms, and one strip per padded side, each a Devito SubDomain; strips of axis k span the
-interior of the axes before k and the whole of the axes after k, so the regions tile the grid.
+free surface). It is partitioned into regions, each a Devito SubDomain with the list of axes
+along which it damps (``Region.damped_axes``):
+
+- the "band": interior along every axis but the last (z), whole along z; it damps along z only
+  (the top/bottom layers ride along in the same loop nest: z is the contiguous axis, so thin
+  z-strips would vectorise badly and cost a parallel region each);
+- one strip per padded side of the other axes; strips of axis k span the interior of the axes
+  before k and the whole of the axes after k, and damp along every axis (corners included).
+
+The regions tile the grid. Bulk cells (the band) read two 1-D profiles and one auxiliary field
+per z-derivative more than an undamped stencil; cells of the strips carry the full C-PML.
 
 C-PML (Komatitsch & Martin 2007, kappa = 1): each derivative ``df/dx`` of the update becomes
 ``df/dx + psi`` with ``psi^{n+1} = b psi^n + a df/dx``, ``b = exp(-(d + alpha) dt)``,
@@ -48,9 +56,20 @@ class _Box(SubDomain):
 
 @dataclass(frozen=True)
 class Region:
+    """A SubDomain and the axes (indices) along which its equations carry boundary terms."""
+
     name: str
     subdomain: SubDomain
-    absorbing: bool
+    damped_axes: tuple[int, ...]
+
+    @property
+    def absorbing(self) -> bool:
+        """True if any axis is damped here (equations then need boundary terms)."""
+        return bool(self.damped_axes)
+
+    def damps(self, axis: int) -> bool:
+        """True if derivatives along ``axis`` need the C-PML correction in this region."""
+        return axis in self.damped_axes
 
 
 class AbsorbingLayout:
@@ -69,15 +88,19 @@ class AbsorbingLayout:
         self.profiles = self._make_profile_functions()
 
     def _make_regions(self) -> list[Region]:
+        ndim = len(self.pads)
         inner = [("middle", lo, hi) if lo or hi else None for lo, hi in self.pads]
-        regions = [Region("interior", _Box("interior", inner, self.grid), False)]
-        for k, (lo, hi) in enumerate(self.pads):
+        last = ndim - 1
+        band_damped = (last,) if any(self.pads[last]) else ()
+        band = inner[:last] + [None]
+        regions = [Region("band", _Box("band", band, self.grid), band_damped)]
+        for k, (lo, hi) in enumerate(self.pads[:last]):
             for side, n in (("left", lo), ("right", hi)):
                 if n == 0:
                     continue
-                spec = inner[:k] + [(side, n)] + [None] * (len(self.pads) - k - 1)
+                spec = inner[:k] + [(side, n)] + [None] * (ndim - k - 1)
                 name = f"{self.dims[k].name}{side}"
-                regions.append(Region(name, _Box(name, spec, self.grid), True))
+                regions.append(Region(name, _Box(name, spec, self.grid), tuple(range(ndim))))
         return regions
 
     def _make_profile_functions(self) -> dict[str, Function]:

@@ -15,8 +15,14 @@ read and written once per step:
     zeta^{n+1} = alpha_l zeta^n + beta_l div v^{n+1/2}
 
 with ``alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2)``, ``beta_l = w_l dt / (1 + w_l dt/2)``,
-``A = dt M_U (1 - sum_l Y_l beta_l / 2)``, ``B_l = dt M_U Y_l (1 + alpha_l) / 2``. When every
-``Y_l(x)`` is ``y_l g(x)`` (uniform Q) the B_l fold into one array ``dt M_U g`` times constants.
+``A = dt M_U (1 - sum_l Y_l beta_l / 2)``, ``B_l = dt M_U Y_l (1 + alpha_l) / 2``. Coefficient
+layouts (``MemoryLayout``), chosen from the model, fewest bytes per cell first:
+
+- UNIFORM (Y_l the same at every point, e.g. one Q): ``B_l = c_l A``, so
+  ``p^{n+1} = p^n - A (div v - sum_l c_l zeta_l)``: one array;
+- SEPARABLE (``Y_l(x) = y_l g(x)``, e.g. Q = inf in places): ``A`` and ``dt M_U g``;
+- GENERAL: ``A`` and one ``B_l`` per mechanism.
+
 With Q = inf everywhere there are no memory variables: the plain acoustic scheme.
 """
 
@@ -45,6 +51,7 @@ class Viscoacoustic(Physics):
     """Viscoacoustic rheology; ``padded_model`` already includes the absorbing padding."""
 
     kind = PhysicsKind.VISCOACOUSTIC
+    forced_memory_layout: str | None = None
 
     def __init__(self, padded_model, config, dt, band) -> None:
         super().__init__(padded_model, config, dt, band)
@@ -83,8 +90,20 @@ class Viscoacoustic(Physics):
             return y, g
         return None
 
+    @property
+    def memory_layout(self) -> str:
+        """ "none", "uniform", "separable" or "general" (see the module docstring)."""
+        if not self.attenuating:
+            return "none"
+        if self.forced_memory_layout is not None:  # tests compare layouts on one model
+            return self.forced_memory_layout
+        if self.separable is None:
+            return "general"
+        g = self.separable[1]
+        return "uniform" if np.all(g == g.flat[0]) else "separable"
+
     def operator_key(self) -> tuple:
-        return (type(self).__name__, self.config, self.n_memory, self.separable is not None)
+        return (type(self).__name__, self.config, self.n_memory, self.memory_layout)
 
     def field_specs(self) -> tuple[FieldSpec, ...]:
         specs = [FieldSpec("p")]
@@ -105,12 +124,18 @@ class Viscoacoustic(Physics):
         for l in range(self.n_memory):
             specs.append(CoefficientSpec(f"zalpha{l}", np.array(self.alpha[l])))
             specs.append(CoefficientSpec(f"zbeta{l}", np.array(self.beta[l])))
-        if self.separable is not None:
+        if self.memory_layout == "uniform":
+            y, g = self.separable
+            factor = g.flat[0] / (1 - float(y_beta.flat[0]) / 2)
+            for l in range(self.n_memory):
+                c_l = factor * y[l] * (1 + self.alpha[l]) / 2
+                specs.append(CoefficientSpec(f"mcoef{l}", np.array(c_l)))
+        elif self.memory_layout == "separable":
             y, g = self.separable
             specs.append(CoefficientSpec("mem_dt", dt * m_u * g))
             for l in range(self.n_memory):
                 specs.append(CoefficientSpec(f"mcoef{l}", np.array(y[l] * (1 + self.alpha[l]) / 2)))
-        else:
+        elif self.memory_layout == "general":
             for l in range(self.n_memory):
                 b_l = dt * m_u * self.weights[l] * (1 + self.alpha[l]) / 2
                 specs.append(CoefficientSpec(f"mem_dt{l}", b_l))
@@ -123,42 +148,48 @@ class Viscoacoustic(Physics):
             pressure += self._pressure_equations(fields, coeffs, layout, region)
         return [Stage("velocity", velocity), Stage("pressure", pressure)]
 
+    def _damping(self, layout, region):
+        """Sponge factor in absorbing regions (1 with C-PML or in the interior)."""
+        if region.absorbing and self.config.boundary is BoundaryKind.SPONGE:
+            return layout.sponge_factor()
+        return 1
+
+    def _cpml(self, layout, region, deriv, psi_name: str, axis: int, half: bool, fields, eqs):
+        """``deriv`` with the C-PML correction where ``region`` damps ``axis``."""
+        if not (region.damps(axis) and self.config.boundary is BoundaryKind.CPML):
+            return deriv
+        psi_eq, damped = layout.cpml(deriv, fields[psi_name], axis, half, region.subdomain)
+        eqs.append(psi_eq)
+        return damped
+
     def _velocity_equations(self, fields, coeffs, layout, region) -> list[Eq]:
         p, eqs = fields["p"], []
         for i, a in enumerate(self.axes):
             v = fields[VELOCITY_NAMES[a]]
-            grad = getattr(p, f"d{a}")
-            damping = 1
-            if region.absorbing and self.config.boundary is BoundaryKind.CPML:
-                psi = fields[f"psi_p{a}"]
-                psi_eq, grad = layout.cpml(grad, psi, i, True, region.subdomain)
-                eqs.append(psi_eq)
-            elif region.absorbing:
-                damping = layout.sponge_factor()
-            rhs = damping * (v - coeffs["buoy_dt"] * grad)
+            grad = self._cpml(
+                layout, region, getattr(p, f"d{a}"), f"psi_p{a}", i, True, fields, eqs
+            )
+            rhs = self._damping(layout, region) * (v - coeffs["buoy_dt"] * grad)
             eqs.append(Eq(v.forward, rhs, subdomain=region.subdomain))
         return eqs
 
     def _pressure_equations(self, fields, coeffs, layout, region) -> list[Eq]:
-        eqs, divergence, damping = [], 0, 1
+        eqs, divergence = [], 0
         for i, a in enumerate(self.axes):
             deriv = getattr(fields[VELOCITY_NAMES[a]].forward, f"d{a}")
-            if region.absorbing and self.config.boundary is BoundaryKind.CPML:
-                psi = fields[f"psi_v{a}"]
-                psi_eq, deriv = layout.cpml(deriv, psi, i, False, region.subdomain)
-                eqs.append(psi_eq)
-            elif region.absorbing:
-                damping = layout.sponge_factor()
-            divergence = divergence + deriv
+            divergence += self._cpml(layout, region, deriv, f"psi_v{a}", i, False, fields, eqs)
         p = fields["p"]
         memory = [fields[f"zeta{l}"] for l in range(self.n_memory)]
         rhs = p - coeffs["mod_dt"] * divergence
-        if memory and self.separable is not None:
+        if self.memory_layout == "uniform":
+            mixed = sum(coeffs[f"mcoef{l}"] * z for l, z in enumerate(memory))
+            rhs = p - coeffs["mod_dt"] * (divergence - mixed)
+        elif self.memory_layout == "separable":
             mixed = sum(coeffs[f"mcoef{l}"] * z for l, z in enumerate(memory))
             rhs = rhs + coeffs["mem_dt"] * mixed
         elif memory:
             rhs = rhs + sum(coeffs[f"mem_dt{l}"] * z for l, z in enumerate(memory))
-        eqs.append(Eq(p.forward, damping * rhs, subdomain=region.subdomain))
+        eqs.append(Eq(p.forward, self._damping(layout, region) * rhs, subdomain=region.subdomain))
         for l, z in enumerate(memory):
             update = coeffs[f"zalpha{l}"] * z + coeffs[f"zbeta{l}"] * divergence
             eqs.append(Eq(z.forward, update, subdomain=region.subdomain))
