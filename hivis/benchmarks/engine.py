@@ -30,6 +30,7 @@ import torch
 from transformers.utils import logging
 
 import hivis
+from hivis.baselines import hf_generate
 from hivis.lossless import reference_generate
 from hivis.targets import Family, load_target
 from hivis.testing import TinySpec, build_tiny_target, oracle_proposer, random_image, random_prompt
@@ -54,15 +55,8 @@ def _methods(target, drafters, image, prompt, max_new, tree):
 
     def hf(**kw):
         def run():
-            with torch.inference_mode():
-                out = target.model.generate(
-                    input_ids=prepared.input_ids,
-                    **prepared.vision_inputs,
-                    max_new_tokens=max_new,
-                    do_sample=False,
-                    **kw,
-                )
-            return out[0, prepared.length :].tolist(), {}
+            out = hf_generate(target, [image], prompt, max_new, **kw)
+            return out.token_ids, {}
 
         return run
 

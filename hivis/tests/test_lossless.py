@@ -61,3 +61,16 @@ def test_stop_string_matches_hf(tiny_target):
         assert len(ref) < len(full)  # the stop string really cut the output
         checked += 1
     assert checked >= 3
+
+
+def test_hf_baselines_in_harness(tiny_target):
+    from hivis.baselines import hf_generate
+
+    target = tiny_target(Family.LLAVA_NEXT)
+    image, prompt = random_image(3), random_prompt(Family.LLAVA_NEXT, 3)
+    expected = hivis.autoregressive(target, [image], prompt, max_new_tokens=12).token_ids
+    plain = hf_generate(target, [image], prompt, max_new_tokens=12)
+    lookup = hf_generate(target, [image], prompt, max_new_tokens=12, prompt_lookup_num_tokens=3)
+    assert plain.token_ids == expected
+    assert lookup.token_ids == expected  # HF's assisted greedy is lossless too
+    assert plain.metrics.total_s > 0 and plain.metrics.new_tokens == len(expected)

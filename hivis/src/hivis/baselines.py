@@ -1,0 +1,51 @@
+"""External baselines run in the same harness: Hugging Face ``generate`` and its assisted
+generation with prompt lookup (``prompt_lookup_num_tokens``).
+
+They return :class:`~hivis.engine.GenerationResult` with wall-clock metrics, so benchmark
+tables can put them next to :func:`hivis.generate` and :func:`hivis.autoregressive`.
+HF does not report its own acceptance, so ``verify_steps`` and the acceptance fields stay 0.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hivis.api import _as_target, _config, _eval_mode
+from hivis.engine import GenerationResult
+from hivis.metrics import GenerationMetrics
+
+
+def hf_generate(
+    target,
+    images,
+    prompt: str,
+    max_new_tokens: int = 64,
+    prompt_lookup_num_tokens: int | None = None,
+    eos_token_id: int | list[int] | None = None,
+) -> GenerationResult:
+    """Greedy ``model.generate``; with ``prompt_lookup_num_tokens`` HF's prompt lookup."""
+    config = _config(max_new_tokens, 0.0, None, (), eos_token_id, None)
+    if prompt_lookup_num_tokens is not None and prompt_lookup_num_tokens < 1:
+        raise ValueError("prompt_lookup_num_tokens must be >= 1")
+    target = _as_target(target)
+    prepared = target.prepare(images, prompt)
+    kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=False)
+    if prompt_lookup_num_tokens is not None:
+        kwargs["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
+    if config.eos_token_ids is not None:
+        kwargs["eos_token_id"] = list(config.eos_token_ids)
+    if target.mrope:
+        kwargs["mm_token_type_ids"] = prepared.visual_mask[None].int()
+    start = time.perf_counter()
+    with _eval_mode(target.model):
+        out = target.model.generate(
+            input_ids=prepared.input_ids.to(target.device), **prepared.vision_inputs, **kwargs
+        )
+    tokens = out[0, prepared.length :].tolist()
+    metrics = GenerationMetrics(new_tokens=len(tokens), target_prefill_length=prepared.length)
+    metrics.total_s = time.perf_counter() - start
+    text = target.tokenizer.decode(tokens, skip_special_tokens=True)
+    return GenerationResult(text, tokens, metrics)
+
+
+__all__ = ["hf_generate"]
