@@ -1,0 +1,120 @@
+"""Viscoelastic free surface (Rayleigh wave), complete-state checkpoints, and a 3-D run.
+
+One free-surface operator serves the Rayleigh test and the state tests (same shapes). Runs use
+one thread: OpenMP barriers on an oversubscribed machine cost more than they save.
+"""
+
+import numpy as np
+import pytest
+
+from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.model import Grid, homogeneous
+from anelastic.physics import FieldRole, PhysicsConfig, PhysicsKind
+from anelastic.solver import Simulation, TimeAxis
+from anelastic.state import SolverState
+
+VP, RHO = 2000.0, 2000.0
+VS = VP / np.sqrt(3.0)  # Poisson solid: Rayleigh speed 0.9194 vs
+RAYLEIGH_RATIO = 0.919402
+SURFACE_X = np.array([800.0, 1300.0, 1800.0])
+DT, NT = 2e-3, 900
+
+
+def surface_problem():
+    """(model, sources, receivers, time, config): vertical force 20 m below a free surface."""
+    grid = Grid((241, 81), (10.0, 10.0))
+    model = homogeneous(grid, VP, RHO, VS, qp=100.0, qs=60.0, f_ref=8.0)
+    source = Source((300.0, 20.0), ricker(8.0), SourceKind.FORCE, direction=(0.0, 1.0))
+    positions = np.stack([SURFACE_X, np.zeros_like(SURFACE_X)], axis=1)
+    receivers = Receivers(positions, (Component.VX, Component.P))
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4, pml_width=15, free_surface=True)
+    return model, [source], receivers, TimeAxis(DT, NT), config
+
+
+def _simulation() -> Simulation:
+    return Simulation(*surface_problem(), threads=1, instance="surface")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    sim = _simulation()
+    return sim.run(), sim.state()
+
+
+def _lag(early: np.ndarray, late: np.ndarray, dt: float) -> float:
+    """Delay (s) of ``late`` behind ``early`` from the cross-correlation peak (parabolic fit)."""
+    corr = np.correlate(late, early, "full")
+    k = int(np.argmax(corr))
+    y0, y1, y2 = corr[k - 1 : k + 2]
+    return (k - (early.size - 1) + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)) * dt
+
+
+def test_free_surface_gives_rayleigh_wave(reference):
+    seis, state = reference
+    vx = seis.data[Component.VX]
+    speed = (SURFACE_X[2] - SURFACE_X[0]) / _lag(vx[:, 0], vx[:, 2], DT)
+    assert abs(speed / (RAYLEIGH_RATIO * VS) - 1) < 0.03
+    # The largest surface motion is the Rayleigh wave, not the P wave.
+    distance = SURFACE_X - 300.0
+    peak = np.argmax(np.abs(vx), axis=0) * DT
+    rayleigh = 1.5 / 8.0 + distance / (RAYLEIGH_RATIO * VS)
+    assert np.all(np.abs(peak - rayleigh) < 0.06)
+    assert np.all(peak - (1.5 / 8.0 + distance / VP) > 0.15)
+    assert not state.fields["szz"][:, 0].any()  # sigma_zz = 0 on the surface row
+
+
+def test_state_holds_memory_and_pml_fields(reference):
+    _, state = reference
+    sim = _simulation()
+    roles = {s.name: s.role for s in sim.physics.field_specs()}
+    assert set(state.fields) == set(roles)
+    memory = [n for n, r in roles.items() if r is FieldRole.MEMORY]
+    boundary = [n for n, r in roles.items() if r is FieldRole.BOUNDARY]
+    assert len(memory) == 9 and len(boundary) == 8
+    sim.advance(300)
+    mid = sim.state()
+    assert all(mid.fields[n].any() for n in memory)
+    assert any(mid.fields[n].any() for n in boundary)
+
+
+def test_split_range_stepping_is_bitwise_equal(reference):
+    seis_ref, state_ref = reference
+    sim = _simulation()
+    for stop in (1, 37, 38, 450, NT):
+        sim.advance(stop)
+    assert sim.state().bitwise_equal(state_ref)
+    for comp in (Component.VX, Component.P):
+        assert np.array_equal(sim.seismograms().data[comp], seis_ref.data[comp])
+
+
+def test_save_restore_roundtrip_is_bitwise(reference, tmp_path):
+    seis_ref, state_ref = reference
+    sim = _simulation()
+    sim.advance(333)
+    sim.state().save(tmp_path / "s333.npz")
+    sim.advance(600)
+    fresh = _simulation()
+    fresh.restore(SolverState.load(tmp_path / "s333.npz"))
+    fresh.advance(NT)
+    assert fresh.state().bitwise_equal(state_ref)
+    vx = fresh.seismograms().data[Component.VX]
+    assert np.array_equal(vx[333:], seis_ref.data[Component.VX][333:])
+
+
+def test_3d_viscoelastic_p_moveout_and_decay():
+    """A 3-D moment-tensor source: P moveout between two receivers gives vp (3 %); the
+    wavefield left in the grid after the waves reach the C-PML is tiny (stable, absorbed)."""
+    grid = Grid((31, 31, 31), (10.0, 10.0, 10.0))
+    model = homogeneous(grid, VP, RHO, 1300.0, qp=80.0, qs=50.0, f_ref=10.0)
+    moment = np.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.2], [0.0, 0.2, 1.0]])
+    source = Source((100.0, 150.0, 150.0), ricker(10.0), SourceKind.MOMENT, moment=moment)
+    receivers = Receivers(np.array([[160.0, 150.0, 150.0], [260.0, 150.0, 150.0]]), (Component.P,))
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4, pml_width=6, n_sls=1)
+    sim = Simulation(model, [source], receivers, TimeAxis(DT, 300), config, threads=1)
+    assert sum(s.role is FieldRole.MEMORY for s in sim.physics.field_specs()) == 6
+    p = sim.run().data[Component.P]
+    speed = 100.0 / _lag(p[:, 0], p[:, 1], DT)
+    assert abs(speed / VP - 1) < 0.03
+    final = sim.state().fields
+    assert all(np.isfinite(a).all() for a in final.values())
+    assert np.abs(final["sxx"]).max() < 1e-3 * np.abs(p).max()
