@@ -74,3 +74,20 @@ def test_hf_baselines_in_harness(tiny_target):
     assert plain.token_ids == expected
     assert lookup.token_ids == expected  # HF's assisted greedy is lossless too
     assert plain.metrics.total_s > 0 and plain.metrics.new_tokens == len(expected)
+
+
+@pytest.mark.parametrize("family", [Family.LLAVA, Family.QWEN2_VL, Family.IDEFICS3])
+def test_two_images_lossless(tiny_target, family):
+    from hivis.testing import PLACEHOLDER
+
+    target = tiny_target(family)
+    torch.manual_seed(3)
+    drafter = hivis.HiViSDrafter(target)
+    images = [random_image(1), random_image(2, (24, 20))]
+    slot = PLACEHOLDER[family]
+    prompt = f"{slot} left image {slot} right image what is the color"
+    prepared = target.prepare(images, prompt)
+    assert int(prepared.visual_mask.sum()) > 0
+    expected = reference_generate(target, prepared, 14, None)
+    out = hivis.generate(target, drafter, images, prompt, max_new_tokens=14, adaptive=False)
+    assert out.token_ids == expected
