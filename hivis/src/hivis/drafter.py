@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from hivis.targets.base import HFTarget, PreparedPrompt, additive_tree_mask
+from hivis.targets.cache import growing_cache
 from hivis.tree import DraftTree, TreeConfig, expand_tree
 
 FORMAT_VERSION = 1
@@ -195,10 +196,8 @@ class DrafterSession:
     """
 
     def __init__(self, drafter: HiViSDrafter, prompt: PreparedPrompt, hidden, first_token: int):
-        from transformers.cache_utils import DynamicCache
-
         self.drafter = drafter
-        self.cache = DynamicCache()
+        self.cache = growing_cache(1)
         tokens, features, positions = drafter_rows(
             prompt, hidden, drafter.config.hide_visual_tokens
         )

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from hivis.targets.cache import growing_cache
 from hivis.targets.families import MROPE_FAMILIES, Family
 
 
@@ -123,13 +124,14 @@ class HFTarget:
         return self.preparer(self, images, prompt)
 
     def new_cache(self) -> DynamicCache:
-        cache = DynamicCache(config=self.model.config)
-        if any(type(layer) is not DynamicLayer for layer in cache.layers):
+        """An empty KV cache of in-place growing full-attention layers."""
+        layout = DynamicCache(config=self.model.config)
+        if any(type(layer) is not DynamicLayer for layer in layout.layers):
             raise ValueError(
                 "hivis supports full-attention caches only; this model's config asks for "
                 "sliding-window or other cache layers"
             )
-        return cache
+        return growing_cache(len(layout.layers))
 
     def native_positions(self, positions: torch.Tensor) -> torch.Tensor:
         """[R, n] positions -> the model's layout ([3, 1, n] for M-RoPE, [1, n] otherwise)."""
