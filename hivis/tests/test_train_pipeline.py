@@ -90,6 +90,21 @@ def test_train_stage1_then_stage2_losses_fall(world, tmp_path):
     assert last["top1_2"] > 0 and 0 < last["rows_2"] < last["rows_0"]
 
 
+def test_train_eagle_baseline_with_visual_rows(world, tmp_path):
+    root, target_dir, target, _ = world
+    store = tmp_path / "eagle"
+    args = ["features", "--target", str(target_dir), "--data", str(root / "data.jsonl")]
+    assert train_main([*args, "--out", str(store), "--eagle", "--limit", "8"]) == 0
+    manifest = json.loads((store / "manifest.json").read_text())
+    assert manifest["target"]["hide_visual_tokens"] is False
+    records = FeatureStore.open(store, manifest["target"]).load_all()
+    image_id = target.model.config.image_token_id
+    assert all((r.input_ids == image_id).any() for r in records)
+    drafter = HiViSDrafter(target, num_steps=3, hide_visual_tokens=False)
+    result = train(drafter, records, config(steps=20), tmp_path / "run", progress=False)
+    assert mean_loss(result.history, first=False) < mean_loss(result.history, first=True)
+
+
 class Interrupt(Exception):
     pass
 

@@ -114,7 +114,7 @@ def train(
 
     if not records:
         raise ValueError("no training records: the feature store is empty")
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or Accelerator(**default_precision())
     out_dir = Path(out_dir)
     total = config.total_steps(len(records))
     objective = DrafterObjective(drafter, config.num_steps, config.weights)
@@ -146,6 +146,14 @@ def train(
             on_step(done, metrics)
     bar.close()
     return TrainResult(total, history)
+
+
+def default_precision() -> dict:
+    """bf16 mixed precision on a GPU that supports it, fp32 on the CPU (where bf16 gives no
+    speed-up without AMX and costs accuracy)."""
+    if torch.cuda.is_available():
+        return {"mixed_precision": "bf16" if torch.cuda.is_bf16_supported() else "no"}
+    return {"cpu": True, "mixed_precision": "no"}
 
 
 def _train_step(accelerator, objective, optimizer, scheduler, records, config, step) -> dict:
