@@ -228,11 +228,10 @@ def _remove_colour(scene: Scene, rng: np.random.Generator) -> Task:
     removed = _colour_counts(scene)[colour]
     question = f"If every {colour.value} object were removed, how many objects would be left?"
     head = count_phrase(total, "object", "objects")
-    of_them = "none of them is" if removed == 0 else f"{NUMBER_WORDS[removed]} of them "
-    if removed == 1:
-        of_them += "is"
-    elif removed > 1:
-        of_them += "are"
+    if removed == 0:
+        of_them = "none of them is"
+    else:
+        of_them = f"{NUMBER_WORDS[removed]} of them {'is' if removed == 1 else 'are'}"
     left = total - removed
     rest = f"{NUMBER_WORDS[left]} object{'s' if left != 1 else ''} would be left"
     answer = f"{head} and {of_them} {colour.value}, so {rest}."
