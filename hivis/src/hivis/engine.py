@@ -130,7 +130,7 @@ def _choose(logits: torch.Tensor, temperature: float, generator) -> int:
     """Token from [V] logits: argmax at T = 0, else a sample of softmax(logits / T)."""
     if temperature == 0.0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()
     return int(torch.multinomial(probs, 1, generator=generator))
 
 

@@ -150,7 +150,8 @@ def _draw_children(
         logp = torch.log_softmax(logits.float(), dim=-1)
         values, tokens = torch.topk(logp, count, dim=-1)
         return tokens, values, None
-    q = torch.softmax(logits.float() / temperature, dim=-1)
+    # Sampling happens on the CPU so one CPU generator makes runs reproducible anywhere.
+    q = torch.softmax(logits.float() / temperature, dim=-1).cpu()
     tokens = torch.multinomial(q, count, replacement=False, generator=generator)
     return tokens, torch.log(q.gather(-1, tokens)), q
 

@@ -90,7 +90,8 @@ def verify_sampling(
     """Recursive rejection sampling (module docstring). target_logits: [n, V]."""
     if tree.draft_probs is None and tree.size > 1:
         raise ValueError("sampling verification needs the tree's draft_probs (a T > 0 tree)")
-    target_probs = torch.softmax(target_logits.float() / temperature, dim=-1)
+    # On the CPU, like the draft distributions and the generator (see hivis.tree).
+    target_probs = torch.softmax(target_logits.float() / temperature, dim=-1).cpu()
     tokens = tree.tokens.tolist()
     node, path, committed = 0, [0], []
     while True:

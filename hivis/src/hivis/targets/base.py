@@ -167,6 +167,8 @@ class HFTarget:
         Returns (logits [n, V], hidden [n, H]).
         """
         prefix_len = cache.get_seq_length()
+        tokens, depths = tokens.to(self.device), depths.to(self.device)
+        ancestor_mask = ancestor_mask.to(self.device)
         positions = (depths + root_position)[None, :]
         if self.mrope:
             positions = positions.expand(3, -1)
