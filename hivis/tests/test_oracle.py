@@ -35,3 +35,61 @@ def test_oracle_accepts_full_depth(tiny_target, family, tree):
     assert len(steps) == -(-(25 - 1) // (tree.depth + 1))
     full_steps = len(steps) - 1
     assert out.metrics.committed_in_steps >= full_steps * (tree.depth + 1)
+
+
+def _eos_case(target):
+    """(image, prompt, prepared, reference, eos) where eos first appears at index 7."""
+    never = target.vocab_size + 1
+    for seed in range(12, 40):
+        image, prompt = random_image(seed), random_prompt(Family.LLAVA, seed)
+        prepared = target.prepare([image], prompt)
+        reference = reference_generate(target, prepared, 40, never)
+        firsts: dict[int, int] = {}
+        for i, token in enumerate(reference):
+            firsts.setdefault(token, i)
+        candidates = [t for t, i in firsts.items() if i == 7]
+        if candidates:
+            return image, prompt, prepared, reference, candidates[0]
+    raise AssertionError("no seed gives a token first seen at index 7")
+
+
+def test_eos_inside_an_accepted_run_stops_there(tiny_target):
+    target = tiny_target(Family.LLAVA)
+    # EOS = a token first emitted at index 7: the 2nd token of the 2nd step's run of 5
+    # (1 prefill token + 5 per fully accepted depth-4 chain).
+    image, prompt, prepared, reference, eos = _eos_case(target)
+    expected = reference_generate(target, prepared, 40, eos)
+    assert expected == reference[:8]
+    out = hivis.generate(
+        target,
+        oracle_proposer(reference, target.vocab_size),
+        [image],
+        prompt,
+        max_new_tokens=40,
+        tree=TreeConfig.chain(4),
+        eos_token_id=eos,
+    )
+    assert out.token_ids == expected
+    # The last step accepted all 4 drafts but only 2 tokens were kept (EOS was inside).
+    assert out.metrics.accepted_per_step == [4, 4]
+    assert out.metrics.committed_in_steps == 5 + 2
+
+
+def test_max_new_tokens_reached_mid_run(tiny_target):
+    target = tiny_target(Family.QWEN2_5_VL)
+    image, prompt = random_image(13), random_prompt(Family.QWEN2_5_VL, 13)
+    prepared = target.prepare([image], prompt)
+    never = target.vocab_size + 1
+    reference = reference_generate(target, prepared, 30, never)
+    out = hivis.generate(
+        target,
+        oracle_proposer(reference, target.vocab_size),
+        [image],
+        prompt,
+        max_new_tokens=9,
+        tree=TreeConfig.chain(4),
+        eos_token_id=never,
+    )
+    assert out.token_ids == reference[:9]
+    assert out.metrics.accepted_per_step == [4, 4]
+    assert out.metrics.committed_in_steps == 8  # 5 + 3: the second run was cut at 9 tokens
