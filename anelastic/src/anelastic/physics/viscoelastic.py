@@ -101,7 +101,8 @@ def bulk_quality(qp, qs, vp, vs, ndim: int) -> np.ndarray:
             f"at {where} imply a negative bulk Q_kappa: 1/Qp must be >= {frac[where]:.4g}/Qs "
             f"(Qp <= {qs[where] / frac[where]:.4g})"
         )
-    inv_qk = np.clip(inv_qk, 0.0, None)
+    # Rounded so that a constant vs/vp ratio gives exactly one Q_kappa (fewer coefficient arrays).
+    inv_qk = np.round(np.clip(inv_qk, 0.0, None), 12)
     with np.errstate(divide="ignore"):
         return np.where(inv_qk > 0, 1.0 / np.where(inv_qk > 0, inv_qk, 1.0), np.inf)
 
@@ -433,7 +434,7 @@ class Viscoelastic(Physics):
         regions (``half``: the derivative sits at +h/2 along ``axis``)."""
         f = fields[name].forward if forward else fields[name]
         deriv = getattr(f, f"d{axis}")
-        if region.absorbing and self.config.boundary is BoundaryKind.CPML:
+        if region.damps(self.axes.index(axis)) and self.config.boundary is BoundaryKind.CPML:
             psi = fields[f"psi_{name}_{axis}"]
             psi_eq, deriv = layout.cpml(deriv, psi, self.axes.index(axis), half, region.subdomain)
             eqs.append(psi_eq)
