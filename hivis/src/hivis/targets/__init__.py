@@ -83,11 +83,14 @@ def wrap_target(model, processor, family: Family | str | None = None) -> HFTarge
     """Wrap an already loaded model and processor (or tokenizer+image-processor parts)."""
     family = family_of(model.config.model_type) if family is None else Family(family)
     if isinstance(processor, _Parts):
-        target = HFTarget(model, processor.tokenizer, _FALLBACKS[family], family)
-        target.image_processor = processor.image_processor
-        target.processor = None
-        return target
-    target = HFTarget(model, processor.tokenizer, prepare_with_processor, family)
-    target.processor = processor
-    target.image_processor = processor.image_processor
-    return target
+        preparer, full = _FALLBACKS[family], None
+    else:
+        preparer, full = prepare_with_processor, processor
+    return HFTarget(
+        model,
+        processor.tokenizer,
+        preparer,
+        family,
+        processor=full,
+        image_processor=processor.image_processor,
+    )

@@ -91,10 +91,13 @@ class HFTarget:
     """A Hugging Face image-text-to-text model as a :class:`TargetModel`.
 
     Built by :func:`hivis.targets.load_target`; ``preparer`` turns (images, prompt) into model
-    inputs for the family (see :mod:`hivis.targets.inputs`).
+    inputs for the family (see :mod:`hivis.targets.inputs`). ``processor`` is None when the
+    family's processor could not be built and hivis's fallback expansion is used.
     """
 
-    def __init__(self, model, tokenizer, preparer, family: Family):
+    def __init__(
+        self, model, tokenizer, preparer, family: Family, processor=None, image_processor=None
+    ):
         attn = model.config._attn_implementation
         if attn not in ("eager", "sdpa"):
             raise ValueError(
@@ -103,6 +106,8 @@ class HFTarget:
             )
         self.model = model
         self.tokenizer = tokenizer
+        self.processor = processor
+        self.image_processor = image_processor
         self.preparer = preparer
         self.family = family
         self.inner = model.model
