@@ -158,61 +158,70 @@ def speculative_generate(
     metrics.prefill_s = time.perf_counter() - start
     session = proposer.begin(target, prompt, hidden, generated[0])
     metrics.drafter_prefill_length = session.prefill_length
-    root_position = prompt.next_position
-    policy = DraftPolicy(config.adaptive)
+    run = _Run(target, session, cache, generated, stop, config, generator, metrics)
+    run.root_position = prompt.next_position
     while not done:
-        done, root_position = _step(
-            target,
-            session,
-            cache,
-            generated,
-            root_position,
-            stop,
-            config,
-            generator,
-            metrics,
-            policy,
-        )
+        done = _step(run)
     metrics.new_tokens = len(generated)
     metrics.total_s = time.perf_counter() - start
     text = target.tokenizer.decode(generated, skip_special_tokens=True)
     return GenerationResult(text, generated, metrics)
 
 
-def _step(
-    target, session, cache, generated, root_position, stop, config, generator, metrics, policy
-):
-    """One draft/verify/commit round; returns (done, new root position)."""
+@dataclass
+class _Run:
+    """Mutable state of one speculative generation (batch size 1)."""
+
+    target: HFTarget
+    session: object
+    cache: object
+    generated: list[int]
+    stop: StopRule
+    config: GenerationConfig
+    generator: torch.Generator | None
+    metrics: GenerationMetrics
+    root_position: int = 0
+    policy: DraftPolicy = field(init=False)
+
+    def __post_init__(self):
+        self.policy = DraftPolicy(self.config.adaptive)
+
+
+def _step(run: _Run) -> bool:
+    """One draft/verify/commit round; returns True when generation has ended."""
+    config, metrics = run.config, run.metrics
     t0 = time.perf_counter()
-    drafting = policy.should_draft()
+    drafting = run.policy.should_draft()
     if drafting:
-        tree = session.draft(root_position, policy.tree(config.tree), config.temperature, generator)
+        tree_config = run.policy.tree(config.tree)
+        tree = run.session.draft(run.root_position, tree_config, config.temperature, run.generator)
     else:
-        tree = root_only(generated[-1], target.device)
+        tree = root_only(run.generated[-1], run.target.device)
     t1 = time.perf_counter()
-    prefix_len = cache.get_seq_length()
-    logits, hidden = target.forward_tree(
-        tree.tokens, tree.depths, tree.ancestor_mask, root_position, cache
+    prefix_len = run.cache.get_seq_length()
+    logits, hidden = run.target.forward_tree(
+        tree.tokens, tree.depths, tree.ancestor_mask, run.root_position, run.cache
     )
     if config.temperature == 0.0:
         verdict = verify_greedy(tree, logits)  # also rejects NaN logits
     else:
         check_finite(logits)
-        verdict = verify_sampling(tree, logits, config.temperature, generator)
+        verdict = verify_sampling(tree, logits, config.temperature, run.generator)
     path = torch.tensor(verdict.path, device=logits.device)
-    target.keep_path(cache, prefix_len, path)
-    before = len(generated)
-    done = stop.extend(generated, verdict.tokens)
+    run.target.keep_path(run.cache, prefix_len, path)
+    before = len(run.generated)
+    done = run.stop.extend(run.generated, verdict.tokens)
     metrics.verify_s += time.perf_counter() - t1
     metrics.draft_s += t1 - t0
     metrics.verify_steps += 1
     metrics.accepted_per_step.append(verdict.accepted)
-    metrics.committed_in_steps += len(generated) - before
+    metrics.committed_in_steps += len(run.generated) - before
     if drafting:
-        policy.record(verdict.accepted)
+        run.policy.record(verdict.accepted)
     if not done:
-        session.accept(verdict.tokens, hidden[path], root_position)
-    return done, root_position + len(verdict.tokens)
+        run.session.accept(verdict.tokens, hidden[path], run.root_position)
+    run.root_position += len(verdict.tokens)
+    return done
 
 
 def root_only(token: int, device) -> DraftTree:
