@@ -122,10 +122,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
 
 def main(argv: list[str] | None = None) -> int:
     parser, _subparsers = build_parser()
-    # World commands plug in here: add_world_commands(_subparsers)
+    # Other command groups plug in here, e.g. hivis.world.cli.add_world_commands(_subparsers)
+    # and hivis.train.cli.add_train_commands(_subparsers).
     args = parser.parse_args(argv)
+    # Command groups register their function as ``handler`` (or ``func``); it returns the code.
+    handler = getattr(args, "handler", None) or args.func
     try:
-        return args.handler(args)
+        return int(handler(args) or 0)
     except (ValueError, TypeError, FileNotFoundError) as err:
         print(f"hivis: error: {err}", file=sys.stderr)
         return 2
