@@ -29,6 +29,9 @@ N, H, NT, DT, PML, F0, Q = 400, 10.0, 2000, 1e-3, 20, 10.0, 50.0
 SOURCE = (200 * H, 10 * H)
 RECEIVER_Z = 5 * H
 CELL_UPDATES = N * N * NT
+# Passive OpenMP waiting (anelastic's default) for both solvers: on a shared machine spinning
+# threads slow both down 5-20x; export OMP_WAIT_POLICY to override.
+WAIT_POLICY = "passive"
 
 
 def p1_velocity() -> np.ndarray:
@@ -69,9 +72,9 @@ def run_ours(reps: int, threads: int, space_order: int) -> dict:
 
 
 def run_deepwave(reps: int, threads: int) -> dict:
+    import deepwave
     import torch
 
-    import deepwave
     from anelastic.acquisition import ricker
 
     torch.set_num_threads(threads)
@@ -107,13 +110,16 @@ def run_deepwave(reps: int, threads: int) -> dict:
 
 
 def worker(which: str, reps: int, threads: int, space_order: int) -> None:
-    result = run_ours(reps, threads, space_order) if which == "ours" else run_deepwave(reps, threads)
+    result = (
+        run_ours(reps, threads, space_order) if which == "ours" else run_deepwave(reps, threads)
+    )
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(result))
 
 
 def spawn(which: str, reps: int, threads: int, space_order: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)  # same OpenMP runtime setting for both
     cmd = [sys.executable, __file__, "--worker", which, "--reps", str(reps)]
     cmd += ["--threads", str(threads), "--space-order", str(space_order)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -146,6 +152,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_1min": os.getloadavg()[0],
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", WAIT_POLICY),
         "space_order": args.space_order,
         "ours": ours,
         "deepwave": theirs,

@@ -20,8 +20,8 @@ from anelastic.physics import PhysicsConfig, PhysicsKind, physics_class
 from anelastic.solver import Simulation, TimeAxis
 from anelastic.spectral import measure_q
 
-SHAPE, SPACING = (201, 121), 10.0
-VP, VS, RHO, QP, QS, F0 = 2000.0, 1000.0, 2000.0, 30.0, 20.0, 15.0
+SHAPE, SPACING = (181, 101), 10.0
+VP, VS, RHO, QP, QS, F0 = 2000.0, 1200.0, 2000.0, 30.0, 20.0, 12.0
 SOURCE_POSITION = (200.0, 200.0)
 NEAR_OFFSET, FAR_OFFSET = 300.0, 1000.0
 
@@ -41,14 +41,14 @@ def demo_problem(kind: PhysicsKind, attenuating: bool):
     elastic = kind is PhysicsKind.VISCOELASTIC
     q = (QP, QS) if attenuating else (np.inf, np.inf)
     base = homogeneous(grid, VP, RHO, VS if elastic else 0.0, q[0], q[1], f_ref=F0)
-    model = gaussian_anomaly(base, (1000.0, 800.0), 150.0, {"vp": 0.1, "vs": 0.1})
+    model = gaussian_anomaly(base, (900.0, 650.0), 150.0, {"vp": 0.1, "vs": 0.1})
     if elastic:
         source = Source(SOURCE_POSITION, ricker(F0), SourceKind.MOMENT, moment=np.eye(2))
         component = Component.VX
     else:
         source = Source(SOURCE_POSITION, ricker(F0))
         component = Component.P
-    xs = np.linspace(300.0, 1900.0, 81)
+    xs = np.linspace(300.0, 1700.0, 71)
     positions = np.stack([xs, np.full_like(xs, SOURCE_POSITION[1])], axis=1)
     return model, source, Receivers(positions, (component,)), component
 
@@ -59,7 +59,7 @@ def run_demo(out_dir: str | Path, threads: int | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     kind = demo_physics()
     config = PhysicsConfig(kind, space_order=8, pml_width=20)
-    time_axis = TimeAxis(1e-3, 1000)
+    time_axis = TimeAxis(1e-3, 900)
     results, start = {}, time.perf_counter()
     for attenuating in (True, False):
         model, source, receivers, component = demo_problem(kind, attenuating)

@@ -8,8 +8,15 @@ key only refills data. One cached propagator serves one live simulation at a tim
 
 from __future__ import annotations
 
-import numpy as np
-from devito import (
+import os
+
+# Threads wait passively at the end of each parallel loop. Spinning (libgomp's default) makes a
+# time step 5-20x slower as soon as another process shares the cores (measured on P1); must be
+# set before the OpenMP runtime loads, i.e. before the first operator runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numpy as np  # noqa: E402
+from devito import (  # noqa: E402
     Constant,
     Function,
     Grid,
@@ -20,9 +27,9 @@ from devito import (
     configuration,
 )
 
-from anelastic.acquisition import Component
-from anelastic.physics.base import FieldRole
-from anelastic.physics.boundary import AbsorbingLayout
+from anelastic.acquisition import Component  # noqa: E402
+from anelastic.physics.base import FieldRole  # noqa: E402
+from anelastic.physics.boundary import AbsorbingLayout  # noqa: E402
 
 configuration["language"] = "openmp"
 configuration["log-level"] = "ERROR"
