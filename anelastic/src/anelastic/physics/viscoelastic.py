@@ -60,6 +60,7 @@ from anelastic.physics.base import (
     PhysicsKind,
     Stage,
 )
+from anelastic.physics.boundary import SPONGE_STRENGTH, _layer_depth, padding
 
 NEWTON_STEPS = 40
 
@@ -184,6 +185,10 @@ class _Row(SubDomain):
         return {**{d: d for d in others}, z: ("middle", self.row, n - 1 - self.row)}
 
 
+def _sponge_name(staggered: tuple[str, ...]) -> str:
+    return "sponge_" + ("".join(staggered) or "node")
+
+
 def _pair_name(a: str, b: str) -> str:
     return f"s{a}{b}"
 
@@ -277,6 +282,7 @@ class Viscoelastic(Physics):
             specs.append(CoefficientSpec(f"malpha{l}", np.array(self.alpha[l])))
             specs.append(CoefficientSpec(f"mhalf{l}", np.array((1 + self.alpha[l]) / 2)))
             specs += self._memory_coefficients(l, relax_k, relax_mu)
+        specs += self._sponge_specs()
         return tuple(specs)
 
     def _memory_coefficients(self, l, relax_k, relax_mu) -> list[CoefficientSpec]:
@@ -380,7 +386,7 @@ class Viscoelastic(Physics):
         """Velocity update on storage row ``row`` with the stresses' odd images."""
         order, last, eqs = self.config.space_order // 2, self.axes[-1], []
         region = self._row(layout, row)
-        damping = layout.sponge_factor() if self.config.boundary is BoundaryKind.SPONGE else 1
+        damping = self._sponge(coeffs, True)
         for a in self.axes:
             total = sum(
                 self._horizontal(fields, layout, self._stress(a, b), b, False)
@@ -389,7 +395,7 @@ class Viscoelastic(Physics):
             name = self._stress(a, last)
             total += self._vertical(fields[name], row, a != last, order, True, 0)
             v = fields[f"v{a}"]
-            rhs = damping * (v + coeffs["buoy_dt"] * total)
+            rhs = damping((a,)) * (v + coeffs["buoy_dt"] * total)
             eqs.append(Eq(v.forward, rhs, subdomain=region))
         return eqs
 
@@ -412,7 +418,7 @@ class Viscoelastic(Physics):
                 shear[(a, b)] = self._horizontal(
                     fields, layout, f"v{a}", b, True
                 ) + self._horizontal(fields, layout, f"v{b}", a, True)
-        damping = layout.sponge_factor() if self.config.boundary is BoundaryKind.SPONGE else 1
+        damping = self._sponge(coeffs, True)
         eqs = self.stress_updates(fields, coeffs, normal, shear, damping, region)
         if row == 0:
             szz = fields[f"s{last}{last}"]
@@ -440,13 +446,33 @@ class Viscoelastic(Physics):
             eqs.append(psi_eq)
         return deriv
 
-    def _damping(self, layout, region):
-        if region.absorbing and self.config.boundary is BoundaryKind.SPONGE:
-            return layout.sponge_factor()
-        return 1
+    def _sponge(self, coeffs, absorbing: bool):
+        """``staggering -> factor``: the sponge profile at that grid position (1 without)."""
+        if absorbing and self.config.boundary is BoundaryKind.SPONGE:
+            return lambda staggered: coeffs[_sponge_name(staggered)]
+        return lambda staggered: 1
+
+    def _sponge_specs(self) -> list[CoefficientSpec]:
+        """Cerjan sponge products at every staggering used (A's layout multiplies staggered
+        fields by node profiles, which Devito would have to interpolate)."""
+        if self.config.boundary is not BoundaryKind.SPONGE:
+            return []
+        pads = padding(self.ndim, self.config.pml_width, self.config.free_surface)
+        shape = self.model.grid.shape
+        out = []
+        for staggered in [(), *[(a,) for a in self.axes], *self.pairs]:
+            factor = np.ones(shape)
+            for k, a in enumerate(self.axes):
+                depth = _layer_depth(shape[k], *pads[k], a in staggered)
+                profile = np.exp(-((SPONGE_STRENGTH * depth) ** 2)).reshape(
+                    [-1 if j == k else 1 for j in range(self.ndim)]
+                )
+                factor = factor * profile
+            out.append(CoefficientSpec(_sponge_name(staggered), factor, staggered))
+        return out
 
     def _velocity_region(self, fields, coeffs, layout, region) -> list[Eq]:
-        eqs = []
+        eqs, damping = [], self._sponge(coeffs, region.absorbing)
         for a in self.axes:
             divergence = 0
             for b in self.axes:
@@ -454,9 +480,7 @@ class Viscoelastic(Physics):
                 divergence += self._derivative(fields, layout, region, name, b, a == b, eqs, False)
             v = fields[f"v{a}"]
             rhs = v + coeffs["buoy_dt"] * divergence
-            eqs.append(
-                Eq(v.forward, self._damping(layout, region) * rhs, subdomain=region.subdomain)
-            )
+            eqs.append(Eq(v.forward, damping((a,)) * rhs, subdomain=region.subdomain))
         return eqs
 
     def _stress_region(self, fields, coeffs, layout, region) -> list[Eq]:
@@ -470,7 +494,7 @@ class Viscoelastic(Physics):
             shear[(a, b)] = self._derivative(
                 fields, layout, region, f"v{a}", b, True, eqs, True
             ) + self._derivative(fields, layout, region, f"v{b}", a, True, eqs, True)
-        damping = self._damping(layout, region)
+        damping = self._sponge(coeffs, region.absorbing)
         eqs += self.stress_updates(fields, coeffs, normal, shear, damping, region.subdomain)
         return eqs
 
@@ -489,7 +513,7 @@ class Viscoelastic(Physics):
             s = fields[f"s{a}{a}"]
             rhs = s + coeffs["kappa_dt"] * theta + coeffs["mu2_dt"] * dev[a]
             rhs = rhs - mem_bulk - mem_dev[a]
-            eqs.append(Eq(s.forward, damping * rhs, subdomain=subdomain))
+            eqs.append(Eq(s.forward, damping(()) * rhs, subdomain=subdomain))
         for a, b in self.pairs:
             s = fields[_pair_name(a, b)]
             rhs = (
@@ -497,7 +521,7 @@ class Viscoelastic(Physics):
                 + coeffs[f"mu_dt_{a}{b}"] * shear[(a, b)]
                 - self._shear_memory(fields, coeffs, a, b)
             )
-            eqs.append(Eq(s.forward, damping * rhs, subdomain=subdomain))
+            eqs.append(Eq(s.forward, damping((a, b)) * rhs, subdomain=subdomain))
         eqs += self._memory_updates(fields, coeffs, theta, dev, shear, subdomain)
         return eqs
 
