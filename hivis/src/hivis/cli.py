@@ -1,7 +1,5 @@
-"""Command line: ``hivis generate`` and ``hivis verify lossless`` (argparse subcommands).
-
-Other command groups plug in through ``build_parser().add_subparsers`` (see ``main``).
-"""
+"""Command line: ``hivis generate``, ``hivis verify lossless``, ``hivis train ...`` and
+``hivis world ...`` (argparse subcommands; each group registers its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +7,9 @@ import argparse
 import json
 import sys
 
+from hivis.train.cli import add_train_commands
 from hivis.tree import TreeConfig
+from hivis.world.cli import add_world_commands
 
 
 def parse_tree(text: str) -> TreeConfig:
@@ -117,13 +117,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     _add_verify(subparsers)
+    add_train_commands(subparsers)
+    add_world_commands(subparsers)
     return parser, subparsers
 
 
 def main(argv: list[str] | None = None) -> int:
     parser, _subparsers = build_parser()
-    # Other command groups plug in here, e.g. hivis.world.cli.add_world_commands(_subparsers)
-    # and hivis.train.cli.add_train_commands(_subparsers).
     args = parser.parse_args(argv)
     # Command groups register their function as ``handler`` (or ``func``); it returns the code.
     handler = getattr(args, "handler", None) or args.func
