@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import hivis
+from hivis.cli import main as hivis_main
 from hivis.drafter import HiViSDrafter
 from hivis.targets import Family, load_target
 from hivis.testing import WORDS, build_tiny_target, random_image
@@ -39,8 +40,9 @@ def world(tmp_path_factory):
         lines.append(json.dumps({"id": str(i), "image": f"images/{i}.png", "conversations": convo}))
     (root / "data.jsonl").write_text("\n".join(lines) + "\n")
     store = root / "features"
-    code = train_main(
+    code = hivis_main(
         [
+            "train",
             "features",
             "--target",
             str(target_dir),
