@@ -213,7 +213,7 @@ class Viscoelastic(Physics):
             "mu": _is_uniform(self.moduli.y_mu),
         }
         self.pairs = [(a, b) for i, a in enumerate(self.axes) for b in self.axes[i + 1 :]]
-        self._surface_rows: dict[int, _Row] = {}
+        self._surface_rows: dict[tuple[int, int], _Row] = {}
 
     # --- declarations ------------------------------------------------------------------
     @property
@@ -346,9 +346,10 @@ class Viscoelastic(Physics):
 
     # --- free surface ------------------------------------------------------------------
     def _row(self, layout, row: int) -> _Row:
-        if row not in self._surface_rows:
-            self._surface_rows[row] = _Row(row, layout.grid)
-        return self._surface_rows[row]
+        key = (id(layout.grid), row)  # one SubDomain per Devito grid and row
+        if key not in self._surface_rows:
+            self._surface_rows[key] = _Row(row, layout.grid)
+        return self._surface_rows[key]
 
     def _horizontal(self, fields, layout, name, axis, forward):
         """Devito derivative along a horizontal axis plus the (already updated) C-PML term."""
