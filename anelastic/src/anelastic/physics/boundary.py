@@ -18,7 +18,8 @@ C-PML (Komatitsch & Martin 2007, kappa = 1): each derivative ``df/dx`` of the up
 ``a = d (b - 1) / (d + alpha)``, ``d = d0 (l / L)^2``, ``d0 = -3 v_max ln(R) / (2 L)``,
 ``alpha = pi f0 (1 - l / L)``, ``l`` the depth into the layer of thickness ``L``. Outside the
 layer of that axis ``a = 0`` so ``psi`` stays 0 (corners are handled by the same equations).
-Sponge (Cerjan 1985): fields multiplied each step by ``prod_i exp(-(0.015 l_i / h)^2)``.
+Sponge (Cerjan 1985): fields multiplied each step by ``prod_i exp(-(s l_i / h)^2)``,
+``s = 0.015 * 20 / width``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from devito import Eq, Function, SubDomain
 from anelastic.physics.base import BoundaryKind
 
 CPML_REFLECTION = 1e-4
-SPONGE_STRENGTH = 0.015  # Cerjan et al. (1985): factor exp(-(0.015 i)^2) at i points in
+# Cerjan et al. (1985): factor exp(-(0.015 i)^2) at i points into a 20-point layer; thinner
+# layers get a proportionally larger coefficient (same damping at the outer edge).
+SPONGE_STRENGTH = 0.015
+SPONGE_REFERENCE_WIDTH = 20
 
 
 def padding(ndim: int, width: int, free_surface: bool) -> tuple[tuple[int, int], ...]:
@@ -112,8 +116,9 @@ class AbsorbingLayout:
                         name = f"cpml{ab}{tag}_{dim.name}"
                         out[name] = _profile_function(name, dim, n, stag)
             else:
-                name = f"sponge_{dim.name}"
-                out[name] = _profile_function(name, dim, n, None)
+                for tag, stag in (("", None), ("h", dim)):
+                    name = f"sponge{tag}_{dim.name}"
+                    out[name] = _profile_function(name, dim, n, stag)
         return out
 
     def set_profiles(self, vmax: float, f0: float, dt: float, spacing: tuple[float, ...]) -> None:
@@ -129,9 +134,10 @@ class AbsorbingLayout:
                     tag = "h" if half else ""
                     self.profiles[f"cpmla{tag}_{dim.name}"].data[:] = a
                     self.profiles[f"cpmlb{tag}_{dim.name}"].data[:] = b
-                elif not half:
-                    damp = np.exp(-((SPONGE_STRENGTH * depth / h) ** 2))
-                    self.profiles[f"sponge_{dim.name}"].data[:] = damp
+                else:
+                    strength = SPONGE_STRENGTH * SPONGE_REFERENCE_WIDTH / max(width, 1)
+                    damp = np.exp(-((strength * depth / h) ** 2))
+                    self.profiles[f"sponge{'h' if half else ''}_{dim.name}"].data[:] = damp
 
     def cpml(self, derivative, psi, axis: int, half: bool, subdomain) -> tuple[Eq, object]:
         """C-PML update of ``psi`` (to place in an absorbing region) and the damped derivative.
@@ -146,11 +152,16 @@ class AbsorbingLayout:
             psi.forward, b * psi + a * derivative, subdomain=subdomain
         ), derivative + psi.forward
 
-    def sponge_factor(self):
-        """Product of the 1-D sponge profiles (1 in the interior)."""
+    def sponge_factor(self, staggered: tuple[str, ...] = ()):
+        """Product of the 1-D sponge profiles at a field's position (1 in the interior).
+
+        ``staggered``: axis names along which the field sits at +h/2 (its own profile there, so
+        Devito never interpolates a profile, which would need a halo).
+        """
         factor = 1
         for dim in self.dims:
-            factor = factor * self.profiles[f"sponge_{dim.name}"]
+            tag = "h" if dim.name in staggered else ""
+            factor = factor * self.profiles[f"sponge{tag}_{dim.name}"]
         return factor
 
 

@@ -148,10 +148,10 @@ class Viscoacoustic(Physics):
             pressure += self._pressure_equations(fields, coeffs, layout, region)
         return [Stage("velocity", velocity), Stage("pressure", pressure)]
 
-    def _damping(self, layout, region):
+    def _damping(self, layout, region, staggered: tuple[str, ...] = ()):
         """Sponge factor in absorbing regions (1 with C-PML or in the interior)."""
         if region.absorbing and self.config.boundary is BoundaryKind.SPONGE:
-            return layout.sponge_factor()
+            return layout.sponge_factor(staggered)
         return 1
 
     def _cpml(self, layout, region, deriv, psi_name: str, axis: int, half: bool, fields, eqs):
@@ -169,7 +169,7 @@ class Viscoacoustic(Physics):
             grad = self._cpml(
                 layout, region, getattr(p, f"d{a}"), f"psi_p{a}", i, True, fields, eqs
             )
-            rhs = self._damping(layout, region) * (v - coeffs["buoy_dt"] * grad)
+            rhs = self._damping(layout, region, (a,)) * (v - coeffs["buoy_dt"] * grad)
             eqs.append(Eq(v.forward, rhs, subdomain=region.subdomain))
         return eqs
 
