@@ -38,7 +38,13 @@ steps. Free surface (top, z = first grid row): ``sigma_zz = sigma_xz = sigma_yz 
 stress imaging (sigma_zz, sigma_iz odd about the surface) in the velocity update; the vertical
 strain rate on the surface row is the one that keeps ``sigma_zz^{n+1} = 0`` exactly (memory
 terms included); below it, vertical velocity derivatives use the highest staggered order whose
-stencil stays below the surface.
+stencil stays below the surface (2nd order next to it: Rayleigh speed within 1 % and H/V 6 %
+low at 13 points per Rayleigh wavelength, 0.3 % and 1.3 % at 26).
+
+Receivers: pressure ``-tr(sigma)/d`` at nodes; a velocity component is interpolated from its
+staggered points to the nodes at the stencil order (8-point centred; with a free surface, vz
+one-sided from the 4 half rows below, as nothing is stored above), then bilinearly to the
+receiver by Devito.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ from anelastic.physics.base import (
 from anelastic.physics.boundary import SPONGE_STRENGTH, _layer_depth, padding
 
 NEWTON_STEPS = 40
+# f(0) from f(1/2), f(3/2), f(5/2), f(7/2) (cubic Lagrange extrapolation, 4th order).
+ONE_SIDED_NODE_WEIGHTS = (35 / 16, -35 / 16, 21 / 16, -5 / 16)
 
 
 @dataclass(frozen=True, eq=False)
@@ -611,13 +619,13 @@ class Viscoelastic(Physics):
         # Devito would average a staggered field to the nodes over 2 points (an amplitude loss
         # of cos(k h / 2)); interpolate at the stencil's order instead.
         field, axis = fields[name], self.axes.index(name[1])
-        weights = midpoint_weights(min(self.config.space_order, 8) // 2)
-        total = 0
-        for m, w in enumerate(weights, start=1):
-            for offset in (m - 1, -m):
-                for slot in (0, 1):
-                    total = total + 0.5 * w * _shifted(field, axis, offset, slot)
-        return total
+        if self.config.free_surface and axis == self.ndim - 1:
+            # Nothing is stored above the surface: one-sided from the 4 half rows below.
+            taps = list(zip(range(4), ONE_SIDED_NODE_WEIGHTS, strict=True))
+        else:
+            weights = midpoint_weights(min(self.config.space_order, 8) // 2)
+            taps = [(o, w) for m, w in enumerate(weights, start=1) for o in (m - 1, -m)]
+        return sum(0.5 * w * _shifted(field, axis, o, slot) for o, w in taps for slot in (0, 1))
 
     def velocity_bounds(self) -> tuple[float, float]:
         m = self.moduli
