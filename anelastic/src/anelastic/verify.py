@@ -23,7 +23,7 @@ from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
 from anelastic.solver import Simulation, TimeAxis
 
-CASE_MODULES = ("anelastic.physics.viscoelastic",)
+CASE_MODULES = ("anelastic.verify_elastic",)
 
 
 @dataclass(frozen=True)
