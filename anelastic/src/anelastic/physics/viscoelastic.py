@@ -12,10 +12,10 @@ their own weights: ``M(w) = M_U [1 - sum_l Y_l w_l / (w_l + i w)]``
 (:mod:`anelastic.attenuation`).
 
 Quality factors: the model's (Qp, Qs) become ``Q_mu = Qs`` and, with ``L_d = 2 (d - 1) / d *
-(vs / vp)^2``, ``1 / Q_kappa = (1 / Qp - L_d / Qs) / (1 - L_d)`` (the standard relation, exact for
-the imaginary parts of the moduli). Unrelaxed moduli reproduce the model's vs and vp as phase
-velocities at ``f_ref`` exactly: ``mu_U`` from the S dispersion, then ``kappa_U`` by Newton on
-``Re (M_P(w_ref) / rho)^(-1/2) = 1 / vp`` with ``M_P = kappa + 2 (d - 1) / d mu``.
+(vs / vp)^2``, ``1 / Q_kappa = (1 / Qp - L_d / Qs) / (1 - L_d)`` (the standard relation, first
+order in 1/Q; a negative Q_kappa is refused). Unrelaxed moduli reproduce the model's vs and vp
+as phase velocities at ``f_ref`` exactly: ``mu_U`` from the S dispersion, then ``kappa_U`` by
+Newton on ``Re (M_P(w_ref) / rho)^(-1/2) = 1 / vp`` with ``M_P = kappa + 2 (d - 1) / d mu``.
 
 Memory variables are stress-like and pre-multiplied by the time step (SPECFEM's choice), so
 every memory term of the stress update is a constant times a field:
@@ -41,6 +41,8 @@ terms included); below it, vertical velocity derivatives use the highest stagger
 stencil stays below the surface, 4 points shifted down next to it. Measured (order 4, Poisson
 solid): Rayleigh speed +1 % and ellipticity H/V -5 % at 13 points per Rayleigh wavelength.
 
+Sources (:mod:`anelastic.acquisition`): FORCE into the velocities; MOMENT ``M`` as
+``d sigma_ij/dt -= s(t) M_ij delta`` (i <= j); PRESSURE = explosion, ``M = I``.
 Receivers: pressure ``-tr(sigma)/d`` at nodes; a velocity component is interpolated from its
 staggered points to the nodes at the stencil order (8-point centred; with a free surface, vz
 one-sided from the 4 half rows below, as nothing is stored above), then bilinearly to the
