@@ -111,12 +111,30 @@ def _run_lossless(args) -> int:
     return 0 if all(r.identical == r.total for r in reports) else 1
 
 
+def _add_demo(subparsers) -> None:
+    cmd = subparsers.add_parser("demo", help="end-to-end demo on a tiny model (CPU, offline)")
+    cmd.add_argument("--out", default="hivis-demo", help="folder for demo.png")
+    cmd.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    cmd.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from hivis.demo import run_demo
+
+    if args.quick:
+        rows = run_demo(args.out, n_train=8, steps=(4, 2), n_test=2, max_new_tokens=8)
+    else:
+        rows = run_demo(args.out)
+    return 0 if all(row.identical for row in rows) else 1
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser and its subcommand registry (other groups add their commands to it)."""
     parser = argparse.ArgumentParser(prog="hivis", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
     _add_verify(subparsers)
+    _add_demo(subparsers)
     add_train_commands(subparsers)
     add_world_commands(subparsers)
     return parser, subparsers
