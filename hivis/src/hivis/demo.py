@@ -137,7 +137,7 @@ def plot(rows: list[DemoRow], path: Path) -> Path:
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.6))
+    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 4.4))
     for ax, row in zip(axes, rows, strict=True):
         ax.imshow(Image.open(row.image))
         ax.set_axis_off()
@@ -155,7 +155,7 @@ def plot(rows: list[DemoRow], path: Path) -> Path:
         "hivis demo: target alone vs HiViS (tiny random-weight LLaVA, drafter trained on the fly)",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.15)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
