@@ -60,6 +60,13 @@ def get_propagator(sim, instance: str) -> Propagator:
     return _CACHE[key]
 
 
+def clear_cache() -> None:
+    """Drop every cached propagator (frees its fields; live simulations become unusable)."""
+    for prop in _CACHE.values():
+        prop.owner = None
+    _CACHE.clear()
+
+
 def injection_groups(sim) -> dict[tuple, list[tuple[int, float]]]:
     """Sources grouped by (field, stage, time_shift): lists of (source index, scale)."""
     groups: dict[tuple, list[tuple[int, float]]] = {}
