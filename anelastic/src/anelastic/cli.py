@@ -63,7 +63,9 @@ def run_forward(config_path: Path, out: Path, progress: bool = True) -> int:
     )  # fmt: skip
     component = cfg.receivers.components[0]
     plot.seismogram_png([(config_path.stem, seis)], component, out / "seismograms.png")
+    fit = getattr(sim.physics, "fit", None)
     summary = {
+        "sls_fit_max_rel_error": None if fit is None else round(fit.max_rel_error, 5),
         "setup_seconds": round(built - start, 3),
         "run_seconds": round(done - built, 3),
         "nt": cfg.time.nt,
