@@ -46,10 +46,18 @@ def wavefield_png(
 
 
 def seismogram_png(
-    panels: list[tuple[str, Seismograms]], component: Component, path: str | Path
+    panels: list[tuple[str, Seismograms]],
+    component: Component,
+    path: str | Path,
+    clip_fraction: float = 1.0,
 ) -> None:
-    """Side-by-side sections [nt, nrec] of one component, shared colour scale."""
+    """Side-by-side sections [nt, nrec] of one component, shared colour scale.
+
+    The scale saturates at ``clip_fraction`` times the 99th percentile of |data| (below 1 it
+    brings out weak scattered arrivals next to the direct wave).
+    """
     clip = max(float(np.percentile(np.abs(s.data[component]), 99)) for _, s in panels) or 1.0
+    clip *= clip_fraction
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
     for ax, (title, seis) in zip(axes[0], panels, strict=True):
         data = seis.data[component]
