@@ -37,5 +37,14 @@ bench: venv
 	$(BIN)/python anelastic/benchmarks/forward.py --json anelastic/benchmarks/forward.json
 	$(BIN)/python hivis/benchmarks/engine.py --json hivis/benchmarks/engine.json
 
+# The embedded world (hivis issue 6): tokenizer, then the tiny target trained from scratch on CPU
+# (90 CPU core-minutes: about 45-55 min on an idle 2-core machine, longer on a shared one;
+# rerunning resumes from the last checkpoint), then its held-out exact match per task type.
+WORLD := build/world
+world: venv
+	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
+	$(BIN)/hivis world train-target --out $(WORLD)/run --tokenizer $(WORLD)/tok
+	$(BIN)/hivis world eval-target --target $(WORLD)/run/target
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
