@@ -13,12 +13,9 @@ from anelastic import analytic, solver
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import BoundaryKind, FieldRole, PhysicsConfig, PhysicsKind
-from anelastic.physics.viscoelastic import (
-    Viscoelastic,
-    bulk_quality,
-    midpoint_weights,
-    staggered_stencil,
-)
+from anelastic.physics.elastic_moduli import bulk_quality
+from anelastic.physics.stencils import midpoint_weights, staggered_stencil
+from anelastic.physics.viscoelastic import Viscoelastic
 from anelastic.verify import relative_l2
 from anelastic.verify_elastic import (
     ELASTIC_2D,

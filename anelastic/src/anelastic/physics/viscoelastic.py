@@ -51,13 +51,11 @@ receiver by Devito.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from devito import Eq, SubDomain
 
 from anelastic.acquisition import Component, Source, SourceKind
-from anelastic.attenuation import complex_modulus, fit_sls
+from anelastic.attenuation import complex_modulus
 from anelastic.physics.base import (
     BoundaryKind,
     CoefficientSpec,
@@ -69,125 +67,14 @@ from anelastic.physics.base import (
     Stage,
 )
 from anelastic.physics.boundary import SPONGE_STRENGTH, _layer_depth, padding
-
-NEWTON_STEPS = 40
-# f(0) from f(1/2), f(3/2), f(5/2), f(7/2) (cubic Lagrange extrapolation, 4th order).
-ONE_SIDED_NODE_WEIGHTS = (35 / 16, -35 / 16, 21 / 16, -5 / 16)
-
-
-@dataclass(frozen=True, eq=False)
-class ElasticModuli:
-    """Unrelaxed moduli and SLS weights on the padded grid.
-
-    kappa_u, mu_u: [*shape] Pa (kappa the d-dimensional bulk modulus); y_kappa, y_mu:
-    [L, *shape]; omega [L] rad/s (shared); q_kappa, q_mu [*shape] (inf = elastic).
-    """
-
-    kappa_u: np.ndarray
-    mu_u: np.ndarray
-    y_kappa: np.ndarray
-    y_mu: np.ndarray
-    omega: np.ndarray
-    q_kappa: np.ndarray
-    q_mu: np.ndarray
-    fit_error: float
-
-
-def shear_fraction(vp: np.ndarray, vs: np.ndarray, ndim: int) -> np.ndarray:
-    """``L_d = 2 (d - 1) / d (vs / vp)^2``: the share of mu in the P modulus."""
-    return 2.0 * (ndim - 1) / ndim * (vs / vp) ** 2
-
-
-def bulk_quality(qp, qs, vp, vs, ndim: int) -> np.ndarray:
-    """Q_kappa [*shape] from Qp, Qs (inf allowed); raises if Q_kappa would be negative."""
-    frac = shear_fraction(vp, vs, ndim)
-    inv_qp = np.where(np.isinf(qp), 0.0, 1.0 / qp)
-    inv_qs = np.where(np.isinf(qs) | (vs == 0), 0.0, 1.0 / qs)
-    inv_qk = (inv_qp - frac * inv_qs) / (1.0 - frac)
-    bad = inv_qk < -1e-12 * np.maximum(inv_qp, 1e-300)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"Qp = {qp[where]:g} and Qs = {qs[where]:g} (vp {vp[where]:g}, vs {vs[where]:g} m/s) "
-            f"at {where} imply a negative bulk Q_kappa: 1/Qp must be >= {frac[where]:.4g}/Qs "
-            f"(Qp <= {qs[where] / frac[where]:.4g})"
-        )
-    # Rounded so that a constant vs/vp ratio gives exactly one Q_kappa (fewer coefficient arrays).
-    inv_qk = np.round(np.clip(inv_qk, 0.0, None), 12)
-    with np.errstate(divide="ignore"):
-        return np.where(inv_qk > 0, 1.0 / np.where(inv_qk > 0, inv_qk, 1.0), np.inf)
-
-
-def _ratio_at(y: np.ndarray, omega: np.ndarray, w: float) -> np.ndarray:
-    """``M(w) / M_U`` [*shape] for weights y [L, *shape]."""
-    factor = (omega / (omega + 1j * w)).reshape((-1,) + (1,) * (y.ndim - 1))
-    return 1.0 - (y * factor).sum(axis=0)
-
-
-def elastic_moduli(model, band, n_sls: int) -> ElasticModuli:
-    """Fit the SLS weights for Q_kappa and Q_mu and set the unrelaxed moduli (see module doc)."""
-    d = model.ndim
-    vp, vs, rho = model.vp, model.vs, model.rho
-    q_mu = np.where(vs > 0, model.qs, np.inf)
-    q_kappa = bulk_quality(model.qp, model.qs, vp, vs, d)
-    frac_mu = 2.0 * (d - 1) / d
-    if np.all(np.isinf(q_kappa)) and np.all(np.isinf(q_mu)):
-        zeros = np.zeros((0, *vp.shape))
-        kappa = rho * (vp**2 - frac_mu * vs**2)
-        return ElasticModuli(kappa, rho * vs**2, zeros, zeros, np.zeros(0), q_kappa, q_mu, 0.0)
-    fit = fit_sls(np.concatenate([q_kappa.ravel(), q_mu.ravel()]), band, n_sls)
-    y_k, y_mu = fit.weights(q_kappa), fit.weights(q_mu)
-    w_ref = 2.0 * np.pi * model.f_ref
-    h_k, h_mu = _ratio_at(y_k, fit.omega, w_ref), _ratio_at(y_mu, fit.omega, w_ref)
-    mu_u = rho * vs**2 * np.real(h_mu ** (-0.5)) ** 2
-    shear_part = frac_mu * mu_u * h_mu
-    kappa_u = rho * (vp**2 - frac_mu * vs**2) * np.real(h_k ** (-0.5)) ** 2
-    target = 1.0 / (np.sqrt(rho) * vp)
-    for _ in range(NEWTON_STEPS):
-        m_p = kappa_u * h_k + shear_part
-        residual = np.real(m_p ** (-0.5)) - target
-        slope = np.real(-0.5 * m_p ** (-1.5) * h_k)
-        kappa_u = kappa_u - residual / slope
-    m_p = kappa_u * h_k + shear_part
-    if np.max(np.abs(np.real(m_p ** (-0.5)) / target - 1.0)) > 1e-9 or (kappa_u <= 0).any():
-        raise ValueError("could not set the unrelaxed bulk modulus from vp at f_ref (check Q)")
-    return ElasticModuli(kappa_u, mu_u, y_k, y_mu, fit.omega, q_kappa, q_mu, fit.max_rel_error)
-
-
-def staggered_stencil(q: int) -> np.ndarray:
-    """Weights c [q] of ``df/dz ~ sum_m c_m (f(z + (m - 1/2) h) - f(z - (m - 1/2) h)) / h``."""
-    half = np.arange(1, q + 1) - 0.5
-    powers = 2 * np.arange(q) + 1
-    system = 2.0 * half[None, :] ** powers[:, None]
-    rhs = np.zeros(q)
-    rhs[0] = 1.0
-    return np.linalg.solve(system, rhs)
-
-
-def derivative_weights(offsets: np.ndarray) -> np.ndarray:
-    """Weights w [n] with ``f'(0) ~ sum_i w_i f(offsets_i h) / h``, exact to degree n - 1."""
-    offsets = np.asarray(offsets, dtype=float)
-    system = offsets[None, :] ** np.arange(offsets.size)[:, None]
-    rhs = np.zeros(offsets.size)
-    rhs[1] = 1.0
-    return np.linalg.solve(system, rhs)
-
-
-def midpoint_weights(q: int) -> np.ndarray:
-    """Weights w [q] of ``f(0) ~ sum_m w_m (f((m - 1/2) h) + f(-(m - 1/2) h))`` (order 2q)."""
-    half = np.arange(1, q + 1) - 0.5
-    system = 2.0 * half[None, :] ** (2 * np.arange(q))[:, None]
-    rhs = np.zeros(q)
-    rhs[0] = 1.0
-    return np.linalg.solve(system, rhs)
-
-
-def _shifted(field, axis: int, offset: int, time_offset: int):
-    """``field`` at storage index ``+offset`` along space axis ``axis`` and time slot
-    ``t + time_offset`` (an explicit access Devito does not re-interpolate)."""
-    idx = [field.grid.stepping_dim + time_offset, *field.grid.dimensions]
-    idx[axis + 1] = idx[axis + 1] + offset
-    return field[tuple(idx)]
+from anelastic.physics.elastic_moduli import elastic_moduli
+from anelastic.physics.stencils import (
+    ONE_SIDED_NODE_WEIGHTS,
+    derivative_weights,
+    midpoint_weights,
+    shifted,
+    staggered_stencil,
+)
 
 
 class _Row(SubDomain):
@@ -388,11 +275,11 @@ class Viscoelastic(Physics):
         total = 0
         for m, c in enumerate(staggered_stencil(self.config.space_order // 2), start=1):
             plus, minus = (row + m - 1, row - m) if node_target else (row + m, row + 1 - m)
-            low = _shifted(field, z, minus - row, 0)
+            low = shifted(field, z, minus - row, 0)
             if minus < 0:
                 mirror = -minus - 1 if node_target else -minus
-                low = -_shifted(field, z, mirror - row, 0)
-            total = total + c * (_shifted(field, z, plus - row, 0) - low)
+                low = -shifted(field, z, mirror - row, 0)
+            total = total + c * (shifted(field, z, plus - row, 0) - low)
         return total / field.grid.dimensions[z].spacing
 
     def _below_surface(self, field, row: int, node_target: bool):
@@ -409,7 +296,7 @@ class Viscoelastic(Physics):
         weights = derivative_weights(ks - target)
         h = field.grid.dimensions[z].spacing
         return (
-            sum(w * _shifted(field, z, int(k) - row, 1) for k, w in zip(ks, weights, strict=True))
+            sum(w * shifted(field, z, int(k) - row, 1) for k, w in zip(ks, weights, strict=True))
             / h
         )
 
@@ -647,7 +534,7 @@ class Viscoelastic(Physics):
         else:
             weights = midpoint_weights(min(self.config.space_order, 8) // 2)
             taps = [(o, w) for m, w in enumerate(weights, start=1) for o in (m - 1, -m)]
-        return sum(0.5 * w * _shifted(field, axis, o, slot) for o, w in taps for slot in (0, 1))
+        return sum(0.5 * w * shifted(field, axis, o, slot) for o, w in taps for slot in (0, 1))
 
     def velocity_bounds(self) -> tuple[float, float]:
         m = self.moduli
