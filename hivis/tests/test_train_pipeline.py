@@ -107,6 +107,26 @@ def test_train_eagle_baseline_with_visual_rows(world, tmp_path):
     assert mean_loss(result.history, first=False) < mean_loss(result.history, first=True)
 
 
+def test_train_text_only_ablation_ignores_target_features(world, tmp_path):
+    root, target_dir, target, records = world
+    out = tmp_path / "text_only"
+    args = ["stage1", "--target", str(target_dir), "--features", str(root / "features")]
+    assert train_main([*args, "--out", str(out), "--max-steps", "3", "--text-only"]) == 0
+    drafter = HiViSDrafter.load(out / "drafter", target)
+    assert drafter.config.use_target_features is False
+    r = records[0]
+    ids, pos = r.input_ids[None], r.positions[:, None]
+    with torch.no_grad():
+        a = drafter(ids, r.hidden_in[None], pos, 0, None)
+        b = drafter(ids, torch.randn_like(r.hidden_in)[None], pos, 0, None)
+        c = drafter(ids, torch.randn_like(r.hidden_in)[None], pos, 1, None)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    image = root / "images" / "0.png"
+    prompt = "USER: <image> what color is the circle\nASSISTANT:"
+    fast = hivis.generate(target, drafter, [image], prompt, max_new_tokens=12)
+    assert fast.token_ids == hivis.autoregressive(target, [image], prompt, 12).token_ids
+
+
 class Interrupt(Exception):
     pass
 

@@ -14,6 +14,9 @@ The target's embedding and LM head are shared and frozen and are not saved with 
 HiViS (``hide_visual_tokens=True``) feeds only rows whose token is text: every position the
 target fills with image features is removed, the remaining rows keep the target's position
 ids. ``hide_visual_tokens=False`` gives the EAGLE-style baseline that also gets visual rows.
+``use_target_features=False`` gives the text-only ablation: rows fed with the target's features
+(step 0) get zeros instead, so the drafter has no implicit visual information; its own
+predicted features at later steps are still used.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class DrafterConfig:
     vocab_size: int
     num_steps: int = 4
     hide_visual_tokens: bool = True
+    use_target_features: bool = True
     text_config: dict | None = None
     format_version: int = FORMAT_VERSION
 
@@ -56,7 +60,13 @@ class DrafterMismatchError(ValueError):
 class HiViSDrafter(nn.Module):
     """HiViS drafter bound to a target (which supplies the layer kind, embedding, LM head)."""
 
-    def __init__(self, target: HFTarget, num_steps: int = 4, hide_visual_tokens: bool = True):
+    def __init__(
+        self,
+        target: HFTarget,
+        num_steps: int = 4,
+        hide_visual_tokens: bool = True,
+        use_target_features: bool = True,
+    ):
         super().__init__()
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
@@ -68,6 +78,7 @@ class HiViSDrafter(nn.Module):
             vocab_size=target.vocab_size,
             num_steps=num_steps,
             hide_visual_tokens=hide_visual_tokens,
+            use_target_features=use_target_features,
             text_config=_config_dict(text_config),
         )
         hidden = target.hidden_size
@@ -98,7 +109,10 @@ class HiViSDrafter(nn.Module):
         attention_mask: None (causal) or [b, 1, s, past + s] additive. Returns [b, s, H].
         """
         embed = self._shared[0](input_ids).detach()
-        steps = torch.as_tensor(step, device=input_ids.device).clamp(max=self.config.num_steps - 1)
+        steps = torch.as_tensor(step, device=input_ids.device)
+        if not self.config.use_target_features:  # text-only ablation: no target features
+            target_hidden = target_hidden * (steps != 0).to(target_hidden.dtype)[..., None]
+        steps = steps.clamp(max=self.config.num_steps - 1)
         residual = self.residual[steps].expand(*input_ids.shape, -1)
         fused = self.fc(torch.cat([embed, target_hidden, residual], dim=-1))
         native = positions if self.mrope else positions[0]
@@ -145,7 +159,9 @@ class HiViSDrafter(nn.Module):
             )
         config = DrafterConfig(**raw)
         check_fits(config, target)
-        drafter = cls(target, config.num_steps, config.hide_visual_tokens)
+        drafter = cls(
+            target, config.num_steps, config.hide_visual_tokens, config.use_target_features
+        )
         drafter.load_state_dict(load_file(str(directory / _WEIGHTS)))
         return drafter.eval()
 

@@ -48,6 +48,12 @@ def _add_stages(stages) -> None:
         stage.add_argument("--steps", type=int, default=3, help="drafting steps K (residual rows)")
         if name == "stage2":
             stage.add_argument("--init", required=True, help="stage-1 drafter directory")
+        else:
+            stage.add_argument(
+                "--text-only",
+                action="store_true",
+                help="ablation: the drafter gets no target hidden states (zeros instead)",
+            )
         stage.set_defaults(handler=_run_stage, stage=name)
 
 
@@ -98,7 +104,12 @@ def _run_stage(args) -> int:
         if drafter.config.hide_visual_tokens != hide:
             raise ValueError("the --init drafter and the feature store disagree on visual rows")
     else:
-        drafter = HiViSDrafter(target, num_steps=args.steps, hide_visual_tokens=hide)
+        drafter = HiViSDrafter(
+            target,
+            num_steps=args.steps,
+            hide_visual_tokens=hide,
+            use_target_features=not args.text_only,
+        )
     drafter.train()
     config = TrainConfig(
         stage=stage,
