@@ -163,10 +163,10 @@ def plot(rows: list[DemoRow], path: Path) -> Path:
 
 def run_demo(
     out: Path | None = None,
-    n_train: int = 16,
-    steps: tuple[int, int] = (40, 20),
+    n_train: int = 32,
+    steps: tuple[int, int] = (150, 60),
     n_test: int = 3,
-    max_new_tokens: int = 24,
+    max_new_tokens: int = 32,
     log=print,
 ) -> list[DemoRow]:
     """Build, train, compare; prints the table and writes ``demo.png`` into ``out``."""
