@@ -1,4 +1,4 @@
-"""``hivis demo``: the whole system end to end, offline, on a CPU, in about two minutes.
+"""``hivis demo``: the whole system end to end, offline, on a CPU, in about half a minute.
 
 Until the embedded trained world ships (its own issue), the demo builds its world on the fly:
 a tiny random-weight LLaVA (256 visual tokens per image, a Llama text model several layers
