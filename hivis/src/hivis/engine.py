@@ -142,6 +142,21 @@ def _generator(seed: int | None, device) -> torch.Generator | None:
     return gen
 
 
+def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, metrics):
+    """Prefill the target and choose the first new token (timed as the prefill).
+
+    Returns (cache, hidden [1, L, H], generated tokens [1], whether generation already ended).
+    """
+    start = time.perf_counter()
+    cache = target.new_cache()
+    logits, hidden = target.prefill(prompt, cache)
+    check_finite(logits)
+    generated: list[int] = []
+    done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
+    metrics.prefill_s = time.perf_counter() - start
+    return cache, hidden, generated, done
+
+
 def speculative_generate(
     target: HFTarget, proposer, prompt: PreparedPrompt, config: GenerationConfig
 ) -> GenerationResult:
@@ -150,12 +165,7 @@ def speculative_generate(
     generator = _generator(config.seed, "cpu")
     stop = StopRule(target, config)
     start = time.perf_counter()
-    cache = target.new_cache()
-    logits, hidden = target.prefill(prompt, cache)
-    check_finite(logits)
-    generated: list[int] = []
-    done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
-    metrics.prefill_s = time.perf_counter() - start
+    cache, hidden, generated, done = _prefill(target, prompt, config, stop, generator, metrics)
     session = proposer.begin(target, prompt, hidden, generated[0])
     metrics.drafter_prefill_length = session.prefill_length
     run = _Run(target, session, cache, generated, stop, config, generator, metrics)
@@ -244,13 +254,8 @@ def autoregressive_generate(
     generator = _generator(config.seed, "cpu")
     stop = StopRule(target, config)
     start = time.perf_counter()
-    cache = target.new_cache()
-    logits, _ = target.prefill(prompt, cache)
-    metrics.prefill_s = time.perf_counter() - start
-    generated: list[int] = []
+    cache, _, generated, done = _prefill(target, prompt, config, stop, generator, metrics)
     position = prompt.next_position
-    check_finite(logits)
-    done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
     while not done:
         t1 = time.perf_counter()
         logits = target.decode_one(generated[-1], position, cache)
