@@ -111,12 +111,7 @@ def test_world_packed_logits_equal_separate_passes(target):
     items = _items(2)
     batch = pack_batch(items, processor, TINY.num_visual_tokens)
     with torch.no_grad():
-        packed = model(
-            input_ids=batch.input_ids,
-            pixel_values=batch.pixel_values,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-        ).logits
+        packed = model(**batch.model_inputs()).logits
         seg = 0
         for row, (image, tasks) in enumerate(items):
             for task in tasks:
@@ -155,12 +150,7 @@ def test_world_greedy_generate_agrees_with_teacher_forced_argmax(target):
     answers = generate_answers(model, processor, [image] * 2, [t.question for t in tasks[:2]], 1)
     batch = pack_batch([(image, tasks[:2])], processor, TINY.num_visual_tokens)
     with torch.no_grad():
-        logits = model(
-            input_ids=batch.input_ids,
-            pixel_values=batch.pixel_values,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-        ).logits
+        logits = model(**batch.model_inputs()).logits
     for seg in range(2):
         first = (batch.segment_ids[0] == seg).nonzero()[0, 0]
         token = logits[0, first].argmax().item()

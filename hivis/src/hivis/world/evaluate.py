@@ -67,12 +67,7 @@ def evaluate_teacher_forced(
         batch = pack_batch(
             [(render_scene(s.scene), list(s.tasks)) for s in samples], processor, num_visual
         )
-        logits = model(
-            input_ids=batch.input_ids,
-            pixel_values=batch.pixel_values,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-        ).logits
+        logits = model(**batch.model_inputs()).logits
         exact = segment_exact_match(logits, batch)
         pairs += [(t.value, bool(ok)) for t, ok in zip(batch.segment_tasks, exact, strict=True)]
     return _tally(pairs)

@@ -40,6 +40,15 @@ class PackedBatch:
     pixel_values: torch.Tensor
     segment_tasks: list[TaskType]
 
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """Keyword arguments of the target's forward for this batch."""
+        return {
+            "input_ids": self.input_ids,
+            "pixel_values": self.pixel_values,
+            "attention_mask": self.attention_mask,
+            "position_ids": self.position_ids,
+        }
+
 
 @dataclass
 class _Row:

@@ -164,12 +164,7 @@ def make_batch(
 
 def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor]):
     """Returns (answer loss, aux loss, logits ``[B, T, vocab]``)."""
-    out = model(
-        input_ids=batch.input_ids,
-        pixel_values=batch.pixel_values,
-        attention_mask=batch.attention_mask,
-        position_ids=batch.position_ids,
-    )
+    out = model(**batch.model_inputs())
     logits = out.logits
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
     hidden = out.image_hidden_states.shape[-1]
