@@ -157,6 +157,14 @@ def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, 
     return cache, hidden, generated, done
 
 
+def _result(target: HFTarget, generated: list[int], metrics, start: float) -> GenerationResult:
+    """Close the metrics (total time from ``start``) and decode the new tokens."""
+    metrics.new_tokens = len(generated)
+    metrics.total_s = time.perf_counter() - start
+    text = target.tokenizer.decode(generated, skip_special_tokens=True)
+    return GenerationResult(text, generated, metrics)
+
+
 def speculative_generate(
     target: HFTarget, proposer, prompt: PreparedPrompt, config: GenerationConfig
 ) -> GenerationResult:
@@ -172,10 +180,7 @@ def speculative_generate(
     run.root_position = prompt.next_position
     while not done:
         done = _step(run)
-    metrics.new_tokens = len(generated)
-    metrics.total_s = time.perf_counter() - start
-    text = target.tokenizer.decode(generated, skip_special_tokens=True)
-    return GenerationResult(text, generated, metrics)
+    return _result(target, generated, metrics, start)
 
 
 @dataclass
@@ -266,7 +271,4 @@ def autoregressive_generate(
         metrics.verify_steps += 1
         metrics.accepted_per_step.append(0)
         metrics.committed_in_steps += 1
-    metrics.new_tokens = len(generated)
-    metrics.total_s = time.perf_counter() - start
-    text = target.tokenizer.decode(generated, skip_special_tokens=True)
-    return GenerationResult(text, generated, metrics)
+    return _result(target, generated, metrics, start)
