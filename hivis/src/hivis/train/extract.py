@@ -126,7 +126,12 @@ def token_labels(target: HFTarget, record: Record) -> tuple[PreparedPrompt, torc
     mask = torch.zeros(ids.shape[0], dtype=torch.bool)
     for start, stop in rendered.assistant_spans:
         begin = _prefix_tokens(target, record, rendered.text[:start], ids)
-        end = _prefix_tokens(target, record, rendered.text[:stop], ids)
+        # The last span ends the conversation: no need to prepare the whole text again.
+        end = (
+            len(ids)
+            if stop == len(rendered.text)
+            else _prefix_tokens(target, record, rendered.text[:stop], ids)
+        )
         mask[begin:end] = True
     return full, mask
 
