@@ -1,0 +1,425 @@
+"""Backward reconstruction of a lossless forward wavefield from its final state and a ring.
+
+Without attenuation (Q = inf everywhere) the leapfrog step is invertible in the interior (see
+:mod:`anelastic.physics.reverse`): from state n+1 the inverse step gives state n exactly up to
+roundoff. The absorbing layers are dissipative and are not inverted. Instead the forward run
+saves, at every step, the values of every wavefield on a ring of ``r = space_order / 2`` cells
+around the undamped interior of that field (the first cells of the absorbing layer: everything
+the interior stencils read there), plus the final state. The backward run then updates the
+interior only and overwrites the ring from the saved values each step.
+
+Undamped interior of a field: the physical domain, minus the last point along each axis where
+the field is staggered (+h/2) and the grid is padded after the domain (that point lies h/2 into
+the layer, where the C-PML / sponge already acts). Ring: the interior's box grown by ``r`` cells
+on every side (clipped to the grid), minus the interior. Ring storage: ``(nt + 1) * sum_f
+|ring_f|`` values (:meth:`ForwardReconstruction.boundary_nbytes`).
+
+With attenuation the inverse step divides each memory variable by ``alpha_l < 1`` per step, so
+any error (roundoff included) grows like ``alpha_min^-n``: :class:`ForwardReconstruction` refuses
+such models, and :func:`reversed_attenuating_growth` demonstrates the blow-up numerically.
+
+Inverse-step operators are compiled once per problem shape and cached like the forward's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from devito import (
+    Constant,
+    Function,
+    Grid,
+    Operator,
+    SpaceDimension,
+    SparseTimeFunction,
+    SubDomain,
+    TimeFunction,
+)
+
+from anelastic.physics.base import FieldRole, PhysicsKind
+from anelastic.physics.reverse import reverse_stages
+from anelastic.propagator import injection_groups  # also sets OpenMP options before Devito runs
+from anelastic.solver import Simulation
+
+
+class ReverseUnstableError(ValueError):
+    """Reverse reconstruction refused: the backward run would be unstable or is unsupported."""
+
+
+def refusal_reason(sim: Simulation) -> str | None:
+    """Why ``sim`` cannot be reconstructed backwards (None if it can). No compute."""
+    model, config = sim.model, sim.config
+    elastic = config.kind is PhysicsKind.VISCOELASTIC
+    finite = {"Qp": np.isfinite(model.qp)}
+    if elastic:
+        finite["Qs"] = np.isfinite(model.qs)
+    lossy = {k: int(m.sum()) for k, m in finite.items() if m.any()}
+    if lossy:
+        alpha_min = float(np.min(sim.physics.alpha))
+        decades = sim.time.nt * np.log10(1.0 / alpha_min)
+        where = ", ".join(f"{k} finite at {n} of {model.qp.size} points" for k, n in lossy.items())
+        return (
+            f"reverse reconstruction needs Q = inf everywhere, but {where}. Running an attenuating "
+            "scheme backwards is unstable: each standard linear solid's memory variable decays "
+            "by alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2) < 1 per step, so the inverse step "
+            f"divides by alpha_l (here alpha_min = {alpha_min:.4g}) and amplifies every error, "
+            f"roundoff included, by 1/alpha_l per step: up to 10^{decades:.0f} over the "
+            f"{sim.time.nt} steps. Use --storage checkpoint (exact, the default) or --storage full."
+        )
+    if config.free_surface:
+        return (
+            "reverse reconstruction does not support the free surface (free_surface=True): its "
+            "top rows are updated by stress-imaging equations over the whole width, absorbing "
+            "strips included, which the interior-only inverse step does not reproduce. Use "
+            "--storage checkpoint, or free_surface=False."
+        )
+    return None
+
+
+class FieldRegion:
+    """Undamped interior box and ring of one field on the padded grid.
+
+    ``interior``: (start, stop) per axis; ``ring``: index arrays (one per axis, [nring]).
+    """
+
+    def __init__(self, staggered, axes, pads, shape, radius: int) -> None:
+        interior, outer = [], []
+        for a, (lo, hi), n in zip(axes, pads, shape, strict=True):
+            stop = n - hi - (1 if a in staggered and hi > 0 else 0)
+            interior.append((lo, stop))
+            outer.append((max(lo - radius, 0), min(stop + radius, n)))
+        mask = np.zeros(shape, dtype=bool)
+        mask[tuple(slice(*b) for b in outer)] = True
+        self.interior = tuple(interior)
+        self.interior_slices = tuple(slice(*b) for b in interior)
+        mask[self.interior_slices] = False
+        self.ring = np.nonzero(mask)
+        mask[self.interior_slices] = True
+        self.support = mask  # interior + ring, [*shape]
+
+    @property
+    def size(self) -> int:
+        return int(self.ring[0].size)
+
+
+class _BoundaryReplay:
+    """Ring recording during the forward run and interior-only inverse steps (no refusal).
+
+    ``with_memory``: carry the memory variables too (the attenuating inverse step).
+    """
+
+    def __init__(self, sim: Simulation, with_memory: bool) -> None:
+        self.sim = sim
+        physics = sim.physics
+        roles = {FieldRole.WAVEFIELD} | ({FieldRole.MEMORY} if with_memory else set())
+        specs = [s for s in physics.field_specs() if s.role in roles]
+        self.names = tuple(s.name for s in specs)
+        self.wavefields = tuple(s.name for s in specs if s.role is FieldRole.WAVEFIELD)
+        grid = physics.model.grid
+        radius = physics.config.space_order // 2
+        self.regions = {
+            s.name: FieldRegion(s.staggered, grid.axis_names, sim.pads, grid.shape, radius)
+            for s in specs
+        }
+        self._op = get_reverse_operator(sim, self.names, self.regions)
+        self._views = {n: np.asarray(f.data) for n, f in self._op.fields.items()}  # [2, *shape]
+        self._rings: dict[str, np.ndarray] = {}
+        self._final: dict[str, np.ndarray] = {}
+        self._first = self._last = self._current = -1
+        self.backward_steps = 0
+
+    def _record_forward(self, stop: int, progress: bool) -> None:
+        """Advance ``sim`` to ``stop``, keeping the ring of every step and the final state."""
+        sim = self.sim
+        self._first = sim.step
+        dtype = np.dtype(sim.config.dtype)
+        count = stop - self._first + 1
+        self._rings = {n: np.empty((count, r.size), dtype) for n, r in self.regions.items()}
+        views = {n: np.asarray(sim._prop.fields[n].data) for n in self.names}  # [2, *shape]
+        self._keep_ring(views, sim.step)
+        bar = _progress_bar(stop - sim.step, progress)
+        for n in range(sim.step, stop):
+            sim.advance(n + 1)
+            self._keep_ring(views, n + 1)
+            bar.update()
+        bar.close()
+        self._final = {n: views[n][stop % 2][r.support] for n, r in self.regions.items()}
+        self._last = stop
+        self._load_final()
+
+    def _keep_ring(self, views: dict, step: int) -> None:
+        for name, region in self.regions.items():
+            self._rings[name][step - self._first] = views[name][step % 2][region.ring]
+
+    def _load_final(self) -> None:
+        """Claim the operator and put the final state (interior + ring; zero outside) in it."""
+        self._op.owner = id(self)
+        self._op.load(self.sim)
+        for name, region in self.regions.items():
+            self._views[name][self._last % 2][region.support] = self._final[name]
+        self._current = self._last
+
+    def _step_back(self) -> None:
+        """State ``current - 1`` from state ``current``: ring from the record, interior by the
+        inverse step."""
+        if self._op.owner != id(self):
+            raise RuntimeError(
+                "the inverse-step operator was taken over by another reconstruction with the same "
+                "shapes; finish one reconstruction before starting the next"
+            )
+        n = self._current - 1
+        for name, region in self.regions.items():
+            self._views[name][n % 2][region.ring] = self._rings[name][n - self._first]
+        self._op.step_back(n + 1, self.sim.threads)
+        self._current = n
+        self.backward_steps += 1
+
+
+class ForwardReconstruction(_BoundaryReplay):
+    """Reverse storage: the forward field rebuilt backwards from its final state and the ring.
+
+    Costs 1 forward + 1 backward step per time step and ``boundary_nbytes()`` of RAM.
+    """
+
+    def __init__(self, sim: Simulation) -> None:
+        """Refuses (``ReverseUnstableError``) attenuating models (finite Qp, or Qs for the
+        viscoelastic physics) and the free surface, before compiling anything."""
+        reason = refusal_reason(sim)
+        if reason is not None:
+            raise ReverseUnstableError(reason)
+        super().__init__(sim, with_memory=False)
+
+    def run_forward(self, progress: bool = False) -> None:
+        """Run ``sim`` from its current step to nt, keeping the ring of every wavefield at every
+        step (RAM, numpy [steps + 1, nring] per field) and the final state."""
+        self._record_forward(self.sim.time.nt, progress)
+
+    def boundary_nbytes(self) -> int:
+        """Bytes of the recorded rings (the final state, interior + ring, not included)."""
+        return int(sum(a.nbytes for a in self._rings.values()))
+
+    def states_backward(
+        self, stop: int, start: int, copy: bool = True
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(n, fields)`` for n = stop, stop - 1, ..., start.
+
+        ``fields``: wavefield name -> [*padded_shape] array of state n (exact on the physical
+        domain and the ring, zero further into the absorbing layers; memory variables and C-PML
+        auxiliaries are not reconstructed). Continues from the last state reached (no
+        recomputation when ``stop`` is at or below it); a ``stop`` above it restarts from the
+        final state. ``copy=False`` yields read-only views, valid until the next state.
+        Counts executed inverse steps in ``backward_steps``.
+        """
+        if self._last < 0:
+            raise RuntimeError("call run_forward() before states_backward()")
+        if not self._first <= start <= stop <= self._last:
+            raise ValueError(
+                f"states_backward needs {self._first} <= start <= stop <= {self._last} "
+                f"(the recorded steps), got start={start}, stop={stop}"
+            )
+        return self._iterate(stop, start, copy)
+
+    def _iterate(self, stop: int, start: int, copy: bool):
+        if stop > self._current:
+            self._load_final()
+        while self._current > stop:
+            self._step_back()
+        for n in range(stop, start - 1, -1):
+            while self._current > n:
+                self._step_back()
+            yield n, self._state_arrays(copy)
+
+    def _state_arrays(self, copy: bool) -> dict[str, np.ndarray]:
+        slot, out = self._current % 2, {}
+        for name in self.wavefields:
+            array = self._views[name][slot]
+            if copy:
+                array = array.copy()
+            else:
+                array = array.view()
+                array.flags.writeable = False
+            out[name] = array
+        return out
+
+
+def reversed_attenuating_growth(sim: Simulation, steps: int) -> np.ndarray:
+    """max |p| over the physical domain after each of ``steps`` inverse attenuating steps [steps].
+
+    Runs ``sim`` (viscoacoustic, attenuating, at its current step s) forward ``steps`` steps,
+    recording the ring, then applies the exact inverse of the attenuating step (memory variables
+    included) from state s + steps down to s: entry k is max |p| of state s + steps - 1 - k.
+    Roundoff is amplified by 1 / alpha_l per step, so this grows without bound (NaN/inf once it
+    overflows) although the forward field decays.
+    """
+    if sim.config.kind is not PhysicsKind.VISCOACOUSTIC:
+        raise ValueError("the attenuating inverse step is written for the viscoacoustic physics")
+    if not sim.physics.attenuating:
+        raise ValueError("sim has Q = inf everywhere: its reversal is stable, nothing to show")
+    if not 1 <= steps <= sim.time.nt - sim.step:
+        raise ValueError(f"steps must be in [1, {sim.time.nt - sim.step}], got {steps}")
+    replay = _BoundaryReplay(sim, with_memory=True)
+    replay._record_forward(sim.step + steps, progress=False)
+    interior = replay.regions["p"].interior_slices
+    out = np.empty(steps)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps):
+            replay._step_back()
+            p = replay._views["p"][replay._current % 2][interior]
+            out[k] = np.max(np.abs(p))
+    return out
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="step", leave=False)
+
+
+class ReverseOperator:
+    """Devito grid, fields, coefficients, negated sources and the compiled inverse step.
+
+    ``names``: the fields it carries (wavefields, plus memory variables when attenuating);
+    ``regions``: name -> :class:`FieldRegion`. The operator computes state n from state n+1 at
+    time index ``t = n + 1``; source group data are shifted one row ([nt + 1, npoint]) so that
+    row ``n + 1`` holds what the forward injected at step n.
+    """
+
+    def __init__(self, sim: Simulation, names: tuple[str, ...], regions: dict) -> None:
+        physics = sim.physics
+        self.dtype = np.dtype(physics.config.dtype).type
+        self.grid = _devito_grid(physics.model.grid, self.dtype)
+        specs = {s.name: s for s in physics.field_specs()}
+        self.fields = {n: _time_function(specs[n], physics, self.grid) for n in names}
+        self.coeffs = {c.name: _coefficient(c, self.grid) for c in physics.coefficient_specs()}
+        self.interiors = {}
+        for n in names:
+            key = tuple(specs[n].staggered)
+            if key not in self.interiors:
+                self.interiors[key] = _Interior(key, regions[n].interior, self.grid)
+        groups = injection_groups(sim)
+        self.sources = {
+            group: SparseTimeFunction(
+                name=f"rsrc{k}",
+                grid=self.grid,
+                npoint=len(members),
+                nt=sim.time.nt + 1,
+                dtype=self.dtype,
+            )
+            for k, (group, members) in enumerate(groups.items())
+        }
+        self.operator = Operator(self._equations(physics), name="reverse")
+        self.owner: int | None = None
+
+    def _equations(self, physics) -> list:
+        eqs = []
+        for stage in reverse_stages(physics, self.fields, self.coeffs, self.interiors):
+            # Undo this stage's injections first: its field at t is then the pure update.
+            for (field, stage_name, _), src in self.sources.items():
+                if stage_name == stage.name:
+                    eqs += src.inject(field=self.fields[field], expr=-src)
+            eqs += stage.equations
+        return eqs
+
+    def load(self, sim: Simulation) -> None:
+        """Coefficients and source data of ``sim``; zero every field."""
+        for spec in sim.physics.coefficient_specs():
+            target = self.coeffs[spec.name]
+            if spec.values.ndim == 0:
+                target.data = self.dtype(spec.values)
+            else:
+                target.data[:] = spec.values
+        for group, forward_src in sim._prop.sources.items():
+            src = self.sources[group]
+            src.coordinates.data[:] = forward_src.coordinates.data
+            src.data[0] = 0
+            src.data[1:] = forward_src.data
+        for f in self.fields.values():
+            f.data[:] = 0
+
+    def step_back(self, t: int, threads: int) -> None:
+        """State ``t - 1`` from state ``t`` (interior; the ring of ``t - 1`` must be in place)."""
+        self.operator.apply(time_m=t, time_M=t, nthreads=threads, nthreads_nonaffine=1)
+
+
+_CACHE: dict[tuple, ReverseOperator] = {}
+
+
+def get_reverse_operator(sim: Simulation, names: tuple[str, ...], regions: dict):
+    """The cached inverse-step operator for ``sim``'s shapes (compiled on first use)."""
+    groups = injection_groups(sim)
+    grid = sim.physics.model.grid
+    key = (
+        sim.physics.operator_key(),
+        names,
+        grid.shape,
+        grid.spacing,
+        grid.origin,
+        sim.pads,
+        tuple((k, len(v)) for k, v in groups.items()),
+        sim.time.nt,
+    )
+    if key not in _CACHE:
+        _CACHE[key] = ReverseOperator(sim, names, regions)
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Drop every cached inverse-step operator (live reconstructions become unusable)."""
+    for op in _CACHE.values():
+        op.owner = None
+    _CACHE.clear()
+
+
+def _devito_grid(grid, dtype):
+    dims = tuple(
+        SpaceDimension(name=a, spacing=Constant(name=f"h_{a}", value=h, dtype=dtype))
+        for a, h in zip(grid.axis_names, grid.spacing, strict=True)
+    )
+    return Grid(
+        shape=grid.shape, extent=grid.extent, origin=grid.origin, dimensions=dims, dtype=dtype
+    )
+
+
+def _time_function(spec, physics, grid):
+    """The same discretisation (space order, staggering) as the forward's field."""
+    dims = {d.name: d for d in grid.dimensions}
+    order = spec.space_order if spec.space_order is not None else physics.config.space_order
+    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+    return TimeFunction(
+        name=spec.name,
+        grid=grid,
+        space_order=order,
+        time_order=1,
+        staggered=staggered,
+        dtype=grid.dtype,
+    )
+
+
+def _coefficient(spec, grid):
+    if spec.values.ndim == 0:
+        return Constant(name=spec.name, value=float(spec.values), dtype=grid.dtype)
+    dims = {d.name: d for d in grid.dimensions}
+    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+    return Function(
+        name=spec.name,
+        grid=grid,
+        space_order=spec.space_order,
+        staggered=staggered,
+        dtype=grid.dtype,
+    )
+
+
+class _Interior(SubDomain):
+    """Box ``bounds`` [(start, stop)] per axis: the undamped interior of one staggering."""
+
+    def __init__(self, staggered: tuple[str, ...], bounds, grid) -> None:
+        self.name = "interior_" + ("".join(staggered) or "node")
+        self._bounds = bounds
+        super().__init__(grid=grid)
+
+    def define(self, dimensions):
+        out = {}
+        for d, (start, stop), n in zip(dimensions, self._bounds, self.grid.shape, strict=True):
+            out[d] = d if (start, stop) == (0, n) else ("middle", start, n - stop)
+        return out
