@@ -131,15 +131,9 @@ class Propagator:
         )
 
     def _equations(self, physics) -> list:
-        eqs = []
-        for stage in physics.stages(self.fields, self.coeffs, self.layout):
-            eqs += stage.equations
-            for (field, stage_name, _), src in self.sources.items():
-                if stage_name == stage.name:
-                    eqs += src.inject(field=self.fields[field].forward, expr=src)
-        for comp, rec in self.receivers.items():
-            eqs += rec.interpolate(expr=physics.record(self.fields, comp))
-        return eqs
+        return forward_equations(
+            physics, self.fields, self.coeffs, self.layout, self.sources, self.receivers
+        )
 
     # --- ownership ---------------------------------------------------------------------
     def claim(self, sim) -> None:
@@ -212,6 +206,20 @@ class Propagator:
     def read_receivers(self, sim) -> dict[Component, np.ndarray]:
         self.check_owner(sim)
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
+
+
+def forward_equations(physics, fields, coeffs, layout, sources: dict, receivers: dict) -> list:
+    """One forward step: the rheology's stages, each followed by the injections of the sources
+    it names (``sources[(field, stage, shift)]``), then the receivers' interpolation."""
+    eqs = []
+    for stage in physics.stages(fields, coeffs, layout):
+        eqs += stage.equations
+        for (field, stage_name, _), src in sources.items():
+            if stage_name == stage.name:
+                eqs += src.inject(field=fields[field].forward, expr=src)
+    for comp, rec in receivers.items():
+        eqs += rec.interpolate(expr=physics.record(fields, comp))
+    return eqs
 
 
 def _devito_grid(grid, dtype) -> Grid:

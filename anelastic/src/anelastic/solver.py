@@ -71,6 +71,8 @@ class Simulation:
     ``instance`` separates operator caches (e.g. "forward", "replay", "adjoint") so several
     simulations with the same shapes can be alive together; two live simulations with the same
     key and instance would share Devito fields, which is detected and refused.
+    ``sls_fit`` (an ``attenuation.SLSFit``) fixes the relaxation mechanisms instead of fitting
+    them to this model's Q values (kernels are derivatives at fixed mechanisms).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class Simulation:
         *,
         threads: int | None = None,
         instance: str = "forward",
+        sls_fit=None,
     ) -> None:
         self.model = model
         self.sources = list(sources)
@@ -95,7 +98,7 @@ class Simulation:
         self.f0 = self.sources[0].wavelet.dominant_frequency
         band = self.config.band or default_band(self.f0)
         padded = pad_model(model, self.pads)
-        self.physics = physics_class(self.config.kind)(padded, self.config, time.dt, band)
+        self.physics = physics_class(self.config.kind)(padded, self.config, time.dt, band, sls_fit)
         _validate_time_step(self.physics, model, time, self.f0, self.config)
         from anelastic.propagator import get_propagator
 

@@ -89,4 +89,8 @@ def problem_fingerprint(sim) -> str:
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for s in sim.sources:
         digest.update(np.ascontiguousarray(s.wavelet(sim.time.times), np.float64).tobytes())
+    fit = getattr(sim.physics, "sls_fit", None)
+    if fit is not None:  # a fixed relaxation-mechanism fit changes the coefficients
+        for table in (fit.omega, fit.q_table, fit.y_table):
+            digest.update(np.ascontiguousarray(table, np.float64).tobytes())
     return digest.hexdigest()[:32]

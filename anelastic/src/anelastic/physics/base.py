@@ -139,11 +139,14 @@ class Physics(ABC):
 
     kind: PhysicsKind
 
-    def __init__(self, padded_model, config: PhysicsConfig, dt: float, band) -> None:
+    def __init__(self, padded_model, config: PhysicsConfig, dt: float, band, sls_fit=None) -> None:
+        """``sls_fit``: a fixed ``SLSFit`` to use instead of fitting the model's Q values (the
+        kernel pass and its finite-difference checks hold the relaxation mechanisms fixed)."""
         self.model = padded_model
         self.config = config
         self.dt = float(dt)
         self.band = band
+        self.sls_fit = sls_fit
 
     @abstractmethod
     def field_specs(self) -> tuple[FieldSpec, ...]: ...

@@ -42,3 +42,36 @@ def shifted(field, axis: int, offset: int, time_offset: int):
     idx = [field.grid.stepping_dim + time_offset, *field.grid.dimensions]
     idx[axis + 1] = idx[axis + 1] + offset
     return field[tuple(idx)]
+
+
+def derivative_at_half(value, weights: np.ndarray, h):
+    """Staggered derivative at the half node ``i + 1/2`` (stored at index i) of a node quantity:
+    ``G f[i] = sum_m c_m (f[i + m] - f[i + 1 - m]) / h``.
+
+    ``value(offset)`` returns the quantity at storage offset ``offset`` along the axis;
+    ``weights`` c [q] from :func:`staggered_stencil`. This is exactly what Devito generates for
+    ``f.dx`` at a staggered point.
+    """
+    terms = [c * (value(m) - value(1 - m)) for m, c in enumerate(weights, start=1)]
+    return sum(terms) / h
+
+
+def derivative_at_node(value, weights: np.ndarray, h):
+    """Staggered derivative at node i of a half-node quantity (index i at ``i + 1/2``):
+    ``D g[i] = sum_m c_m (g[i + m - 1] - g[i - m]) / h``. ``D^T = -G`` (sum by parts), which
+    is what makes the discrete adjoint exact."""
+    terms = [c * (value(m - 1) - value(-m)) for m, c in enumerate(weights, start=1)]
+    return sum(terms) / h
+
+
+def at(f, axis: int, offset: int, time_offset: int = 0):
+    """``f`` at storage offset ``offset`` along space axis ``axis``. A TimeFunction is taken at
+    its own time index (``t`` for a modulo buffer, ``time`` for a saved one) + ``time_offset``;
+    a 1-D profile Function only has the axis it lives on."""
+    idx = list(f.dimensions)  # plain dimensions: a staggered field's indices carry +h/2
+    first = 1 if f.is_TimeFunction else 0
+    if f.is_TimeFunction:
+        idx[0] = f.indices[0] + time_offset
+    position = -1 if len(idx) - first == 1 else first + axis  # a profile has one axis
+    idx[position] = idx[position] + offset
+    return f[tuple(idx)]

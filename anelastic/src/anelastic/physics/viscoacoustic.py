@@ -53,14 +53,14 @@ class Viscoacoustic(Physics):
     kind = PhysicsKind.VISCOACOUSTIC
     forced_memory_layout: str | None = None
 
-    def __init__(self, padded_model, config, dt, band) -> None:
-        super().__init__(padded_model, config, dt, band)
+    def __init__(self, padded_model, config, dt, band, sls_fit=None) -> None:
+        super().__init__(padded_model, config, dt, band, sls_fit)
         model = padded_model
         self.axes = model.grid.axis_names
         self.attenuating = not bool(np.all(np.isinf(model.qp)))
         m_elastic = model.rho * model.vp**2
         if self.attenuating:
-            self.fit = fit_sls(model.qp, band, config.n_sls)
+            self.fit = sls_fit if sls_fit is not None else fit_sls(model.qp, band, config.n_sls)
             self.weights = self.fit.weights(model.qp)  # [L, *shape]
             self.omega = self.fit.omega
             self.m_unrelaxed = unrelaxed_modulus(m_elastic, self.weights, self.omega, model.f_ref)
@@ -140,6 +140,29 @@ class Viscoacoustic(Physics):
                 b_l = dt * m_u * self.weights[l] * (1 + self.alpha[l]) / 2
                 specs.append(CoefficientSpec(f"mem_dt{l}", b_l))
         return tuple(specs)
+
+    def memory_coefficient(self, coeffs: dict, l: int):
+        """The Devito expression of ``B_l = dt M_U Y_l (1 + alpha_l) / 2`` in this layout."""
+        layout = self.memory_layout
+        if layout == "uniform":
+            return coeffs["mod_dt"] * coeffs[f"mcoef{l}"]
+        if layout == "separable":
+            return coeffs["mem_dt"] * coeffs[f"mcoef{l}"]
+        return coeffs[f"mem_dt{l}"]
+
+    def scheme_coefficients(self, rho, vp, qp) -> dict[str, np.ndarray]:
+        """The scheme's coefficients as functions of the physical parameters [*shape] (float64):
+        ``buoy_dt = dt / rho`` [S], ``mod_dt = A`` [S], ``mem_dt = B`` [L, *S], with this
+        rheology's (fixed) relaxation mechanisms. The kernels' chain rule differentiates it."""
+        m_elastic = rho * vp**2
+        if not self.attenuating:
+            return {"buoy_dt": self.dt / rho, "mod_dt": self.dt * m_elastic}
+        weights = self.fit.weights(qp)
+        m_u = unrelaxed_modulus(m_elastic, weights, self.omega, self.model.f_ref)
+        shape = (-1,) + (1,) * rho.ndim
+        y_beta = (self.beta.reshape(shape) * weights).sum(axis=0)
+        mem = self.dt * m_u * weights * ((1 + self.alpha) / 2).reshape(shape)
+        return {"buoy_dt": self.dt / rho, "mod_dt": self.dt * m_u * (1 - y_beta / 2), "mem_dt": mem}
 
     def stages(self, fields: dict, coeffs: dict, layout) -> list[Stage]:
         velocity, pressure = [], []

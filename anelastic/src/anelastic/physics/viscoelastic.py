@@ -104,8 +104,8 @@ class Viscoelastic(Physics):
 
     kind = PhysicsKind.VISCOELASTIC
 
-    def __init__(self, padded_model, config, dt, band) -> None:
-        super().__init__(padded_model, config, dt, band)
+    def __init__(self, padded_model, config, dt, band, sls_fit=None) -> None:
+        super().__init__(padded_model, config, dt, band, sls_fit)
         self.axes = padded_model.grid.axis_names
         self.ndim = len(self.axes)
         self.moduli = elastic_moduli(padded_model, band, config.n_sls)

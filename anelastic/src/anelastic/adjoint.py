@@ -1,0 +1,187 @@
+"""Replay and adjoint operators of one problem (the kernel pass's two Devito operators).
+
+Both run on chunk-local time: local index tau = n - chunk.start.
+
+- The replay operator is the forward step (same stencil code, the forward simulation's own
+  fields and coefficients) plus copies of the quantities the adjoint needs into a RAM buffer of
+  N frames (``TimeFunction(save=N)``): frame tau holds step ``start + tau``.
+- The adjoint operator is the exact transpose of the forward step (see
+  :mod:`anelastic.physics.viscoacoustic_adjoint`) on its own fields, run backwards over the
+  chunk (loop index t computes step ``start + t`` from step ``start + t + 1``), with the adjoint
+  source injected and the coefficient gradients accumulated in the same loop nest.
+
+The adjoint state lives in separate fields, so a replay never disturbs it; between chunks only
+its two time slots may need swapping (a chunk of odd length ends on the other slot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from devito import Function, Operator, SparseTimeFunction, TimeFunction
+
+from anelastic.physics.base import PhysicsKind
+from anelastic.propagator import forward_equations
+
+
+def adjoint_scheme(physics):
+    """The adjoint stencils of a rheology (refuses those without one)."""
+    if physics.kind is PhysicsKind.VISCOACOUSTIC:
+        from anelastic.physics.viscoacoustic_adjoint import ViscoacousticAdjoint
+
+        return ViscoacousticAdjoint(physics)
+    raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics yet")
+
+
+class KernelOperators:
+    """Replay buffer, adjoint state, gradients and the two operators for chunks of <= N steps.
+
+    ``sim``: the forward ``Simulation`` (its fields are reused by the replay); ``n_frames``: the
+    buffer length N. Receivers must record pressure (the adjoint source enters ``adj_p``).
+    """
+
+    def __init__(self, sim, n_frames: int) -> None:
+        prop = sim._prop
+        self.sim, self.prop, self.n_frames = sim, prop, int(n_frames)
+        self.scheme = adjoint_scheme(sim.physics)
+        grid, dtype = prop.grid, prop.dtype
+        order = sim.physics.config.space_order
+        self.buffers = {
+            s.name: _field(s, grid, order, dtype, f"buf_{s.name}", save=self.n_frames)
+            for s in self.scheme.buffer_specs()
+        }
+        self.adjoint = {s.name: _field(s, grid, order, dtype) for s in self.scheme.adjoint_specs()}
+        self.temps = {
+            s.name: _field(s, grid, order, dtype, time=False) for s in self.scheme.temporary_specs()
+        }
+        self.grads = {
+            s.name: _field(s, grid, order, np.float64 if dtype == np.float64 else dtype, time=False)
+            for s in self.scheme.gradient_specs()
+        }
+        self.halo_profiles = _halo_profiles(prop.layout, order)
+        self.sources = {
+            group: SparseTimeFunction(
+                name=f"rsrc{k}", grid=grid, npoint=src.npoint, nt=self.n_frames, dtype=dtype
+            )
+            for k, (group, src) in enumerate(prop.sources.items())
+        }
+        nrec = sim.receivers.count
+        self.residual = SparseTimeFunction(
+            name="adjsrc", grid=grid, npoint=nrec, nt=self.n_frames, dtype=dtype
+        )
+        self.replay_op = Operator(self._replay_equations(), name="replay")
+        self.adjoint_op = Operator(self._adjoint_equations(), name="adjoint")
+        self.replay_steps = 0
+        self.adjoint_steps = 0
+
+    def _replay_equations(self) -> list:
+        physics, prop = self.sim.physics, self.prop
+        eqs = forward_equations(physics, prop.fields, prop.coeffs, prop.layout, self.sources, {})
+        return eqs + self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid)
+
+    def _adjoint_equations(self) -> list:
+        prop = self.prop
+        eqs = self.scheme.adjoint_equations(
+            self.adjoint,
+            self.temps,
+            self.buffers,
+            self.grads,
+            prop.coeffs,
+            prop.layout,
+            self.halo_profiles,
+        )
+        target = self.adjoint[self.scheme.adjoint_source_field()]
+        return eqs + self.residual.inject(field=target.backward, expr=self.residual)
+
+    # --- data ----------------------------------------------------------------------------
+    def buffer_nbytes(self) -> int:
+        """RAM of the replay buffer (N frames of every buffered quantity)."""
+        return int(sum(b.data.nbytes for b in self.buffers.values()))
+
+    def reset(self, receiver_positions: np.ndarray) -> None:
+        """Zero the adjoint state and the gradients (start of a kernel pass)."""
+        for f in (*self.adjoint.values(), *self.temps.values(), *self.grads.values()):
+            f.data[:] = 0
+        for name, copy in self.halo_profiles.items():  # the cached layout may have new profiles
+            copy.data[:] = self.prop.layout.profiles[name].data
+        self.residual.coordinates.data[:] = receiver_positions
+        for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
+            src.coordinates.data[:] = full.coordinates.data
+        self.replay_steps = 0
+        self.adjoint_steps = 0
+
+    def replay(self, start: int, stop: int, state: dict[str, np.ndarray]) -> None:
+        """Fill buffer frames 0..stop-start-1 with steps start..stop-1, from ``state`` (the
+        complete solver state at step ``start``)."""
+        length = self._check_chunk(start, stop)
+        self.prop.write_state(0, state)
+        for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
+            src.data[:length] = full.data[start:stop]
+        self.replay_op.apply(
+            time_m=0, time_M=length - 1, nthreads=self.sim.threads, nthreads_nonaffine=1
+        )
+        self.replay_steps += length
+
+    def load_frames(self, frames: dict[str, np.ndarray]) -> None:
+        """Fill the buffer from arrays ``frames[name]`` [length, *padded_shape] (frame tau is
+        step start + tau) computed elsewhere (e.g. a backward reconstruction)."""
+        for name, data in frames.items():
+            self.buffers[name].data[: data.shape[0]] = data
+
+    def adjoint_chunk(self, start: int, stop: int, residual: np.ndarray) -> None:
+        """Adjoint steps stop-1 .. start; ``residual`` [nt, nrec] is dchi/d(recorded sample)."""
+        length = self._check_chunk(start, stop)
+        self._align_adjoint_slots(length)
+        self.residual.data[:length] = residual[start:stop]
+        self.adjoint_op.apply(
+            time_m=0, time_M=length - 1, nthreads=self.sim.threads, nthreads_nonaffine=1
+        )
+        self.adjoint_steps += length
+
+    def _align_adjoint_slots(self, length: int) -> None:
+        """The adjoint state sits in slot 1 after a chunk (or is zero at the start); a chunk of
+        ``length`` steps reads it from slot (length - 1) % 2."""
+        if (length - 1) % 2 == 0:
+            for f in self.adjoint.values():
+                f.data[0] = f.data[1]
+
+    def _check_chunk(self, start: int, stop: int) -> int:
+        length = stop - start
+        if not 1 <= length <= self.n_frames:
+            raise ValueError(f"chunk [{start}, {stop}) does not fit a buffer of {self.n_frames}")
+        return length
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        return {name: np.array(g.data, dtype=np.float64) for name, g in self.grads.items()}
+
+
+def _field(spec, grid, order, dtype, name=None, *, save=None, time=True):
+    dims = {d.name: d for d in grid.dimensions}
+    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+    space_order = spec.space_order if spec.space_order is not None else order
+    kwargs = dict(
+        name=name or spec.name, grid=grid, space_order=space_order, staggered=staggered, dtype=dtype
+    )
+    if not time:
+        return Function(**kwargs)
+    if save is not None:
+        return TimeFunction(time_order=0, save=save, **kwargs)
+    return TimeFunction(time_order=1, **kwargs)
+
+
+def _halo_profiles(layout, order: int) -> dict[str, Function]:
+    """Copies of the node C-PML ``a`` profiles with a stencil halo (zero outside the grid)."""
+    out = {}
+    for name, prof in layout.profiles.items():
+        if not name.startswith("cpmla_"):
+            continue
+        dim = prof.dimensions[0]
+        copy = Function(
+            name=f"halo_{name}",
+            dimensions=(dim,),
+            shape=prof.shape,
+            space_order=order,
+            dtype=prof.dtype,
+        )
+        copy.data[:] = prof.data
+        out[name] = copy
+    return out
