@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# On a shared CPU, OpenMP threads that spin while waiting make every pass many times slower
+# (measured 5-20x in this project); passive waiting costs nothing on an idle machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import json
 import sys
 
@@ -112,20 +118,92 @@ def _run_lossless(args) -> int:
 
 
 def _add_demo(subparsers) -> None:
-    cmd = subparsers.add_parser("demo", help="end-to-end demo on a tiny model (CPU, offline)")
+    cmd = subparsers.add_parser(
+        "demo", help="the shipped world models answer held-out scenes (CPU, offline)"
+    )
     cmd.add_argument("--out", default="hivis-demo", help="folder for demo.png")
-    cmd.add_argument("--quick", action="store_true", help="a seconds-long smoke version")
+    cmd.add_argument("--quick", action="store_true", help="one scene, one repetition")
+    cmd.add_argument("--assets", help="shipped-models directory (default: the package's)")
     cmd.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args) -> int:
-    from hivis.demo import run_demo
+    from hivis.demo import run
 
-    if args.quick:
-        rows = run_demo(args.out, n_train=8, steps=(4, 2), n_test=2, max_new_tokens=8)
-    else:
-        rows = run_demo(args.out)
-    return 0 if all(row.identical for row in rows) else 1
+    return run(args.out, args.quick, args.assets)
+
+
+def _add_bench(subparsers) -> None:
+    from hivis.bench import BenchConfig, Method
+    from hivis.world.tasks import TaskType
+
+    d = BenchConfig.__dataclass_fields__
+    cmd = subparsers.add_parser(
+        "bench", help="all methods on held-out test scenes of the shipped world"
+    )
+    cmd.add_argument("--json", help="write the report to this JSON file")
+    cmd.add_argument("--scenes", type=int, default=d["scenes"].default, help="test scenes")
+    cmd.add_argument("--start", type=int, default=0, help="first test scene index")
+    cmd.add_argument("--task", action="append", choices=[t.value for t in TaskType])
+    cmd.add_argument("--method", action="append", choices=[m.value for m in Method])
+    cmd.add_argument("--reps", type=int, default=d["reps"].default)
+    cmd.add_argument("--max-new-tokens", type=int, default=d["max_new_tokens"].default)
+    shape = cmd.add_mutually_exclusive_group()
+    shape.add_argument("--tree", type=parse_tree, help="TOTAL,DEPTH,TOPK for the drafters")
+    shape.add_argument("--chain", type=_chain, help="chain drafting of this depth")
+    cmd.add_argument("--no-sampling", action="store_true", help="skip the T = 1 acceptance")
+    cmd.add_argument("--threads", type=int, default=d["threads"].default)
+    cmd.add_argument(
+        "--tune-tree",
+        action="store_true",
+        help="instead: HiViS speedup over autoregressive for a grid of tree settings",
+    )
+    cmd.add_argument("--assets", help="shipped-models directory (default: the package's)")
+    cmd.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args) -> int:
+    from hivis.bench import BenchConfig, Method, format_table, run_bench, tune_tree, write_json
+    from hivis.world.tasks import TaskType
+
+    methods = tuple(Method)
+    if args.method:
+        methods = tuple(m for m in Method if m.value in args.method or m is Method.AUTOREGRESSIVE)
+    cfg = BenchConfig(
+        scenes=args.scenes,
+        start=args.start,
+        tasks=tuple(TaskType(t) for t in args.task) if args.task else None,
+        methods=methods,
+        reps=args.reps,
+        max_new_tokens=args.max_new_tokens,
+        sampling_acceptance=not args.no_sampling,
+        threads=args.threads,
+        **({"tree": args.tree or args.chain} if (args.tree or args.chain) else {}),
+    )
+    if args.tune_tree:
+        results = tune_tree(TUNING_TREES, cfg, args.assets)
+        for r in results:
+            print(json.dumps(r))
+        if args.json:
+            write_json({"tune_tree": results, "config": {"scenes": cfg.scenes}}, args.json)
+        return 0
+    report = run_bench(cfg, args.assets)
+    print(format_table(report))
+    if args.json:
+        print(f"report -> {write_json(report, args.json)}")
+    hivis_rows = [m for m in report["methods"] if m["method"] != "assisted"]
+    return 0 if all(m["identical_fraction"] == 1.0 for m in hivis_rows) else 1
+
+
+# Tree settings compared by ``hivis bench --tune-tree`` (total nodes, depth, top-k).
+TUNING_TREES = [
+    TreeConfig(4, 4, 1),
+    TreeConfig(6, 6, 1),
+    TreeConfig(8, 4, 2),
+    TreeConfig(10, 4, 3),
+    TreeConfig(12, 6, 2),
+    TreeConfig(16, 5, 3),
+]
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
@@ -135,6 +213,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     _add_generate(subparsers)
     _add_verify(subparsers)
     _add_demo(subparsers)
+    _add_bench(subparsers)
     add_train_commands(subparsers)
     add_world_commands(subparsers)
     return parser, subparsers

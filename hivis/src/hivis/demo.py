@@ -1,182 +1,185 @@
-"""``hivis demo``: the whole system end to end, offline, on a CPU, in about half a minute.
+"""``hivis demo``: the shipped world models answer held-out scenes, with and without HiViS.
 
-Until the embedded trained world ships (its own issue), the demo builds its world on the fly:
-a tiny random-weight LLaVA (256 visual tokens per image, a Llama text model several layers
-deep), a small image+question data set whose answers are the target's own greedy outputs,
-HiViS features, a drafter trained by stage 1 and stage 2 - then it answers held-out prompts
-with the target alone and with HiViS and reports, for each, whether the output is identical,
-the acceptance length, the speedup and the drafter's prefill share. A PNG shows the images,
-answers and metrics. Random weights mean the "answers" are not language; the measurements are
-real.
+It loads the shipped tiny LLaVA target and its HiViS drafter (``hivis/world/assets``, built by
+``make world``), takes test-split scenes (never seen in training) and asks, for each, a
+description, a reasoning question and a counting question. Every question is answered by the
+target alone (autoregressive) and by HiViS speculative decoding, interleaved ``reps`` times;
+the table shows the answer, whether it is right (equal to the world's reference), whether the
+HiViS output is identical to the target's own, the acceptance length (bonus token included),
+the speedup (median target-alone time / median HiViS time, whole generation) and the
+drafter's prefill as a share of the target's. A PNG shows the scenes with answers and metrics.
+
+Without the shipped models it says how to build them and runs the on-the-fly demo
+(:mod:`hivis.demo_onthefly`: a random-weight model and a drafter trained in seconds).
 """
 
 from __future__ import annotations
 
-import random
-import tempfile
+import statistics
+import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from hivis.bench import WORLD_TREE, BenchConfig, Method, run_method
+from hivis.world.shipped import AssetsMissing, DrafterKind, TestCase, load_world, test_cases
+from hivis.world.tasks import TaskType
 
-from hivis.testing import WORDS, TinySpec, build_tiny_target, random_image
-
-# Deep enough that a target step costs several one-layer drafter steps (PERFORMANCE.md).
-DEMO_SPEC = TinySpec(
-    hidden_size=384, num_layers=8, num_heads=6, num_kv_heads=2, image_size=64, patch_size=4
-)
-STAGE_LR = {"stage1": 3e-3, "stage2": 1e-3}
+DEMO_TASKS = (TaskType.DESCRIBE, TaskType.REASONING, TaskType.COUNT_COLOUR)
 
 
 @dataclass
 class DemoRow:
-    """One held-out prompt: target-alone and HiViS results."""
+    """One held-out question: the HiViS answer and its measurements."""
 
-    image: Path
-    prompt: str
+    case: TestCase
     answer: str
+    correct: bool
     identical: bool
     acceptance_length: float
     speedup: float
     prefill_ratio: float
 
 
-def _records(root: Path, count: int, offset: int):
-    from hivis.train.data import Record, Role, Turn
-
-    records = []
-    for i in range(offset, offset + count):
-        path = root / f"scene_{i}.png"
-        random_image(i, (64, 64)).resize((64, 64)).save(path)
-        rng = random.Random(i)
-        question = "<image> " + " ".join(rng.choice(WORDS) for _ in range(4))
-        records.append(
-            Record(str(i), (path,), (Turn(Role.USER, question), Turn(Role.ASSISTANT, "")), i)
-        )
-    return records
-
-
-def build_demo_world(root: Path, n_train: int, steps: tuple[int, int], log=print):
-    """Target, trained HiViS drafter and held-out records under ``root``."""
-    from hivis.drafter import HiViSDrafter
-    from hivis.targets import load_target
-    from hivis.train.extract import extract_features, regenerate_answers
-    from hivis.train.trainer import Stage, TrainConfig, train
-
-    target = load_target(build_tiny_target("llava", root / "target", DEMO_SPEC))
-    log(
-        f"target: tiny LLaVA, {sum(p.numel() for p in target.model.parameters()) / 1e6:.1f} M "
-        f"parameters, {DEMO_SPEC.num_layers} text layers, 256 visual tokens per image"
-    )
-    train_records = [
-        regenerate_answers(target, r, max_new_tokens=24) for r in _records(root, n_train, 0)
-    ]
-    log(f"data: {n_train} images with the target's own answers; extracting HiViS features")
-    features = [extract_features(target, r) for r in train_records]
-    torch.manual_seed(0)
-    drafter = HiViSDrafter(target, num_steps=3)
-    for stage, n_steps, k in ((Stage.STAGE1, steps[0], 1), (Stage.STAGE2, steps[1], 3)):
-        config = TrainConfig(
-            stage=stage,
-            num_steps=k,
-            lr=STAGE_LR[stage.value],
-            warmup_steps=5,
-            max_steps=n_steps,
-            batch_size=8,
-            checkpoint_every=0,
-        )
-        result = train(drafter, features, config, root / stage.value, progress=False)
-        first, last = result.history[0], result.history[-1]
-        top1 = ", ".join(f"step {i}: {last[f'top1_{i}']:.2f}" for i in range(k))
-        log(
-            f"{stage.value}: {n_steps} steps, step-0 loss {first['loss_0']:.3f} -> "
-            f"{last['loss_0']:.3f}; top-1 agreement with the target {top1}"
-        )
-    return target, drafter.eval()
-
-
-def compare(target, drafter, record, max_new_tokens: int) -> DemoRow:
-    """Target alone vs HiViS on one prompt (greedy), timed back to back."""
-    import hivis
-    from hivis.train.extract import generation_prompt
-
-    prompt, _ = generation_prompt(target, record, 1)
-    images = list(record.images)
-    hivis.generate(target, drafter, images, prompt, max_new_tokens=4)  # warm-up
-    slow = hivis.autoregressive(target, images, prompt, max_new_tokens=max_new_tokens)
-    fast = hivis.generate(target, drafter, images, prompt, max_new_tokens=max_new_tokens)
-    m = fast.metrics
+def compare(world, case: TestCase, reps: int, max_new_tokens: int) -> DemoRow:
+    """Target alone vs HiViS on one question, ``reps`` interleaved rounds after a warm-up."""
+    cfg = BenchConfig(reps=reps, max_new_tokens=max_new_tokens, tree=WORLD_TREE)
+    methods = (Method.AUTOREGRESSIVE, Method.HIVIS)
+    times = {m: [] for m in methods}
+    results = {}
+    for rep in range(reps + 1):
+        for method in methods if rep % 2 else methods[::-1]:
+            results[method] = run_method(world, method, case, cfg)
+            if rep:  # round 0 is the warm-up
+                times[method].append(results[method].metrics.total_s)
+    fast, slow = results[Method.HIVIS], results[Method.AUTOREGRESSIVE]
+    answer = fast.text.strip()
     return DemoRow(
-        image=record.images[0],
-        prompt=record.turns[0].text.replace("<image>", "").strip(),
-        answer=fast.text.strip(),
+        case=case,
+        answer=answer,
+        correct=answer == case.reference,
         identical=fast.token_ids == slow.token_ids,
-        acceptance_length=m.acceptance_length,
-        speedup=slow.metrics.total_s / m.total_s,
-        prefill_ratio=m.drafter_prefill_ratio,
+        acceptance_length=fast.metrics.acceptance_length,
+        speedup=statistics.median(times[Method.AUTOREGRESSIVE])
+        / statistics.median(times[Method.HIVIS]),
+        prefill_ratio=fast.metrics.drafter_prefill_ratio,
     )
 
 
 def format_table(rows: list[DemoRow]) -> str:
     lines = [
-        "prompt                       | identical | accept. length | speedup | drafter prefill",
-        "-----------------------------|-----------|----------------|---------|----------------",
+        "scene  task          | right | identical | accept. length | speedup | drafter prefill",
+        "---------------------|-------|-----------|----------------|---------|----------------",
     ]
     for r in rows:
+        scene = r.case.uid.rsplit("-", 1)[-1].lstrip("0") or "0"
         lines.append(
-            f"{r.prompt[:28]:28s} | {'yes' if r.identical else 'NO':9s} | "
-            f"{r.acceptance_length:14.2f} | {r.speedup:6.2f}x | {100 * r.prefill_ratio:13.1f} %"
+            f"{scene:6s} {r.case.task.value:13s} | {'yes' if r.correct else 'no':5s} | "
+            f"{'yes' if r.identical else 'NO':9s} | {r.acceptance_length:14.2f} | "
+            f"{r.speedup:6.2f}x | {100 * r.prefill_ratio:13.1f} %"
         )
     return "\n".join(lines)
 
 
-def plot(rows: list[DemoRow], path: Path) -> Path:
+def _panel_text(row: DemoRow) -> str:
+    answer = textwrap.fill(row.answer, 44)
+    return (
+        f"Q: {row.case.question}\nA: {answer}\n"
+        f"identical to target: {'yes' if row.identical else 'NO'}   right: "
+        f"{'yes' if row.correct else 'no'}\naccept. length {row.acceptance_length:.2f}   "
+        f"speedup {row.speedup:.2f}x   drafter prefill {100 * row.prefill_ratio:.1f} %"
+    )
+
+
+def plot(rows: list[DemoRow], path: Path, note: str) -> Path:
+    """Scenes (one row each) with their questions, answers and metrics."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
-    fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 4.4))
-    for ax, row in zip(axes, rows, strict=True):
-        ax.imshow(Image.open(row.image))
-        ax.set_axis_off()
-        ax.set_title(f"{row.prompt}\n-> {row.answer[:40]}", fontsize=7)
-        ax.text(
-            0.0,
-            -0.12,
-            f"identical: {'yes' if row.identical else 'NO'}  accept {row.acceptance_length:.2f}\n"
-            f"speedup {row.speedup:.2f}x  drafter prefill {100 * row.prefill_ratio:.1f} %",
-            transform=ax.transAxes,
-            fontsize=7,
-            va="top",
-        )
-    fig.suptitle(
-        "hivis demo: target alone vs HiViS (tiny random-weight LLaVA, drafter trained on the fly)",
-        fontsize=9,
+    scenes = list(dict.fromkeys(r.case.uid for r in rows))
+    fig, axes = plt.subplots(
+        len(scenes),
+        2,
+        figsize=(11, 3.3 * len(scenes)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 3.2]},
     )
-    fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.15)
-    fig.savefig(path, dpi=110)
+    for (image_ax, text_ax), uid in zip(axes, scenes, strict=True):
+        mine = [r for r in rows if r.case.uid == uid]
+        image_ax.imshow(mine[0].case.image)
+        image_ax.set_title(uid, fontsize=8)
+        image_ax.set_axis_off()
+        text_ax.set_axis_off()
+        text_ax.text(
+            0.0,
+            1.0,
+            "\n\n".join(_panel_text(r) for r in mine),
+            va="top",
+            fontsize=7.2,
+            family="monospace",
+            transform=text_ax.transAxes,
+        )
+    fig.suptitle(f"hivis demo: shipped tiny LLaVA, target alone vs HiViS ({note})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
 def run_demo(
     out: Path | None = None,
-    n_train: int = 32,
-    steps: tuple[int, int] = (150, 60),
-    n_test: int = 3,
-    max_new_tokens: int = 32,
+    scenes: int = 3,
+    reps: int = 3,
+    max_new_tokens: int = 96,
+    assets: Path | None = None,
     log=print,
 ) -> list[DemoRow]:
-    """Build, train, compare; prints the table and writes ``demo.png`` into ``out``."""
+    """Answer ``scenes`` test scenes (describe / reasoning / counting); table + ``demo.png``.
+
+    Raises :class:`~hivis.world.shipped.AssetsMissing` when the shipped models are absent.
+    """
     out = Path(out) if out else Path.cwd() / "hivis-demo"
+    start = time.perf_counter()
+    world = load_world(assets, kinds=(DrafterKind.HIVIS,))
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        target, drafter = build_demo_world(root, n_train, steps, log)
-        held_out = _records(out, n_test, offset=10_000)
-        rows = [compare(target, drafter, r, max_new_tokens) for r in held_out]
+    target = world.target.model
+    log(
+        f"target: shipped tiny LLaVA, {sum(p.numel() for p in target.parameters()) / 1e6:.1f} M "
+        f"parameters, 256 visual tokens per image; HiViS drafter (1 layer), tree "
+        f"{WORLD_TREE.total_tokens} nodes / depth {WORLD_TREE.depth} / top-{WORLD_TREE.top_k}"
+    )
+    cases = test_cases(scenes, DEMO_TASKS)
+    rows = []
+    for case in cases:
+        rows.append(compare(world, case, reps, max_new_tokens))
+        log(f"[{case.uid}] {case.question}\n    -> {rows[-1].answer}")
     log(format_table(rows))
-    log(f"figure: {plot(rows, out / 'demo.png')}")
+    log(
+        f"identical to the target's own output: {sum(r.identical for r in rows)}/{len(rows)}; "
+        f"right: {sum(r.correct for r in rows)}/{len(rows)}"
+    )
+    note = f"{reps} interleaved reps, medians, {time.strftime('%Y-%m-%d')}"
+    log(f"figure: {plot(rows, out / 'demo.png', note)}")
+    log(f"demo wall time: {time.perf_counter() - start:.1f} s")
     return rows
+
+
+def run(out, quick: bool, assets: Path | None = None, log=print) -> int:
+    """The ``hivis demo`` command: the world demo, or the fallback without shipped models."""
+    try:
+        if quick:
+            rows = run_demo(out, scenes=1, reps=1, assets=assets, log=log)
+        else:
+            rows = run_demo(out, assets=assets, log=log)
+    except AssetsMissing as err:
+        log(f"hivis demo: {err}")
+        log("running the on-the-fly demo instead (random-weight model, drafter trained now)")
+        from hivis.demo_onthefly import run_onthefly_demo
+
+        if quick:
+            rows = run_onthefly_demo(out, n_train=8, steps=(4, 2), n_test=2, max_new_tokens=8)
+        else:
+            rows = run_onthefly_demo(out)
+    return 0 if all(row.identical for row in rows) else 1

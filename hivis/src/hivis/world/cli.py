@@ -1,4 +1,4 @@
-"""``world`` commands: generate, tokenizer, train-target, eval-target.
+"""``world`` commands: generate, tokenizer, train-target, eval-target, build.
 
 ``add_world_commands(subparsers)`` registers them under an existing argparse parser (the
 ``hivis`` CLI); ``python -m hivis.world.cli ...`` runs them stand-alone.
@@ -98,6 +98,56 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build(args: argparse.Namespace) -> int:
+    from hivis.world.pipeline import BuildConfig, DrafterKind, build_world
+    from hivis.world.shipped import default_assets_dir
+
+    cfg = BuildConfig(
+        target=Path(args.target),
+        work=Path(args.work),
+        assets=Path(args.assets) if args.assets else default_assets_dir(),
+        train_scenes=args.train_scenes,
+        validation_scenes=args.validation_scenes,
+        stage1_steps=args.stage1_steps,
+        stage2_steps=args.stage2_steps,
+        batch_size=args.batch_size,
+        stage1_lr=args.stage1_lr,
+        stage2_lr=args.stage2_lr,
+        seed=args.seed,
+        threads=args.threads,
+        kinds=tuple(DrafterKind(k) for k in args.kind) if args.kind else tuple(DrafterKind),
+    )
+    assets = build_world(cfg)
+    manifest = json.loads((assets / "manifest.json").read_text())
+    print(f"shipped models -> {assets} ({manifest['total_bytes'] / 1e6:.1f} MB)")
+    print(json.dumps({"durations_s": manifest["durations_s"], **manifest["validation_top1"]}))
+    return 0
+
+
+def _add_build(sub) -> None:
+    from hivis.world.pipeline import BuildConfig
+    from hivis.world.shipped import DrafterKind
+
+    d = BuildConfig.__dataclass_fields__
+    p = sub.add_parser(
+        "build",
+        help="from a trained target: data, target-regenerated answers, features, the three "
+        "drafters (stage 1 + 2), shipped as package assets (resumable)",
+    )
+    p.add_argument("--target", required=True, help="trained target directory (train-target)")
+    p.add_argument("--work", required=True, help="work directory (data, features, runs)")
+    p.add_argument("--assets", help="output directory (default: the package's world/assets)")
+    for name in ("train_scenes", "validation_scenes", "stage1_steps", "stage2_steps"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=d[name].default)
+    p.add_argument("--batch-size", type=int, default=d["batch_size"].default)
+    p.add_argument("--stage1-lr", type=float, default=d["stage1_lr"].default)
+    p.add_argument("--stage2-lr", type=float, default=d["stage2_lr"].default)
+    p.add_argument("--kind", action="append", choices=[k.value for k in DrafterKind])
+    p.add_argument("--threads", type=int, default=d["threads"].default)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_build)
+
+
 def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="export the world's splits as LLaVA JSONL + PNG")
     p.add_argument("--out", required=True, help="output directory (JSONL files and images/)")
@@ -161,10 +211,10 @@ def _add_eval_target(sub) -> None:
 
 
 def add_world_commands(subparsers) -> None:
-    """Register ``world {generate,tokenizer,train-target,eval-target}`` on ``subparsers``."""
+    """Register ``world {generate,tokenizer,train-target,eval-target,build}`` on ``subparsers``."""
     world = subparsers.add_parser("world", help="the embedded synthetic world")
     sub = world.add_subparsers(dest="world_command", required=True)
-    for add in (_add_generate, _add_tokenizer, _add_train_target, _add_eval_target):
+    for add in (_add_generate, _add_tokenizer, _add_train_target, _add_eval_target, _add_build):
         add(sub)
 
 

@@ -1,0 +1,73 @@
+"""``hivis bench`` on the shipped world: the JSON schema, losslessness, and the definitions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hivis.bench import BenchConfig, Method, format_table, run_bench
+from hivis.cli import main
+from hivis.world.tasks import TaskType
+
+KEYS = {
+    "method",
+    "acceptance_length",
+    "tokens_per_s",
+    "speedup",
+    "drafter_prefill_ratio",
+    "identical_fraction",
+}
+
+
+@pytest.fixture(scope="module")
+def report():
+    cfg = BenchConfig(scenes=1, tasks=(TaskType.DESCRIBE, TaskType.COUNT_ALL), reps=1)
+    return run_bench(cfg, progress=False)
+
+
+def test_bench_report_schema_and_lossless(report):
+    assert [m["method"] for m in report["methods"]] == [m.value for m in Method]
+    assert report["questions"] == 2
+    assert {"config", "tree", "machine", "date"} <= set(report)
+    for entry in report["methods"]:
+        assert KEYS <= set(entry)
+        assert entry["tokens_per_s"] > 0 and entry["speedup"] > 0
+        if entry["method"] != "assisted":  # HF prompt lookup is an external peer
+            assert entry["identical_fraction"] == 1.0
+    json.dumps(report)  # serialisable as is
+
+
+def test_bench_definitions(report):
+    by = {m["method"]: m for m in report["methods"]}
+    ar = by["autoregressive"]
+    assert ar["speedup"] == pytest.approx(1.0)
+    assert ar["acceptance_length"] == pytest.approx(1.0)
+    assert ar["drafter_prefill_ratio"] is None
+    for name in ("hivis", "text-only", "eagle"):
+        entry = by[name]
+        assert entry["acceptance_length"] >= 1.0
+        assert entry["acceptance_length_t1"] >= 1.0
+        # tokens/s and speedup come from the same times: both ratios agree.
+        ratio = entry["tokens_per_s"] / ar["tokens_per_s"]
+        assert ratio == pytest.approx(entry["speedup"], rel=1e-9)
+    assert by["hivis"]["drafter_prefill_ratio"] < 0.1
+    assert by["eagle"]["drafter_prefill_ratio"] > 0.95
+    assert "| hivis |" in format_table(report)
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    args = ["bench", "--scenes", "1", "--task", "count_all", "--reps", "1", "--no-sampling"]
+    assert main([*args, "--method", "hivis", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert [m["method"] for m in data["methods"]] == ["autoregressive", "hivis"]
+    assert data["methods"][1]["identical_fraction"] == 1.0
+    assert "| hivis |" in capsys.readouterr().out
+
+
+def test_bench_rejects_bad_config():
+    with pytest.raises(ValueError, match="reps"):
+        BenchConfig(reps=0)
+    with pytest.raises(ValueError, match="autoregressive"):
+        BenchConfig(methods=(Method.HIVIS,))
