@@ -32,6 +32,18 @@ def adjoint_scheme(physics):
     raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics yet")
 
 
+def kernel_operators(sim, n_frames: int) -> KernelOperators:
+    """The cached ``KernelOperators`` of ``sim``'s propagator for buffers of ``n_frames``
+    (building and compiling the two operators costs seconds; a new simulation with the same
+    shapes reuses them, like the forward propagator)."""
+    cache = sim._prop.__dict__.setdefault("kernel_operators", {})
+    if n_frames not in cache:
+        cache[n_frames] = KernelOperators(sim, n_frames)
+    ops = cache[n_frames]
+    ops.sim = sim
+    return ops
+
+
 class KernelOperators:
     """Replay buffer, adjoint state, gradients and the two operators for chunks of <= N steps.
 
@@ -70,6 +82,7 @@ class KernelOperators:
         )
         self.replay_op = Operator(self._replay_equations(), name="replay")
         self.adjoint_op = Operator(self._adjoint_equations(), name="adjoint")
+        self._fill_op = None
         self.replay_steps = 0
         self.adjoint_steps = 0
 
@@ -121,11 +134,17 @@ class KernelOperators:
         )
         self.replay_steps += length
 
-    def load_frames(self, frames: dict[str, np.ndarray]) -> None:
-        """Fill the buffer from arrays ``frames[name]`` [length, *padded_shape] (frame tau is
-        step start + tau) computed elsewhere (e.g. a backward reconstruction)."""
-        for name, data in frames.items():
-            self.buffers[name].data[: data.shape[0]] = data
+    def fill_frame(self, tau: int, state: dict, next_state: dict) -> None:
+        """Buffer frame ``tau`` from complete states of steps n and n + 1 computed elsewhere
+        (a backward reconstruction); one small operator call, no time step."""
+        if self._fill_op is None:
+            eqs = self.scheme.buffer_equations(self.prop.fields, self.buffers, self.prop.grid)
+            self._fill_op = Operator(eqs, name="fill")
+        for name, f in self.prop.fields.items():
+            if name in state:  # the buffer only reads wavefields (and memory variables)
+                f.data[tau % 2] = state[name]
+                f.data[(tau + 1) % 2] = next_state[name]
+        self._fill_op.apply(time_m=tau, time_M=tau, nthreads=self.sim.threads)
 
     def adjoint_chunk(self, start: int, stop: int, residual: np.ndarray) -> None:
         """Adjoint steps stop-1 .. start; ``residual`` [nt, nrec] is dchi/d(recorded sample)."""

@@ -203,6 +203,12 @@ class Propagator:
             f.data[step % 2] = arrays[name]
             f.data[(step + 1) % 2] = 0
 
+    def write_receivers(self, sim, traces: dict[Component, np.ndarray]) -> None:
+        """Put back receiver traces [nt, nrec] recorded before a resume point."""
+        self.check_owner(sim)
+        for comp, rec in self.receivers.items():
+            rec.data[:] = traces[comp]
+
     def read_receivers(self, sim) -> dict[Component, np.ndarray]:
         self.check_owner(sim)
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}

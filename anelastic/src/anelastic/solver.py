@@ -181,6 +181,10 @@ class Simulation:
         data = self._prop.read_receivers(self)
         return Seismograms(self.time.dt, self.receivers.positions.copy(), data)
 
+    def restore_traces(self, traces: dict[Component, np.ndarray]) -> None:
+        """Put back traces [nt, nrec] per component (recorded before a resume point)."""
+        self._prop.write_receivers(self, traces)
+
     def wavefield(self, name: str = "p") -> np.ndarray:
         """Field ``name`` at the current step on the physical (unpadded) grid."""
         full = self._prop.read_state(self.step)[name]

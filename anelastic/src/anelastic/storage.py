@@ -1,0 +1,207 @@
+"""Storage strategies of the kernel pass: how the adjoint gets the forward field, backwards.
+
+Every strategy ends with the same adjoint over chunks, last chunk first, reading a RAM buffer of
+forward frames (:class:`anelastic.adjoint.KernelOperators`); they differ in how a chunk's buffer
+is filled:
+
+- ``checkpoint`` (the paper's method, the default): the forward run writes the complete solver
+  state at the start of every chunk of N steps to a :class:`SnapshotStore`; the kernel pass
+  restores it and replays the chunk into the buffer. nt + nt + nt = 3 nt steps, ceil(nt/N)
+  states on disk, N frames in RAM.
+- ``full``: one chunk of nt frames (all in RAM): the exact reference; same 3 nt steps.
+- ``reverse``: the forward field is rebuilt backwards from the final state and a boundary ring
+  (:mod:`anelastic.reconstruction`); only possible without attenuation (running a dissipative
+  scheme backwards amplifies roundoff exponentially); 3 nt steps.
+- ``dispersion-only``: SPECFEM's approximation: the kernel run uses the model with Q = inf at
+  the velocities of ``f_ref`` (dispersed moduli, no memory variables), rebuilt backwards like
+  ``reverse``; the adjoint source comes from a data run with full attenuation. 4 nt steps.
+
+Forward runs and kernel passes survive interruption: the forward resumes from its last
+snapshot (receiver traces recorded so far are part of each snapshot), and the kernel pass
+writes its own restart point (adjoint state + gradients) after chunks, at most every
+``restart_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anelastic.acquisition import Component
+from anelastic.schedule import Chunk, chunks
+from anelastic.snapshots import SnapshotStore
+from anelastic.state import SolverState
+
+TRACE_PREFIX = "__traces_"
+
+
+class Storage(enum.Enum):
+    CHECKPOINT = "checkpoint"
+    FULL = "full"
+    REVERSE = "reverse"
+    DISPERSION_ONLY = "dispersion-only"
+
+
+@dataclass
+class PassLog:
+    """Steps and wall time per phase of one kernel computation."""
+
+    steps: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, phase: str, steps: int, seconds: float) -> None:
+        self.steps[phase] = self.steps.get(phase, 0) + int(steps)
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + float(seconds)
+
+
+def store_identity(sim, n_frames: int, storage: Storage) -> dict:
+    """What a snapshot store belongs to (with the model arrays, see ``SnapshotStore.open``)."""
+    from anelastic import __version__
+
+    grid = sim.model.grid
+    return {
+        "package": "anelastic",
+        "version": __version__,
+        "storage": storage.value,
+        "grid": [list(grid.shape), list(grid.spacing), list(grid.origin)],
+        "dt": sim.time.dt,
+        "nt": sim.time.nt,
+        "chunk": n_frames,
+        "physics": repr(sim.config),
+        "problem": sim.fingerprint(),  # model, sources, wavelets, SLS fit, dt, nt
+    }
+
+
+def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLog, bar) -> dict:
+    """Run ``sim`` to nt writing the complete state at every chunk start; resume from the last
+    snapshot of an interrupted run; returns the receiver traces {component: [nt, nrec]}."""
+    nt = sim.time.nt
+    if store.is_complete("forward"):
+        saved = store.read(nt, "synthetics")
+        bar.update(nt)
+        return {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items()}
+    starts = [c.start for c in chunks(nt, n_frames)]
+    done = [s for s in store.steps("forward") if s in starts]
+    if done:
+        _resume(sim, store.read(done[-1]), done[-1])
+        bar.update(done[-1])
+    begin = time.perf_counter()
+    executed = 0
+    for start in starts:
+        if start < sim.step:
+            continue
+        executed += start - sim.step
+        sim.advance(start)
+        bar.update(start - bar.n)
+        store.write(start, {**sim.state().fields, **_traces(sim)})
+    executed += nt - sim.step
+    sim.advance(nt)
+    bar.update(nt - bar.n)
+    traces = {comp: data for comp, data in sim.seismograms().data.items()}
+    store.write(nt, {TRACE_PREFIX + c.value: d for c, d in traces.items()}, "synthetics")
+    store.mark_complete("forward")
+    log.add("forward", executed, time.perf_counter() - begin)
+    return traces
+
+
+def _traces(sim) -> dict[str, np.ndarray]:
+    return {TRACE_PREFIX + c.value: d for c, d in sim.seismograms().data.items()}
+
+
+def _resume(sim, saved: dict[str, np.ndarray], step: int) -> None:
+    fields = {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
+    sim.restore(SolverState(step, fields, sim.fingerprint()))
+    traces = {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items() if k not in fields}
+    sim.restore_traces(traces)
+
+
+def residual_digest(residual: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(residual).tobytes()).hexdigest()[:32]
+
+
+@dataclass
+class KernelRestart:
+    """Restart points of the kernel pass in the store's ``adjoint`` namespace."""
+
+    store: SnapshotStore | None
+    digest: str
+    interval: float
+    _last: float = field(default_factory=time.perf_counter)
+
+    def resume_step(self, ops) -> int | None:
+        """Restore the most advanced restart point made with the same residual, if any."""
+        if self.store is None:
+            return None
+        for step in self.store.steps("adjoint"):
+            saved = self.store.read(step, "adjoint")
+            if str(saved.pop("__residual__")) != self.digest:
+                self.store.clear("adjoint")  # another misfit or data: start the pass over
+                return None
+            for name, f in ops.adjoint.items():
+                f.data[1] = saved[name]
+            for name, g in ops.grads.items():
+                g.data[:] = saved[f"grad__{name}"]
+            return step
+        return None
+
+    def maybe_save(self, ops, step: int, force: bool = False) -> None:
+        if self.store is None or (not force and time.perf_counter() - self._last < self.interval):
+            return
+        arrays = {name: np.array(f.data[1]) for name, f in ops.adjoint.items()}
+        arrays.update({f"grad__{n}": np.array(g.data) for n, g in ops.grads.items()})
+        arrays["__residual__"] = np.array(self.digest)
+        old = self.store.steps("adjoint")
+        self.store.write(step, arrays, "adjoint")
+        for s in old:  # keep only the newest restart point
+            if s != step:
+                self.store._path("adjoint", s).unlink(missing_ok=True)
+        self._last = time.perf_counter()
+
+
+def checkpoint_pass(ops, store, residual, restart: KernelRestart, log: PassLog, bars) -> None:
+    """Chunks last to first: restore, replay into the buffer, adjoint over the chunk."""
+    resume = restart.resume_step(ops)
+    for chunk in reversed(chunks(ops.sim.time.nt, ops.n_frames)):
+        if resume is not None and chunk.start >= resume:
+            _advance_bars(bars, chunk.length)
+            continue
+        begin = time.perf_counter()
+        saved = store.read(chunk.start)
+        state = {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
+        ops.replay(chunk.start, chunk.stop, state)
+        log.add("replay", chunk.length, time.perf_counter() - begin)
+        bars[0].update(chunk.length)
+        _adjoint(ops, chunk, residual, log, bars[1])
+        restart.maybe_save(ops, chunk.start)
+
+
+def reconstruction_pass(ops, reconstruction, residual, log: PassLog, bars) -> None:
+    """Chunks last to first: rebuild the forward frames backwards, adjoint over the chunk."""
+    for chunk in reversed(chunks(ops.sim.time.nt, ops.n_frames)):
+        begin = time.perf_counter()
+        before = reconstruction.backward_steps
+        states = dict(reconstruction.states_backward(chunk.stop, chunk.start))
+        for tau in range(chunk.length):
+            n = chunk.start + tau
+            ops.fill_frame(tau, states[n], states[n + 1])
+        log.add(
+            "reconstruction", reconstruction.backward_steps - before, time.perf_counter() - begin
+        )
+        bars[0].update(chunk.length)
+        _adjoint(ops, chunk, residual, log, bars[1])
+
+
+def _adjoint(ops, chunk: Chunk, residual, log: PassLog, bar) -> None:
+    begin = time.perf_counter()
+    ops.adjoint_chunk(chunk.start, chunk.stop, residual)
+    log.add("adjoint", chunk.length, time.perf_counter() - begin)
+    bar.update(chunk.length)
+
+
+def _advance_bars(bars, n: int) -> None:
+    for bar in bars:
+        bar.update(n)
