@@ -33,8 +33,8 @@ class TargetConfig:
     image_size: int = 128
     patch_size: int = 8
     vision_hidden: int = 128
-    vision_layers: int = 4
-    vision_heads: int = 4
+    vision_layers: int = 6
+    vision_heads: int = 8
     vision_intermediate: int = 512
     text_hidden: int = 128
     text_layers: int = 8

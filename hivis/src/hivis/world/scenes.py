@@ -56,10 +56,13 @@ RGB = {
     Colour.ORANGE: (245, 135, 20),
 }
 BACKGROUND_RGB = {Background.WHITE: (245, 245, 245), Background.GRAY: (175, 175, 175)}
-# Full side length in pixels of the bounding square of each size.
-SIDE = {Size.SMALL: 18, Size.LARGE: 30}
+# Full side length in pixels of the bounding square of each size. Bounding squares are aligned
+# to the vision tower's patch grid and two of them are at least one patch apart: every patch
+# shows at most one object, and the corner patches of an object alone tell its shape (full for a
+# square, a quarter disc for a circle, a diagonal edge for a triangle), which a ViT with no
+# local prior learns far faster than shapes that straddle patches at random offsets.
+SIDE = {Size.SMALL: 16, Size.LARGE: 32}
 SHADE_JITTER = 14
-GAP = 3  # minimum free pixels between two bounding squares
 MAX_REDRAWS = 20  # per object, before a scene is declared impossible
 
 
@@ -68,7 +71,8 @@ class WorldConfig:
     """Geometry and content limits of the world.
 
     ``image_size`` must be a multiple of ``patch_size``; the vision tower sees
-    ``(image_size // patch_size) ** 2`` patches.
+    ``(image_size // patch_size) ** 2`` patches. Objects are aligned to that grid, so
+    ``patch_size`` must divide every object side (16 and 32 px).
     """
 
     image_size: int = 128
@@ -80,6 +84,11 @@ class WorldConfig:
         if self.image_size % self.patch_size:
             raise ValueError(
                 f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}"
+            )
+        if any(side % self.patch_size for side in SIDE.values()):
+            raise ValueError(
+                f"patch_size {self.patch_size} must divide the object sides "
+                f"{sorted(SIDE.values())} (objects are aligned to the patch grid)"
             )
         if self.image_size < 64:
             raise ValueError(f"image_size must be >= 64 to hold objects, got {self.image_size}")
@@ -122,29 +131,35 @@ class Scene:
     image_size: int
 
     def key(self) -> tuple:
-        """Hashable content of the scene, used to check that splits share no scene."""
+        """Hashable content of the scene (everything the image is drawn from, shades included),
+        used to check that splits share no scene."""
         return (
             self.background.value,
-            tuple((o.shape.value, o.colour.value, o.size.value, o.x, o.y) for o in self.objects),
+            tuple(
+                (o.shape.value, o.colour.value, o.size.value, o.x, o.y, o.rgb) for o in self.objects
+            ),
         )
 
 
-def _overlaps(x: float, y: float, half: float, placed: list[SceneObject]) -> bool:
+def _overlaps(x: float, y: float, half: float, placed: list[SceneObject], gap: float) -> bool:
+    """Whether a square of half side ``half`` at (x, y) comes closer than ``gap`` to an object."""
     return any(
-        abs(x - o.x) < half + o.half + GAP and abs(y - o.y) < half + o.half + GAP for o in placed
+        abs(x - o.x) < half + o.half + gap and abs(y - o.y) < half + o.half + gap for o in placed
     )
 
 
 def _place_object(rng: np.random.Generator, cfg: WorldConfig, placed: list[SceneObject]):
-    """Rejection-sample one object that does not overlap ``placed``; None if no room is found."""
+    """Rejection-sample one object, its bounding square on the patch grid and at least one
+    patch away from every object of ``placed``; None if no room is found."""
     shape = SHAPES[rng.integers(len(SHAPES))]
     colour = COLOURS[rng.integers(len(COLOURS))]
     size = SIZES[rng.integers(len(SIZES))]
     half = SIDE[size] / 2
+    corners = (cfg.image_size - SIDE[size]) // cfg.patch_size + 1  # grid positions per axis
     for _ in range(50):
-        x = float(round(rng.uniform(half + 2, cfg.image_size - half - 2), 1))
-        y = float(round(rng.uniform(half + 2, cfg.image_size - half - 2), 1))
-        if not _overlaps(x, y, half, placed):
+        x = float(cfg.patch_size * rng.integers(corners) + half)
+        y = float(cfg.patch_size * rng.integers(corners) + half)
+        if not _overlaps(x, y, half, placed, cfg.patch_size):
             base = np.array(RGB[colour])
             shade = base + rng.integers(-SHADE_JITTER, SHADE_JITTER + 1, size=3)
             rgb = tuple(int(v) for v in np.clip(shade, 0, 255))
@@ -226,3 +241,15 @@ def patch_labels(scene: Scene, patch_size: int) -> dict[str, np.ndarray]:
         "shape": shape_of[owner].astype(np.int64),
         "centre": centre,
     }
+
+
+COUNT_KEYS = ("all",) + tuple(c.value for c in COLOURS) + tuple(s.value for s in SHAPES)
+
+
+def scene_counts(scene: Scene) -> np.ndarray:
+    """``[len(COUNT_KEYS)]`` int64: the number of objects, then per colour (COLOURS order), then
+    per shape (SHAPES order). A dense per-patch training target: every visual token is asked to
+    carry these, so the vision tower learns to count instead of leaving it to the text model."""
+    colours = [sum(o.colour is c for o in scene.objects) for c in COLOURS]
+    shapes = [sum(o.shape is s for o in scene.objects) for s in SHAPES]
+    return np.array([len(scene.objects), *colours, *shapes], dtype=np.int64)

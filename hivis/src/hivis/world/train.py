@@ -35,11 +35,20 @@ from tqdm import tqdm
 from hivis.world.dataset import Split, make_sample
 from hivis.world.model import TargetConfig, build_target, save_target
 from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_match
-from hivis.world.scenes import COLOURS, SHAPES, WorldConfig, patch_labels, render_scene
-from hivis.world.tasks import count_colour
+from hivis.world.scenes import (
+    COLOURS,
+    COUNT_KEYS,
+    SHAPES,
+    WorldConfig,
+    patch_labels,
+    render_scene,
+    scene_counts,
+)
+from hivis.world.tasks import count_colour, count_shape
 
 AUX_CLASSES = {"colour": 1 + len(COLOURS), "shape": 1 + len(SHAPES), "centre": 2}
-CENTRE_WEIGHT = 10.0  # centres are ~1 % of patches: up-weight the positive class
+COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
+CENTRE_WEIGHT = 4.0  # centres are ~1-2 % of patches: up-weight the positive class
 
 
 @dataclass
@@ -63,8 +72,8 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    aux_weight: float = 0.5
-    extra_count_questions: int = 2
+    aux_weight: float = 1.0
+    extra_count_questions: int = 3
     curriculum_fraction: float = 0.15
     curriculum_max_objects: int = 3
     checkpoint_every: int = 100
@@ -94,16 +103,20 @@ class TrainConfig:
 
 
 class AuxHead(torch.nn.Module):
-    """Per-patch classifier on projected visual tokens ``[B, N, hidden]``."""
+    """Per-patch classifier on projected visual tokens ``[B, N, hidden]``: logits
+    ``[B, N, classes]`` for each of AUX_CLASSES, and ``"counts"``: ``[B, N, len(COUNT_KEYS),
+    COUNT_CLASSES]`` (every patch predicts all of the scene's counts)."""
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
         self.proj = torch.nn.Linear(hidden, sum(AUX_CLASSES.values()))
+        self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(
-            zip(AUX_CLASSES, self.proj(visual).split(list(AUX_CLASSES.values()), -1), strict=True)
-        )
+        parts = self.proj(visual).split(list(AUX_CLASSES.values()), -1)
+        out = dict(zip(AUX_CLASSES, parts, strict=True))
+        out["counts"] = self.counts(visual).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
+        return out
 
 
 def run_progress(state: TrainState, cfg: TrainConfig) -> float:
@@ -132,9 +145,11 @@ def world_for_progress(progress: float, cfg: TrainConfig) -> WorldConfig:
 
 
 def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
-    """The sample's tasks plus ``extra`` more colour-counting questions (the hardest skill)."""
+    """The sample's tasks plus ``extra`` more counting questions (the hardest skill),
+    alternately by colour and by shape."""
     rng = np.random.default_rng([seed, 99, index])
-    return list(sample.tasks) + [count_colour(sample.scene, rng) for _ in range(extra)]
+    makers = (count_colour, count_shape)
+    return list(sample.tasks) + [makers[k % 2](sample.scene, rng) for k in range(extra)]
 
 
 def make_batch(
@@ -159,7 +174,23 @@ def make_batch(
     aux = {
         k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in AUX_CLASSES
     }
+    aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
     return batch, aux
+
+
+def aux_losses(preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of the per-patch cross-entropies: colour, shape, centre (positive class up-weighted)
+    and the scene counts (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``, the same for every patch).
+    """
+    centre_w = torch.tensor([1.0, CENTRE_WEIGHT])
+    counts = preds["counts"]  # [B, N, K, C]
+    count_target = aux["counts"][:, None, :].expand(counts.shape[:-1])
+    return (
+        F.cross_entropy(preds["colour"].flatten(0, 1), aux["colour"].flatten())
+        + F.cross_entropy(preds["shape"].flatten(0, 1), aux["shape"].flatten())
+        + F.cross_entropy(preds["centre"].flatten(0, 1), aux["centre"].flatten(), weight=centre_w)
+        + F.cross_entropy(counts.flatten(0, 2), count_target.flatten())
+    )
 
 
 def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor]):
@@ -169,14 +200,7 @@ def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torc
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
     hidden = out.image_hidden_states.shape[-1]
     visual = out.image_hidden_states.reshape(batch.input_ids.shape[0], -1, hidden)
-    preds = head(visual)
-    centre_w = torch.tensor([1.0, CENTRE_WEIGHT])
-    aux_loss = (
-        F.cross_entropy(preds["colour"].flatten(0, 1), aux["colour"].flatten())
-        + F.cross_entropy(preds["shape"].flatten(0, 1), aux["shape"].flatten())
-        + F.cross_entropy(preds["centre"].flatten(0, 1), aux["centre"].flatten(), weight=centre_w)
-    )
-    return answer, aux_loss, logits
+    return answer, aux_losses(head(visual), aux), logits
 
 
 def _checkpoint_path(cfg: TrainConfig) -> Path:
