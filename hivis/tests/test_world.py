@@ -19,6 +19,7 @@ from hivis.world.scenes import (
     object_id_map,
     patch_labels,
     render_scene,
+    scene_counts,
 )
 from hivis.world.tasks import TaskType, count_all, describe, position_phrase, reasoning
 from hivis.world.tokenizer import CHAT_TEMPLATE, answer_text, prompt_text, train_tokenizer
@@ -71,6 +72,48 @@ def test_world_objects_fit_and_do_not_overlap():
         # every object keeps at least half its area: nothing painted over it
         for i, o in enumerate(objs):
             assert (ids == i + 1).sum() >= 0.4 * (2 * o.half) ** 2
+
+
+def test_world_objects_are_aligned_to_the_patch_grid_one_patch_apart():
+    cfg = WorldConfig()
+    p, grid = cfg.patch_size, cfg.grid
+    for sample in iter_samples(5, Split.TRAIN, 300, cfg):
+        for o in sample.scene.objects:
+            assert (o.x - o.half) % p == 0 and (o.y - o.half) % p == 0
+        ids = object_id_map(sample.scene)
+        # ids of every patch, with each object's bounding square painted in full
+        boxes = np.zeros_like(ids)
+        for i, o in enumerate(sample.scene.objects):
+            boxes[int(o.y - o.half) : int(o.y + o.half), int(o.x - o.half) : int(o.x + o.half)] = (
+                i + 1
+            )
+        assert ((ids == 0) | (ids == boxes)).all()  # every object pixel lies in its own square
+        blocks = boxes.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
+        # a patch is covered by one square entirely or not at all ...
+        assert ((blocks == blocks[..., :1]).all(-1)).all()
+        # ... and two squares never touch: no 4-neighbour patches of different objects
+        owner = blocks[..., 0]
+        for a, b in ((owner[1:], owner[:-1]), (owner[:, 1:], owner[:, :-1])):
+            assert not ((a > 0) & (b > 0) & (a != b)).any()
+
+
+def test_world_config_rejects_a_patch_that_does_not_divide_the_objects():
+    with pytest.raises(ValueError, match="divide the object sides"):
+        WorldConfig(image_size=96, patch_size=12)
+
+
+def test_world_scene_counts_of_a_hand_built_scene():
+    scene = Scene(
+        (
+            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 104.0, 104.0),
+            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 24.0, 24.0),
+            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 64.0, 64.0),
+        ),
+        Background.GRAY,
+        128,
+    )
+    # all; red green blue yellow purple orange; circle square triangle
+    assert scene_counts(scene).tolist() == [3, 2, 0, 1, 0, 0, 0, 1, 1, 1]
 
 
 def test_world_patch_labels_of_a_hand_built_scene():

@@ -1,5 +1,6 @@
 """The world's tiny target: builds, saves, reloads through the Auto classes, generates, trains."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,18 @@ from hivis.world.dataset import Split, make_sample
 from hivis.world.evaluate import generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
-from hivis.world.scenes import WorldConfig, render_scene
+from hivis.world.scenes import COUNT_KEYS, WorldConfig, render_scene, scene_counts
 from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
-from hivis.world.train import AuxHead, TrainConfig, forward_losses, make_batch, train_target
+from hivis.world.train import (
+    AUX_CLASSES,
+    COUNT_CLASSES,
+    AuxHead,
+    TrainConfig,
+    aux_losses,
+    forward_losses,
+    make_batch,
+    train_target,
+)
 
 TINY = TargetConfig(
     image_size=96,
@@ -206,3 +216,26 @@ def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):
         TrainConfig(out_dir=tmp_path, tokenizer_dir=tokenizer_dir, max_steps=5, warmup_steps=5)
     with pytest.raises(FileNotFoundError, match="world tokenizer"):
         TrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
+
+
+def _logits_for(target: torch.Tensor, classes: int, scale: float) -> torch.Tensor:
+    return scale * torch.nn.functional.one_hot(target, classes).float()
+
+
+def test_world_aux_losses_uniform_and_perfect_predictions(target):
+    processor = target[1]
+    _, aux = make_batch(Split.TRAIN, 0, 3, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
+    b, n = aux["colour"].shape
+    # every patch of an image is asked for the same scene counts
+    assert aux["counts"].shape == (b, len(COUNT_KEYS))
+    samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD) for i in range(3)]
+    assert aux["counts"].tolist() == [scene_counts(s.scene).tolist() for s in samples]
+    classes = dict(AUX_CLASSES)
+    uniform = {k: torch.zeros(b, n, c) for k, c in classes.items()}
+    uniform["counts"] = torch.zeros(b, n, len(COUNT_KEYS), COUNT_CLASSES)
+    expected = sum(math.log(c) for c in classes.values()) + math.log(COUNT_CLASSES)
+    assert aux_losses(uniform, aux).item() == pytest.approx(expected, rel=1e-6)
+    perfect = {k: _logits_for(aux[k], c, 50.0) for k, c in classes.items()}
+    counts = aux["counts"][:, None, :].expand(b, n, len(COUNT_KEYS))
+    perfect["counts"] = _logits_for(counts, COUNT_CLASSES, 50.0)
+    assert aux_losses(perfect, aux).item() < 1e-6
