@@ -19,6 +19,7 @@ from hivis.world.train import (
     AuxHead,
     TrainConfig,
     aux_losses,
+    export_checkpoint,
     forward_losses,
     make_batch,
     train_target,
@@ -209,6 +210,11 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5, msg=name)
     log = (tmp_path / "split" / "log.jsonl").read_text()
     assert '"step": 3' in log
+    # the last checkpoint exported as a target equals the target the run saved
+    exported = export_checkpoint(TrainConfig(out_dir=tmp_path / "split", **common), tmp_path / "x")
+    c = AutoModelForImageTextToText.from_pretrained(exported).state_dict()
+    for name in a:
+        assert torch.equal(b[name], c[name]), name
 
 
 def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):

@@ -239,6 +239,22 @@ def load_checkpoint(cfg, model, head, optimizer) -> TrainState:
     return TrainState(ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"], ckpt["scenes_seen"])
 
 
+def export_checkpoint(cfg: TrainConfig, out_dir: Path, dtype: torch.dtype | None = None) -> Path:
+    """Save the model of ``cfg.out_dir/checkpoint.pt`` (e.g. of a run still going) as a
+    loadable target directory ``out_dir`` (optionally cast, e.g. to float16)."""
+    from transformers import AutoTokenizer
+
+    if not _checkpoint_path(cfg).exists():
+        raise FileNotFoundError(f"no checkpoint at {_checkpoint_path(cfg)}")
+    model, processor = build_target(
+        cfg.target, AutoTokenizer.from_pretrained(cfg.tokenizer_dir), cfg.seed
+    )
+    ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    save_target(model.eval(), processor, Path(out_dir), dtype)
+    return Path(out_dir)
+
+
 def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters()) + list(head.parameters())
     decay = [p for p in params if p.ndim >= 2]
