@@ -48,33 +48,41 @@ class ReverseUnstableError(ValueError):
 
 
 def refusal_reason(sim: Simulation) -> str | None:
-    """Why ``sim`` cannot be reconstructed backwards (None if it can). No compute."""
-    model, config = sim.model, sim.config
-    elastic = config.kind is PhysicsKind.VISCOELASTIC
+    """Why ``sim`` cannot be reconstructed backwards, every reason (None if it can). No compute."""
+    reasons = [r for r in (_attenuation_reason(sim), _free_surface_reason(sim)) if r]
+    return " Also: ".join(reasons) if reasons else None
+
+
+def _attenuation_reason(sim: Simulation) -> str | None:
+    model = sim.model
     finite = {"Qp": np.isfinite(model.qp)}
-    if elastic:
+    if sim.config.kind is PhysicsKind.VISCOELASTIC:
         finite["Qs"] = np.isfinite(model.qs)
     lossy = {k: int(m.sum()) for k, m in finite.items() if m.any()}
-    if lossy:
-        alpha_min = float(np.min(sim.physics.alpha))
-        decades = sim.time.nt * np.log10(1.0 / alpha_min)
-        where = ", ".join(f"{k} finite at {n} of {model.qp.size} points" for k, n in lossy.items())
-        return (
-            f"reverse reconstruction needs Q = inf everywhere, but {where}. Running an attenuating "
-            "scheme backwards is unstable: each standard linear solid's memory variable decays "
-            "by alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2) < 1 per step, so the inverse step "
-            f"divides by alpha_l (here alpha_min = {alpha_min:.4g}) and amplifies every error, "
-            f"roundoff included, by 1/alpha_l per step: up to 10^{decades:.0f} over the "
-            f"{sim.time.nt} steps. Use --storage checkpoint (exact, the default) or --storage full."
-        )
-    if config.free_surface:
-        return (
-            "reverse reconstruction does not support the free surface (free_surface=True): its "
-            "top rows are updated by stress-imaging equations over the whole width, absorbing "
-            "strips included, which the interior-only inverse step does not reproduce. Use "
-            "--storage checkpoint, or free_surface=False."
-        )
-    return None
+    if not lossy:
+        return None
+    alpha_min = float(np.min(sim.physics.alpha))
+    decades = sim.time.nt * np.log10(1.0 / alpha_min)
+    where = ", ".join(f"{k} finite at {n} of {model.qp.size} points" for k, n in lossy.items())
+    return (
+        f"reverse reconstruction needs Q = inf everywhere, but {where}. Running an attenuating "
+        "scheme backwards is unstable: each standard linear solid's memory variable decays by "
+        "alpha_l = (1 - w_l dt/2) / (1 + w_l dt/2) < 1 per step, so the inverse step divides by "
+        f"alpha_l (here alpha_min = {alpha_min:.4g}) and amplifies every error, roundoff "
+        f"included, by 1/alpha_l per step: up to 10^{decades:.0f} over the {sim.time.nt} steps. "
+        "Use --storage checkpoint (exact, the default) or --storage full."
+    )
+
+
+def _free_surface_reason(sim: Simulation) -> str | None:
+    if not sim.config.free_surface:
+        return None
+    return (
+        "reverse reconstruction does not support the free surface (free_surface=True): its top "
+        "rows are updated by stress-imaging equations over the whole width, absorbing strips "
+        "included, which the interior-only inverse step does not reproduce. Use --storage "
+        "checkpoint, or free_surface=False."
+    )
 
 
 class FieldRegion:
