@@ -1,4 +1,4 @@
-"""Command line: ``anelastic forward | demo | verify``."""
+"""Command line: ``anelastic forward | kernel | demo | verify``."""
 
 from __future__ import annotations
 
@@ -18,18 +18,23 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("config", type=Path)
     fwd.add_argument("--out", type=Path, required=True, help="output directory")
     fwd.add_argument("--no-progress", action="store_true")
+    _add_kernel(sub)
     demo = sub.add_parser("demo", help="2-D demo with and without attenuation (< 2 min)")
     demo.add_argument("--out", type=Path, default=Path("anelastic_demo"))
-    ver = sub.add_parser("verify", help="check the install against analytic solutions")
-    ver.add_argument("what", choices=["analytic"])
+    ver = sub.add_parser("verify", help="self-checks: analytic solutions, kernels")
+    ver.add_argument("what", choices=["analytic", "kernels"])
     ver.add_argument("--json", action="store_true", help="print JSON only")
     ver.add_argument("--case", action="append", help="run only this case (repeatable)")
     args = parser.parse_args(argv)
     try:
         if args.command == "forward":
             return run_forward(args.config, args.out, progress=not args.no_progress)
+        if args.command == "kernel":
+            return run_kernel_command(args)
         if args.command == "demo":
             return run_demo_command(args.out)
+        if args.what == "kernels":
+            return run_verify_kernels(args.json)
         return run_verify(args.case, args.json)
     except (ValueError, FileNotFoundError) as err:
         print(f"anelastic: error: {err}", file=sys.stderr)
@@ -75,6 +80,63 @@ def run_forward(config_path: Path, out: Path, progress: bool = True) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     return 0
+
+
+def _add_kernel(sub) -> None:
+    cmd = sub.add_parser(
+        "kernel", help="sensitivity kernels of every event of a config (sum over events)"
+    )
+    cmd.add_argument("config", type=Path, help="TOML with a [kernel] section")
+    cmd.add_argument("--out", type=Path, required=True, help="output directory")
+    cmd.add_argument(
+        "--storage", choices=["checkpoint", "full", "reverse", "dispersion-only"],
+        help="how the adjoint gets the forward field (default: the config's, else checkpoint)",
+    )  # fmt: skip
+    cmd.add_argument("--memory-budget", help="RAM for the replay buffer, e.g. 2GiB (default)")
+    cmd.add_argument("--chunk", type=int, help="replay chunk length N (overrides the budget)")
+    cmd.add_argument("--store", type=Path, help="snapshot store directory (default OUT/store)")
+    cmd.add_argument("--scheduler", help="address of a Dask scheduler for many events")
+    cmd.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
+    cmd.add_argument("--no-progress", action="store_true")
+
+
+def run_kernel_command(args) -> int:
+    from anelastic.kernel_run import run_kernel
+    from anelastic.parallel import EventsFailed
+
+    try:
+        summary = run_kernel(
+            args.config, args.out, args.storage, args.memory_budget, args.chunk, args.store,
+            args.scheduler, args.workers, progress=not args.no_progress,
+        )  # fmt: skip
+    except EventsFailed as err:
+        print(f"anelastic: error: {err}", file=sys.stderr)
+        return 1
+    for k, event in enumerate(summary["per_event"]):
+        steps = ", ".join(f"{p} {n}" for p, n in event["time_steps"].items())
+        print(f"event {k}: misfit {event['misfit']:.6g}; steps: {steps}; N = {event['chunk']}; "
+              f"peak RAM {event['peak_ram_bytes'] / 2**20:.0f} MiB; "
+              f"store {event.get('store_bytes', 0) / 2**20:.1f} MiB")  # fmt: skip
+    print(f"wrote {len(summary['files'])} files to {args.out} in {summary['seconds']:.1f} s")
+    return 0
+
+
+def run_verify_kernels(as_json: bool) -> int:
+    from anelastic.verify_kernels import verify_kernels
+
+    report = verify_kernels()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0 if report["passed"] else 1
+    ckpt = report["checkpoint_vs_full"]["max_rel_diff"]
+    print(f"checkpoint vs full: max relative difference {ckpt:.3g} (tolerance 1e-6)")
+    for row in report["gradient_check"]:
+        print(f"gradient {row['physics']:14s} {row['misfit']:14s} {row['parameter']:4s} "
+              f"relative error {row['rel_error']:.2e}")  # fmt: skip
+    print(f"time steps: {report['time_steps']}")
+    print(f"dispersion-only vs exact K_alpha: {report['dispersion_only_vs_exact']}")
+    print("PASSED" if report["passed"] else "FAILED", f"({report['seconds']} s)")
+    return 0 if report["passed"] else 1
 
 
 def run_demo_command(out: Path) -> int:

@@ -14,6 +14,14 @@ Sections (every key is checked; an unknown key is an error naming the allowed on
     [time]       dt, nt
     [physics]    kind = "viscoacoustic"|"viscoelastic", space_order, boundary = "cpml"|"sponge",
                  pml_width, n_sls, band = [fmin, fmax], free_surface, dtype, threads
+    [kernel]     misfit = "waveform"|"cc_traveltime"|"log_amplitude", window = [t0, t1],
+                 taper (fraction), band = [fmin, fmax] (zero-phase band-pass), storage =
+                 "checkpoint"|"full"|"reverse"|"dispersion-only", chunk, memory_budget = "2GiB",
+                 observed = ["event0.npz", ...] (one Seismograms file per source/event)
+    [observed_model]  the model that makes synthetic observed data (keys of [model]), instead of
+                 observed files
+
+Each source is one event of a kernel run; the kernels of all events are summed.
 """
 
 from __future__ import annotations
@@ -34,10 +42,23 @@ from anelastic.acquisition import (
     WaveletKind,
     receiver_line,
 )
+from anelastic.misfit import BandPass, Misfit, MisfitKind, TimeWindow
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
+from anelastic.schedule import parse_bytes
 from anelastic.solver import TimeAxis
+from anelastic.storage import Storage
 
-SECTIONS = {"model", "source", "sources", "receivers", "time", "physics"}
+SECTIONS = {
+    "model",
+    "source",
+    "sources",
+    "receivers",
+    "time",
+    "physics",
+    "kernel",
+    "observed_model",
+}
+KERNEL_KEYS = {"misfit", "window", "taper", "band", "storage", "chunk", "memory_budget", "observed"}
 MODEL_KEYS = {
     "type", "shape", "spacing", "origin", "vp", "vs", "rho", "qp", "qs", "f_ref", "path",
     "center", "radius", "relative", "cell_size", "layers",
@@ -55,6 +76,17 @@ PHYSICS_KEYS = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class KernelSection:
+    """The [kernel] section: misfit and storage of a kernel run, where observed data come from."""
+
+    misfit: Misfit
+    storage: Storage = Storage.CHECKPOINT
+    chunk: int | None = None
+    memory_budget: int | None = None
+    observed: tuple[Path, ...] = ()
+
+
 @dataclass(frozen=True, eq=False)
 class RunConfig:
     model: models.Model
@@ -63,6 +95,8 @@ class RunConfig:
     time: TimeAxis
     physics: PhysicsConfig
     threads: int | None = None
+    kernel: KernelSection | None = None
+    observed_model: models.Model | None = None
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -90,7 +124,41 @@ def parse_config(raw: dict, base: Path = Path(".")) -> RunConfig:
     _check_keys(raw["time"], TIME_KEYS, "[time]")
     time = TimeAxis(float(_need(raw["time"], "dt", "[time]")), _need(raw["time"], "nt", "[time]"))
     physics, threads = _parse_physics(raw.get("physics", {}))
-    return RunConfig(model, sources, receivers, time, physics, threads)
+    kernel = _parse_kernel(raw["kernel"], base, len(sources)) if "kernel" in raw else None
+    observed_model = _parse_model(raw["observed_model"], base) if "observed_model" in raw else None
+    if kernel is not None and not kernel.observed and observed_model is None:
+        raise ValueError("a [kernel] run needs observed data: [kernel] observed = [...] files or "
+                         "an [observed_model] section")  # fmt: skip
+    if observed_model is not None and observed_model.grid != model.grid:
+        raise ValueError("[observed_model] must have the same grid as [model]")
+    return RunConfig(model, sources, receivers, time, physics, threads, kernel, observed_model)
+
+
+def _parse_kernel(table: dict, base: Path, n_events: int) -> KernelSection:
+    _check_keys(table, KERNEL_KEYS, "[kernel]")
+    window = table.get("window")
+    band = table.get("band")
+    misfit = Misfit(
+        _enum(MisfitKind, table.get("misfit", "waveform"), "misfit"),
+        TimeWindow(float(window[0]), float(window[1]), float(table.get("taper", 0.1)))
+        if window is not None
+        else None,
+        BandPass(float(band[0]), float(band[1])) if band is not None else None,
+    )
+    observed = tuple(base / p for p in table.get("observed", []))
+    if observed and len(observed) != n_events:
+        raise ValueError(
+            f"[kernel] observed lists {len(observed)} file(s) for {n_events} source(s): give one "
+            "Seismograms .npz per source (event)"
+        )
+    budget = table.get("memory_budget")
+    return KernelSection(
+        misfit,
+        _enum(Storage, table.get("storage", "checkpoint"), "storage"),
+        int(table["chunk"]) if "chunk" in table else None,
+        parse_bytes(budget) if budget is not None else None,
+        observed,
+    )
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:

@@ -101,7 +101,9 @@ def kernel_fit(model: Model, config: PhysicsConfig, f0: float):
     finite = np.unique(q[np.isfinite(q) & (q > 0)])
     if finite.size == 0:
         return None
-    values = np.concatenate([finite, [finite.min() / Q_TABLE_MARGIN]])
+    # A dense geometric table (more values than attenuation.N_Q_TABLE) whose nodes do not fall
+    # on the model's own Q values, where the interpolated weights have kinks.
+    values = np.geomspace(finite.min() / Q_TABLE_MARGIN, finite.max() * Q_TABLE_MARGIN, 97)
     return fit_sls(values, config.band or default_band(f0), config.n_sls)
 
 

@@ -23,26 +23,49 @@ def wavefield_png(
     receivers: np.ndarray | None = None,
 ) -> None:
     """Image of a 2-D field [nx, nz] (or the middle y-slice of a 3-D one) with positions."""
-    if field.ndim == 3:
-        field = field[:, field.shape[1] // 2, :]
-    x0, z0 = grid.origin[0], grid.origin[-1]
-    x1, z1 = x0 + grid.extent[0], z0 + grid.extent[-1]
-    clip = float(np.percentile(np.abs(field), 99.5)) or 1.0
-    fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(
-        field.T, extent=(x0, x1, z1, z0), cmap="seismic", vmin=-clip, vmax=clip, aspect="equal"
-    )
-    if receivers is not None:
-        ax.plot(receivers[:, 0], receivers[:, -1], "v", ms=3, color="k", label="receivers")
-    if sources is not None:
-        ax.plot(sources[:, 0], sources[:, -1], "*", ms=10, color="gold", label="sources")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("z (m)")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    maps_png([(title, field)], grid, path, sources, receivers, columns=1)
+
+
+def maps_png(
+    panels: list[tuple[str, np.ndarray]],
+    grid: Grid,
+    path: str | Path,
+    sources: np.ndarray | None = None,
+    receivers: np.ndarray | None = None,
+    columns: int = 3,
+    shared_scale: bool = False,
+) -> None:
+    """Maps of 2-D fields [nx, nz] (middle y-slice of 3-D ones) with source and receiver
+    positions, symmetric colour scales (each its own, or one shared)."""
+    fields = [f[:, f.shape[1] // 2, :] if f.ndim == 3 else f for _, f in panels]
+    shared = max(_clip(f) for f in fields) if shared_scale else None
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.4 * rows), squeeze=False)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    for ax, (title, _), field in zip(axes.ravel(), panels, fields, strict=False):
+        clip = shared or _clip(field)
+        x0, z0 = grid.origin[0], grid.origin[-1]
+        x1, z1 = x0 + grid.extent[0], z0 + grid.extent[-1]
+        im = ax.imshow(
+            field.T, extent=(x0, x1, z1, z0), cmap="seismic", vmin=-clip, vmax=clip, aspect="equal"
+        )
+        if receivers is not None:
+            ax.plot(receivers[:, 0], receivers[:, -1], "v", ms=3, color="k", label="receivers")
+        if sources is not None:
+            ax.plot(sources[:, 0], sources[:, -1], "*", ms=10, color="gold", label="sources")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("z (m)")
+        ax.set_title(title)
+        fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _clip(field: np.ndarray) -> float:
+    return float(np.percentile(np.abs(field), 99.5)) or float(np.abs(field).max()) or 1.0
 
 
 def seismogram_png(

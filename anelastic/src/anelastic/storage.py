@@ -83,6 +83,7 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
     if store.is_complete("forward"):
         saved = store.read(nt, "synthetics")
         bar.update(nt)
+        log.add("forward", 0, 0.0)  # reused from a completed run in this store
         return {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items()}
     starts = [c.start for c in chunks(nt, n_frames)]
     done = [s for s in store.steps("forward") if s in starts]

@@ -1,0 +1,193 @@
+"""``anelastic verify kernels``: the kernel pass checked against its own definitions.
+
+On a small 2-D problem per physics (float64):
+
+- ``checkpoint_vs_full``: max over kernels of ``max |K_ckpt - K_full| / max |K_full|`` for chunk
+  lengths that do and do not divide nt (expected 0: the replay is bitwise the forward);
+- ``gradient_check``: for a smooth perturbation dm of each parameter (Gaussian blob, 1e-4
+  relative), the kernel-predicted ``sum g dm`` against the central difference
+  ``(chi(m + dm) - chi(m - dm)) / 2``, for the waveform and cross-correlation traveltime misfits
+  (the finite differences hold the relaxation mechanisms fixed, as the kernels do);
+- ``time_steps``: steps executed by each strategy (3 nt for checkpoint, 4 nt for dispersion-only);
+- ``dispersion_only_vs_exact``: relative difference of K_alpha, dispersion-only against exact,
+  at Q = 30 (clearly nonzero) and Q = inf (roundoff: both rebuild the same lossless field).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
+from anelastic.kernels import Event, KernelSettings, Storage, compute_kernels, kernel_fit
+from anelastic.misfit import Misfit, MisfitKind, TimeWindow
+from anelastic.model import Grid, gaussian_anomaly, homogeneous
+from anelastic.physics import PhysicsConfig, PhysicsKind
+from anelastic.solver import Simulation, TimeAxis
+
+TOLERANCES = {"checkpoint_vs_full": 1e-6, "gradient_check": 0.02}
+SHAPE, SPACING, F0, NT, DT = (64, 48), 10.0, 15.0, 420, 1e-3
+PARAMETERS = {
+    PhysicsKind.VISCOACOUSTIC: ("vp", "rho", "qp"),
+    PhysicsKind.VISCOELASTIC: ("vp", "vs", "rho", "qp", "qs"),
+}
+REL_STEP = 1e-4
+CHUNKS = (60, 97)  # divides NT, does not; few distinct lengths = few compiled operators
+
+
+def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64"):
+    """(model, source, receivers, time, config) of the verification problem."""
+    grid = Grid(SHAPE, (SPACING, SPACING))
+    elastic = kind is PhysicsKind.VISCOELASTIC
+    model = homogeneous(grid, 2000.0, 2000.0, 1150.0 if elastic else 0.0, q, q, f_ref=F0)
+    model = gaussian_anomaly(model, (340.0, 230.0), 60.0, {"vp": 0.05})
+    config = PhysicsConfig(kind, space_order=8, pml_width=10, dtype=dtype)
+    source = Source((150.0, 240.0), ricker(F0))
+    receivers = Receivers(np.array([[500.0, 180.0], [500.0, 300.0]]), (Component.P,))
+    return model, source, receivers, TimeAxis(DT, NT), config
+
+
+def _event(kind, misfit_kind=MisfitKind.WAVEFORM, q=30.0):
+    model, source, receivers, time_axis, config = problem(kind, q)
+    observed = _observed(kind, misfit_kind, q)
+    return Event(model, [source], receivers, time_axis, config, observed)
+
+
+def _observed(kind, misfit_kind, q) -> Seismograms:
+    """Zero traces for the waveform misfit; a slightly faster model's data for traveltimes."""
+    model, source, receivers, time_axis, config = problem(kind, q)
+    if misfit_kind is MisfitKind.WAVEFORM:
+        zeros = np.zeros((time_axis.nt, receivers.count))
+        return Seismograms(time_axis.dt, receivers.positions, {Component.P: zeros})
+    faster = model.replace(vp=model.vp * 1.02, vs=model.vs * 1.02)
+    sim = Simulation(faster, [source], receivers, time_axis, config)
+    return sim.run()
+
+
+def _misfit(kind: MisfitKind) -> Misfit:
+    if kind is MisfitKind.WAVEFORM:
+        return Misfit(kind)
+    return Misfit(kind, window=TimeWindow(0.1, 0.35, 0.2))
+
+
+def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:
+    """Kernels with checkpoint storage at chunk lengths that divide nt and do not."""
+    event = _event(kind)
+    misfit = _misfit(MisfitKind.WAVEFORM)
+    full = compute_kernels(event, KernelSettings(misfit, Storage.FULL))
+    rows = []
+    for chunk in CHUNKS:
+        ckpt = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=chunk))
+        diff = max(_rel_diff(ckpt.kernels[k], full.kernels[k]) for k in full.kernels)
+        rows.append({
+            "physics": kind.value, "chunk": chunk, "divides_nt": NT % chunk == 0,
+            "max_rel_diff": diff, "time_steps": ckpt.summary["time_steps"]["total"],
+        })  # fmt: skip
+    return rows
+
+
+def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
+    """Kernel-predicted misfit change vs central finite differences, per parameter."""
+    event = _event(kind, misfit_kind)
+    misfit = _misfit(misfit_kind)
+    result = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=CHUNKS[0]))
+    fit = kernel_fit(event.model, event.config, F0)
+    blob = _blob(event.model.grid)
+    rows = []
+    for name in PARAMETERS[kind]:
+        base = getattr(event.model, name)
+        dm = REL_STEP * base * blob
+        predicted = float(np.sum(result.gradients[name] * dm))
+        plus = _chi(event, misfit, fit, event.model.replace(**{name: base + dm}))
+        minus = _chi(event, misfit, fit, event.model.replace(**{name: base - dm}))
+        fd = (plus - minus) / 2
+        rows.append({
+            "physics": kind.value, "misfit": misfit_kind.value, "parameter": name,
+            "predicted": predicted, "finite_difference": fd,
+            "rel_error": abs(predicted - fd) / max(abs(fd), 1e-300),
+        })  # fmt: skip
+    return rows
+
+
+def _blob(grid: Grid) -> np.ndarray:
+    """Smooth perturbation shape [*grid shape]: a Gaussian between source and receivers."""
+    x, z = np.meshgrid(grid.coordinates(0), grid.coordinates(1), indexing="ij")
+    return np.exp(-((x - 330.0) ** 2 + (z - 250.0) ** 2) / (2 * 50.0**2))
+
+
+def _chi(event: Event, misfit: Misfit, fit, model) -> float:
+    sim = Simulation(model, event.sources, event.receivers, event.time, event.config, sls_fit=fit)
+    syn = sim.run().data[Component.P]
+    return float(misfit.evaluate(syn, event.observed.data[Component.P], event.time.dt)[0])
+
+
+def dispersion_only_vs_exact(kind: PhysicsKind) -> tuple[dict, dict]:
+    """K_alpha relative difference at Q = 30 and Q = inf, and the steps of each strategy."""
+    out, steps = {}, {}
+    for label, q in (("q30", 30.0), ("q_inf", np.inf)):
+        event = _event(kind, q=q)
+        misfit = _misfit(MisfitKind.WAVEFORM)
+        exact = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=CHUNKS[0]))
+        approx = compute_kernels(
+            event, KernelSettings(misfit, Storage.DISPERSION_ONLY, chunk=CHUNKS[0])
+        )
+        out[label] = _rel_diff(approx.kernels["K_alpha"], exact.kernels["K_alpha"])
+        if label == "q30":
+            steps = {
+                "nt": NT,
+                "checkpoint": exact.summary["time_steps"]["total"],
+                "dispersion_only": approx.summary["time_steps"]["total"],
+            }
+    return out, steps
+
+
+def _rel_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def available_physics() -> list[PhysicsKind]:
+    """Physics whose adjoint is implemented in this build."""
+    from anelastic.adjoint import adjoint_scheme
+    from anelastic.physics import physics_class
+
+    kinds = []
+    for kind in PhysicsKind:
+        model, _, _, time_axis, config = problem(kind)
+        try:
+            physics = physics_class(kind)(model, config, time_axis.dt, (1.5, 150.0))
+            adjoint_scheme(physics)
+        except ValueError:
+            continue
+        kinds.append(kind)
+    return kinds
+
+
+def verify_kernels(kinds: list[PhysicsKind] | None = None) -> dict:
+    """Run every check (see the module docstring); returns the JSON report."""
+    start = time.perf_counter()
+    kinds = kinds or available_physics()
+    ckpt = [row for kind in kinds for row in checkpoint_vs_full(kind)]
+    grads = [
+        row
+        for kind in kinds
+        for misfit_kind in (MisfitKind.WAVEFORM, MisfitKind.CC_TRAVELTIME)
+        for row in gradient_check(kind, misfit_kind)
+    ]
+    dispersion, steps = dispersion_only_vs_exact(kinds[0])
+    report = {
+        "physics": [k.value for k in kinds],
+        "checkpoint_vs_full": {"max_rel_diff": max(r["max_rel_diff"] for r in ckpt), "cases": ckpt},
+        "gradient_check": grads,
+        "time_steps": steps,
+        "dispersion_only_vs_exact": dispersion,
+        "tolerances": TOLERANCES,
+    }
+    report["passed"] = bool(
+        report["checkpoint_vs_full"]["max_rel_diff"] <= TOLERANCES["checkpoint_vs_full"]
+        and all(r["rel_error"] <= TOLERANCES["gradient_check"] for r in grads)
+        and steps["checkpoint"] == 3 * NT
+        and steps["dispersion_only"] == 4 * NT
+    )
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    return report
