@@ -23,7 +23,8 @@ class ElasticModuli:
     """Unrelaxed moduli and SLS weights on the padded grid.
 
     kappa_u, mu_u: [*shape] Pa (kappa the d-dimensional bulk modulus); y_kappa, y_mu:
-    [L, *shape]; omega [L] rad/s (shared); q_kappa, q_mu [*shape] (inf = elastic).
+    [L, *shape]; omega [L] rad/s (shared); q_kappa, q_mu [*shape] (inf = elastic); ``fit`` the
+    ``SLSFit`` the weights come from (None when the model is elastic).
     """
 
     kappa_u: np.ndarray
@@ -34,6 +35,7 @@ class ElasticModuli:
     q_kappa: np.ndarray
     q_mu: np.ndarray
     fit_error: float
+    fit: object = None
 
 
 def shear_fraction(vp: np.ndarray, vs: np.ndarray, ndim: int) -> np.ndarray:
@@ -67,8 +69,11 @@ def _ratio_at(y: np.ndarray, omega: np.ndarray, w: float) -> np.ndarray:
     return 1.0 - (y * factor).sum(axis=0)
 
 
-def elastic_moduli(model, band, n_sls: int) -> ElasticModuli:
-    """Fit the SLS weights for Q_kappa and Q_mu and set the unrelaxed moduli (see module doc)."""
+def elastic_moduli(model, band, n_sls: int, fit=None) -> ElasticModuli:
+    """Fit the SLS weights for Q_kappa and Q_mu and set the unrelaxed moduli (see module doc).
+
+    ``fit``: a fixed ``SLSFit`` (relaxation mechanisms and weight table) to use instead of
+    fitting this model's Q values (kernels are derivatives at fixed mechanisms)."""
     d = model.ndim
     vp, vs, rho = model.vp, model.vs, model.rho
     q_mu = np.where(vs > 0, model.qs, np.inf)
@@ -78,7 +83,8 @@ def elastic_moduli(model, band, n_sls: int) -> ElasticModuli:
         zeros = np.zeros((0, *vp.shape))
         kappa = rho * (vp**2 - frac_mu * vs**2)
         return ElasticModuli(kappa, rho * vs**2, zeros, zeros, np.zeros(0), q_kappa, q_mu, 0.0)
-    fit = fit_sls(np.concatenate([q_kappa.ravel(), q_mu.ravel()]), band, n_sls)
+    if fit is None:
+        fit = fit_sls(np.concatenate([q_kappa.ravel(), q_mu.ravel()]), band, n_sls)
     y_k, y_mu = fit.weights(q_kappa), fit.weights(q_mu)
     w_ref = 2.0 * np.pi * model.f_ref
     h_k, h_mu = _ratio_at(y_k, fit.omega, w_ref), _ratio_at(y_mu, fit.omega, w_ref)
@@ -94,4 +100,4 @@ def elastic_moduli(model, band, n_sls: int) -> ElasticModuli:
     m_p = kappa_u * h_k + shear_part
     if np.max(np.abs(np.real(m_p ** (-0.5)) / target - 1.0)) > 1e-9 or (kappa_u <= 0).any():
         raise ValueError("could not set the unrelaxed bulk modulus from vp at f_ref (check Q)")
-    return ElasticModuli(kappa_u, mu_u, y_k, y_mu, fit.omega, q_kappa, q_mu, fit.max_rel_error)
+    return ElasticModuli(kappa_u, mu_u, y_k, y_mu, fit.omega, q_kappa, q_mu, fit.max_rel_error, fit)

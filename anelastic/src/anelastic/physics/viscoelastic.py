@@ -108,7 +108,7 @@ class Viscoelastic(Physics):
         super().__init__(padded_model, config, dt, band, sls_fit)
         self.axes = padded_model.grid.axis_names
         self.ndim = len(self.axes)
-        self.moduli = elastic_moduli(padded_model, band, config.n_sls)
+        self.moduli = elastic_moduli(padded_model, band, config.n_sls, fit=sls_fit)
         w_dt = self.moduli.omega * self.dt
         self.alpha = (1 - w_dt / 2) / (1 + w_dt / 2)
         self.beta = w_dt / (1 + w_dt / 2)
@@ -463,32 +463,67 @@ class Viscoelastic(Physics):
             return 0
         return sum(coeffs[f"mhalf{l}"] * fields[f"mem_{a}{b}{l}"] for l in range(self.n_memory))
 
+    def memory_rates(self, coeffs, l: int) -> dict:
+        """Devito expressions of mechanism ``l``'s memory rates (the factor of the strain rate in
+        ``R^{n+1} = alpha R^n + rate E``): keys "kappa" (nodes), "dev" (nodes) and each pair
+        (a, b) (at the (a, b) point), for the moduli that have memory variables."""
+        rates = {}
+        if self.bulk_memory:
+            rate = coeffs[f"mkappa{l}"]
+            rates["kappa"] = rate * coeffs["kappa_dt"] if self.uniform["kappa"] else rate
+        if self.shear_memory:
+            rate = coeffs[f"mmu{l}"]
+            rates["dev"] = rate * coeffs["mu2_dt"] if self.uniform["mu"] else rate
+            for a, b in self.pairs:
+                if self.uniform["mu"]:
+                    rates[(a, b)] = coeffs[f"mmu{l}"] * coeffs[f"mu_dt_{a}{b}"]
+                else:
+                    rates[(a, b)] = coeffs[f"mmu{l}_{a}{b}"]
+        return rates
+
     def _memory_updates(self, fields, coeffs, theta, dev, shear, subdomain) -> list[Eq]:
         eqs = []
         for l in range(self.n_memory):
-            alpha = coeffs[f"malpha{l}"]
+            alpha, rates = coeffs[f"malpha{l}"], self.memory_rates(coeffs, l)
             if self.bulk_memory:
                 r = fields[f"mem_kappa{l}"]
-                rate = coeffs[f"mkappa{l}"]
-                if self.uniform["kappa"]:
-                    rate = rate * coeffs["kappa_dt"]
-                eqs.append(Eq(r.forward, alpha * r + rate * theta, subdomain=subdomain))
+                eqs.append(Eq(r.forward, alpha * r + rates["kappa"] * theta, subdomain=subdomain))
             if not self.shear_memory:
                 continue
             for a in self.axes[:-1]:
                 r = fields[f"mem_dev{a}{l}"]
-                rate = coeffs[f"mmu{l}"]
-                if self.uniform["mu"]:
-                    rate = rate * coeffs["mu2_dt"]
-                eqs.append(Eq(r.forward, alpha * r + rate * dev[a], subdomain=subdomain))
+                eqs.append(Eq(r.forward, alpha * r + rates["dev"] * dev[a], subdomain=subdomain))
             for a, b in self.pairs:
                 r = fields[f"mem_{a}{b}{l}"]
-                if self.uniform["mu"]:
-                    rate = coeffs[f"mmu{l}"] * coeffs[f"mu_dt_{a}{b}"]
-                else:
-                    rate = coeffs[f"mmu{l}_{a}{b}"]
+                rate = rates[(a, b)]
                 eqs.append(Eq(r.forward, alpha * r + rate * shear[(a, b)], subdomain=subdomain))
         return eqs
+
+    def scheme_coefficients(self, rho, vp, vs, qp, qs) -> dict[str, np.ndarray]:
+        """Node quantities the scheme's coefficients are built from, as functions of the physical
+        parameters [*shape] (float64) at this rheology's fixed relaxation mechanisms (the kernels'
+        chain rule differentiates it):
+
+        ``buoy_dt = dt / rho``; ``kappa_dt = dt kappa_U (1 - sum_l beta_l Y_kappa,l / 2)``;
+        ``mu_dt = dt mu_U (1 - sum_l beta_l Y_mu,l / 2)`` (``mu2_dt = 2 mu_dt``, ``mu_dt_ab`` its
+        harmonic mean); with memory: ``rate_kappa``, ``rate_mu`` [L, *shape] ``= beta_l dt M_U
+        Y_l`` (the dev rate is ``2 rate_mu``), ``y_mu`` [L, *shape] and ``mu_u_dt = dt mu_U``
+        (the shear memory rate is ``beta_l harmonic(mu_u_dt) mean(y_mu,l)``).
+        """
+        model = self.model.replace(rho=rho, vp=vp, vs=vs, qp=qp, qs=qs)
+        m = elastic_moduli(model, self.band, self.config.n_sls, fit=self.moduli.fit)
+        dt = self.dt
+        out = {"buoy_dt": dt / rho, "kappa_dt": dt * m.kappa_u, "mu_dt": dt * m.mu_u}
+        if not self.n_memory:
+            return out
+        beta = self.beta.reshape((-1,) + (1,) * rho.ndim)
+        out["kappa_dt"] = dt * m.kappa_u * (1 - (beta * m.y_kappa).sum(axis=0) / 2)
+        out["mu_dt"] = dt * m.mu_u * (1 - (beta * m.y_mu).sum(axis=0) / 2)
+        out["rate_kappa"] = beta * dt * m.kappa_u * m.y_kappa
+        out["rate_mu"] = beta * dt * m.mu_u * m.y_mu
+        out["y_mu"] = m.y_mu
+        out["mu_u_dt"] = dt * m.mu_u
+        return out
 
     # --- sources and receivers ---------------------------------------------------------
     def injections(self, source: Source, cell_volume: float) -> list[Injection]:
