@@ -32,6 +32,13 @@ def hf_generate(
     kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=False)
     if prompt_lookup_num_tokens is not None:
         kwargs["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
+        image_token = getattr(target.model.config, "image_token_id", None)
+        if image_token is not None:
+            # Prompt lookup copies n-gram continuations from the prompt, image placeholders
+            # included (e.g. after "USER:"), and the model then refuses a sequence with more
+            # image tokens than image features. Suppressed tokens are never proposed; the
+            # target never emits an image token itself, so its output is unchanged.
+            kwargs["suppress_tokens"] = [image_token]
     if config.eos_token_ids is not None:
         kwargs["eos_token_id"] = list(config.eos_token_ids)
     if target.mrope:

@@ -82,7 +82,7 @@ def format_table(rows: list[DemoRow]) -> str:
 
 
 def _panel_text(row: DemoRow) -> str:
-    answer = textwrap.fill(row.answer, 44)
+    answer = textwrap.fill(row.answer, 64, subsequent_indent="   ")
     return (
         f"Q: {row.case.question}\nA: {answer}\n"
         f"identical to target: {'yes' if row.identical else 'NO'}   right: "
