@@ -28,6 +28,8 @@ from collections.abc import Iterator
 import numpy as np
 from devito import (
     Constant,
+    Dimension,
+    Eq,
     Function,
     Grid,
     Operator,
@@ -132,7 +134,6 @@ class _BoundaryReplay:
         }
         self._op = get_reverse_operator(sim, self.names, self.regions)
         self._views = {n: np.asarray(f.data) for n, f in self._op.fields.items()}  # [2, *shape]
-        self._rings: dict[str, np.ndarray] = {}
         self._final: dict[str, np.ndarray] = {}
         self._first = self._last = self._current = -1
         self.backward_steps = 0
@@ -141,9 +142,7 @@ class _BoundaryReplay:
         """Advance ``sim`` to ``stop``, keeping the ring of every step and the final state."""
         sim = self.sim
         self._first = sim.step
-        dtype = np.dtype(sim.config.dtype)
-        count = stop - self._first + 1
-        self._rings = {n: np.empty((count, r.size), dtype) for n, r in self.regions.items()}
+        self._op.owner = id(self)  # the ring buffers live in the (shared) operator
         views = {n: np.asarray(sim._prop.fields[n].data) for n in self.names}  # [2, *shape]
         self._keep_ring(views, sim.step)
         bar = _progress_bar(stop - sim.step, progress)
@@ -157,30 +156,29 @@ class _BoundaryReplay:
         self._load_final()
 
     def _keep_ring(self, views: dict, step: int) -> None:
-        for name, region in self.regions.items():
-            self._rings[name][step - self._first] = views[name][step % 2][region.ring]
+        for name, ring in self._op.ring_views.items():
+            ring[step] = views[name][step % 2][self.regions[name].ring]
 
     def _load_final(self) -> None:
-        """Claim the operator and put the final state (interior + ring; zero outside) in it."""
-        self._op.owner = id(self)
+        """Put the final state (interior + ring; zero outside) in the operator's fields."""
+        self._check_owner()
         self._op.load(self.sim)
         for name, region in self.regions.items():
             self._views[name][self._last % 2][region.support] = self._final[name]
         self._current = self._last
 
-    def _step_back(self) -> None:
-        """State ``current - 1`` from state ``current``: ring from the record, interior by the
-        inverse step."""
+    def _check_owner(self) -> None:
         if self._op.owner != id(self):
             raise RuntimeError(
-                "the inverse-step operator was taken over by another reconstruction with the same "
-                "shapes; finish one reconstruction before starting the next"
+                "the inverse-step operator (and its ring buffers) was taken over by another "
+                "reconstruction with the same shapes; finish one before starting the next"
             )
-        n = self._current - 1
-        for name, region in self.regions.items():
-            self._views[name][n % 2][region.ring] = self._rings[name][n - self._first]
-        self._op.step_back(n + 1, self.sim.threads)
-        self._current = n
+
+    def _step_back(self) -> None:
+        """State ``current - 1`` from state ``current`` (ring loaded inside the operator)."""
+        self._check_owner()
+        self._op.step_back(self._current, self.sim.threads)
+        self._current -= 1
         self.backward_steps += 1
 
 
@@ -204,8 +202,8 @@ class ForwardReconstruction(_BoundaryReplay):
         self._record_forward(self.sim.time.nt, progress)
 
     def boundary_nbytes(self) -> int:
-        """Bytes of the recorded rings (the final state, interior + ring, not included)."""
-        return int(sum(a.nbytes for a in self._rings.values()))
+        """Bytes of the ring buffers, [nt + 1, nring] per field (the final state not included)."""
+        return int(sum(a.nbytes for a in self._op.ring_views.values()))
 
     def states_backward(
         self, stop: int, start: int, copy: bool = True
@@ -305,6 +303,7 @@ class ReverseOperator:
             key = tuple(specs[n].staggered)
             if key not in self.interiors:
                 self.interiors[key] = _Interior(key, regions[n].interior, self.grid)
+        self.ring_views = self._ring_buffers(names, regions, sim.time.nt)
         groups = injection_groups(sim)
         self.sources = {
             group: SparseTimeFunction(
@@ -318,9 +317,42 @@ class ReverseOperator:
         }
         self.operator = Operator(self._equations(physics), name="reverse")
         self.owner: int | None = None
+        self._call: tuple | None = None
+
+    def _ring_buffers(self, names, regions, nt: int) -> dict[str, np.ndarray]:
+        """Per field with a ring: index Functions (one per axis, [nring]) and a buffer
+        [nt + 1, nring] (row n: the ring at step n); returns numpy views of the buffers."""
+        self._ring_loads, views = [], {}
+        stepping, time = self.grid.stepping_dim, self.grid.time_dim
+        for name in names:
+            ring = regions[name].ring
+            if ring[0].size == 0:  # no absorbing layer: nothing to overwrite
+                continue
+            k = Dimension(name=f"k_{name}")
+            index = []
+            for dim, values in zip(self.grid.dimensions, ring, strict=True):
+                f = Function(
+                    name=f"ring_{name}_{dim.name}",
+                    dimensions=(k,),
+                    shape=values.shape,
+                    dtype=np.int32,
+                )
+                f.data[:] = values
+                index.append(f[k])
+            buffer = TimeFunction(
+                name=f"ring_{name}",
+                dimensions=(time, k),
+                shape=(nt + 1, values.size),
+                time_order=0,
+                dtype=self.dtype,
+            )
+            field = self.fields[name][(stepping - 1, *index)]
+            self._ring_loads.append(Eq(field, buffer[time - 1, k]))
+            views[name] = np.asarray(buffer.data)
+        return views
 
     def _equations(self, physics) -> list:
-        eqs = []
+        eqs = list(self._ring_loads)  # state n's ring first: the interior stencils read it
         for stage in reverse_stages(physics, self.fields, self.coeffs, self.interiors):
             # Undo this stage's injections first: its field at t is then the pure update.
             for (field, stage_name, _), src in self.sources.items():
@@ -344,10 +376,29 @@ class ReverseOperator:
             src.data[1:] = forward_src.data
         for f in self.fields.values():
             f.data[:] = 0
+        self._call = None  # Constants are passed by value: rebuild the argument list
 
     def step_back(self, t: int, threads: int) -> None:
-        """State ``t - 1`` from state ``t`` (interior; the ring of ``t - 1`` must be in place)."""
-        self.operator.apply(time_m=t, time_M=t, nthreads=threads, nthreads_nonaffine=1)
+        """State ``t - 1`` from state ``t`` (ring from the buffers, interior by the inverse step).
+
+        Calls the compiled kernel directly with an argument list prepared once (only the time
+        bounds change): Devito's ``apply`` spends ~4 ms per call preparing arguments, several
+        times the step itself on small grids, and the backward run makes one call per state.
+        """
+        if self._call is None or self._call[0] != threads:
+            args = self.operator.arguments(
+                time_m=t, time_M=t, nthreads=threads, nthreads_nonaffine=1
+            )
+            params = self.operator.parameters
+            values = [args[p.name] for p in params]
+            slots = [i for i, p in enumerate(params) if p.name in ("time_m", "time_M")]
+            self._call = (threads, values, slots)
+        _, values, slots = self._call
+        for i in slots:
+            values[i] = t
+        status = self.operator.cfunction(*values)
+        if status != 0:
+            raise RuntimeError(f"the inverse-step kernel failed with status {status} at t={t}")
 
 
 _CACHE: dict[tuple, ReverseOperator] = {}
