@@ -33,13 +33,15 @@ def adjoint_scheme(physics):
 
 
 def kernel_operators(sim, n_frames: int) -> KernelOperators:
-    """The cached ``KernelOperators`` of ``sim``'s propagator for buffers of ``n_frames``
+    """Cached ``KernelOperators`` of ``sim``'s propagator with a buffer of at least ``n_frames``
     (building and compiling the two operators costs seconds; a new simulation with the same
-    shapes reuses them, like the forward propagator)."""
+    shapes reuses them, like the forward propagator; chunks may be shorter than the buffer)."""
     cache = sim._prop.__dict__.setdefault("kernel_operators", {})
-    if n_frames not in cache:
+    fitting = [n for n in cache if n >= n_frames]
+    if not fitting:
         cache[n_frames] = KernelOperators(sim, n_frames)
-    ops = cache[n_frames]
+        fitting = [n_frames]
+    ops = cache[min(fitting)]
     ops.sim = sim
     return ops
 

@@ -115,17 +115,16 @@ def compute_kernels(event: Event, settings: KernelSettings, progress: bool = Fal
         chi, residual, synthetics, log = _data_run(event, settings, progress)
         kernel_event = _dispersed(event)
         grads, ops, log = _reconstructed(kernel_event, settings, residual, progress, log)
-        info = {"store_bytes": 0}
+        info = {"chunk": _frames(ops.sim, settings, full=False), "store_bytes": 0}
     elif settings.storage is Storage.REVERSE:
         grads, ops, log, chi, synthetics = _reverse(event, settings, progress)
-        info = {"store_bytes": 0}
+        info = {"chunk": _frames(ops.sim, settings, full=False), "store_bytes": 0}
     else:
         grads, ops, log, chi, synthetics, info = _checkpointed(event, settings, progress)
     gradients = _crop(ops.scheme.parameter_gradients(grads), ops.sim.pads)
     kernels = named_kernels(event.model, event.config.kind, gradients)
     summary = {
         "storage": settings.storage.value,
-        "chunk": ops.n_frames,
         "nt": event.time.nt,
         "time_steps": dict(log.steps, total=sum(log.steps.values())),
         "seconds": dict(log.seconds, total=time.perf_counter() - start),
@@ -232,8 +231,8 @@ def _checkpointed(event, settings, progress):
     ops = kernel_operators(sim, n)
     ops.reset(event.receivers.positions)
     restart = KernelRestart(store, residual_digest(residual), settings.restart_interval)
-    checkpoint_pass(ops, store, residual, restart, log, (replay_bar, adjoint_bar))
-    info = {"store_bytes": store.nbytes(), "snapshots": len(store.steps("forward"))}
+    checkpoint_pass(ops, n, store, residual, restart, log, (replay_bar, adjoint_bar))
+    info = {"chunk": n, "store_bytes": store.nbytes(), "snapshots": len(store.steps("forward"))}
     for bar in (forward_bar, replay_bar, adjoint_bar):
         bar.close()
     if temporary is not None:
@@ -299,7 +298,7 @@ def _adjoint_from_reconstruction(sim, reconstruction, settings, residual, log, p
     ops = kernel_operators(sim, n)
     ops.reset(sim.receivers.positions)
     bars = _bars(progress, sim.time.nt, ("reconstruction", "adjoint"))
-    reconstruction_pass(ops, reconstruction, residual, log, bars)
+    reconstruction_pass(ops, n, reconstruction, residual, log, bars)
     for bar in bars:
         bar.close()
     return ops.gradients(), ops

@@ -163,10 +163,10 @@ class KernelRestart:
         self._last = time.perf_counter()
 
 
-def checkpoint_pass(ops, store, residual, restart: KernelRestart, log: PassLog, bars) -> None:
-    """Chunks last to first: restore, replay into the buffer, adjoint over the chunk."""
+def checkpoint_pass(ops, n: int, store, residual, restart: KernelRestart, log: PassLog, bars):
+    """Chunks of ``n`` steps, last to first: restore, replay into the buffer, adjoint."""
     resume = restart.resume_step(ops)
-    for chunk in reversed(chunks(ops.sim.time.nt, ops.n_frames)):
+    for chunk in reversed(chunks(ops.sim.time.nt, n)):
         if resume is not None and chunk.start >= resume:
             _advance_bars(bars, chunk.length)
             continue
@@ -180,9 +180,9 @@ def checkpoint_pass(ops, store, residual, restart: KernelRestart, log: PassLog, 
         restart.maybe_save(ops, chunk.start)
 
 
-def reconstruction_pass(ops, reconstruction, residual, log: PassLog, bars) -> None:
-    """Chunks last to first: rebuild the forward frames backwards, adjoint over the chunk."""
-    for chunk in reversed(chunks(ops.sim.time.nt, ops.n_frames)):
+def reconstruction_pass(ops, n: int, reconstruction, residual, log: PassLog, bars) -> None:
+    """Chunks of ``n`` steps, last to first: rebuild the forward frames backwards, adjoint."""
+    for chunk in reversed(chunks(ops.sim.time.nt, n)):
         begin = time.perf_counter()
         before = reconstruction.backward_steps
         states = dict(reconstruction.states_backward(chunk.stop, chunk.start))

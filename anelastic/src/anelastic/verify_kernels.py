@@ -4,10 +4,13 @@ On a small 2-D problem per physics (float64):
 
 - ``checkpoint_vs_full``: max over kernels of ``max |K_ckpt - K_full| / max |K_full|`` for chunk
   lengths that do and do not divide nt (expected 0: the replay is bitwise the forward);
-- ``gradient_check``: for a smooth perturbation dm of each parameter (Gaussian blob, 1e-4
-  relative), the kernel-predicted ``sum g dm`` against the central difference
-  ``(chi(m + dm) - chi(m - dm)) / 2``, for the waveform and cross-correlation traveltime misfits
-  (the finite differences hold the relaxation mechanisms fixed, as the kernels do);
+- ``gradient_check``: for a smooth perturbation dm of each parameter (a Gaussian blob away from
+  the absorbing layers, 1e-4 relative), the kernel-predicted ``sum g dm`` against the central
+  difference ``(chi(m + dm) - chi(m - dm)) / 2``, for the waveform and cross-correlation
+  traveltime misfits. The finite differences hold the relaxation mechanisms fixed, as the
+  kernels do. The kernels also hold the absorbing layers fixed while the C-PML damping scales
+  with the model's largest velocity, so the receivers stay well inside (at 6 cells from the
+  layer the check drops from ~1e-6 to ~1e-3 relative error);
 - ``time_steps``: steps executed by each strategy (3 nt for checkpoint, 4 nt for dispersion-only);
 - ``dispersion_only_vs_exact``: relative difference of K_alpha, dispersion-only against exact,
   at Q = 30 (clearly nonzero) and Q = inf (roundoff: both rebuild the same lossless field).
@@ -27,7 +30,7 @@ from anelastic.physics import PhysicsConfig, PhysicsKind
 from anelastic.solver import Simulation, TimeAxis
 
 TOLERANCES = {"checkpoint_vs_full": 1e-6, "gradient_check": 0.02}
-SHAPE, SPACING, F0, NT, DT = (64, 48), 10.0, 15.0, 420, 1e-3
+SHAPE, SPACING, F0, NT, DT = (56, 44), 10.0, 15.0, 360, 1e-3
 PARAMETERS = {
     PhysicsKind.VISCOACOUSTIC: ("vp", "rho", "qp"),
     PhysicsKind.VISCOELASTIC: ("vp", "vs", "rho", "qp", "qs"),
@@ -44,7 +47,7 @@ def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64"):
     model = gaussian_anomaly(model, (340.0, 230.0), 60.0, {"vp": 0.05})
     config = PhysicsConfig(kind, space_order=8, pml_width=10, dtype=dtype)
     source = Source((150.0, 240.0), ricker(F0))
-    receivers = Receivers(np.array([[500.0, 180.0], [500.0, 300.0]]), (Component.P,))
+    receivers = Receivers(np.array([[450.0, 180.0], [450.0, 300.0]]), (Component.P,))
     return model, source, receivers, TimeAxis(DT, NT), config
 
 
@@ -75,6 +78,7 @@ def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:
     """Kernels with checkpoint storage at chunk lengths that divide nt and do not."""
     event = _event(kind)
     misfit = _misfit(MisfitKind.WAVEFORM)
+    # Full storage first: its nt-frame operators then serve the shorter chunks (no recompile).
     full = compute_kernels(event, KernelSettings(misfit, Storage.FULL))
     rows = []
     for chunk in CHUNKS:
@@ -113,7 +117,7 @@ def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
 def _blob(grid: Grid) -> np.ndarray:
     """Smooth perturbation shape [*grid shape]: a Gaussian between source and receivers."""
     x, z = np.meshgrid(grid.coordinates(0), grid.coordinates(1), indexing="ij")
-    return np.exp(-((x - 330.0) ** 2 + (z - 250.0) ** 2) / (2 * 50.0**2))
+    return np.exp(-((x - 300.0) ** 2 + (z - 220.0) ** 2) / (2 * 40.0**2))
 
 
 def _chi(event: Event, misfit: Misfit, fit, model) -> float:
