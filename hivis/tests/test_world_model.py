@@ -1,5 +1,6 @@
 """The world's tiny target: builds, saves, reloads through the Auto classes, generates, trains."""
 
+import json
 import math
 from pathlib import Path
 
@@ -196,7 +197,9 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
         batch_size=2,
         warmup_steps=1,
         curriculum_fraction=0.0,
+        vision_pretrain_fraction=0.25,  # step 0 vision only, steps 1-3 joint
         checkpoint_every=2,
+        log_every=1,
         cpu_budget_core_min=1e6,
         threads=1,
         target=TINY,
@@ -210,6 +213,8 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5, msg=name)
     log = (tmp_path / "split" / "log.jsonl").read_text()
     assert '"step": 3' in log
+    phases = [json.loads(line).get("phase") for line in log.splitlines()]
+    assert phases[:4] == ["vision", "joint", "joint", "joint"]
     # the last checkpoint exported as a target equals the target the run saved
     exported = export_checkpoint(TrainConfig(out_dir=tmp_path / "split", **common), tmp_path / "x")
     c = AutoModelForImageTextToText.from_pretrained(exported).state_dict()

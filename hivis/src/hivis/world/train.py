@@ -66,7 +66,7 @@ class TrainConfig:
     max_steps: int = 5000
     batch_size: int = 16
     early_batch_size: int = 8
-    batch_switch_fraction: float = 0.4
+    batch_switch_fraction: float = 0.6
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
@@ -74,7 +74,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     aux_weight: float = 1.0
     extra_count_questions: int = 3
-    curriculum_fraction: float = 0.15
+    curriculum_fraction: float = 0.1
+    vision_pretrain_fraction: float = 0.3
+    vision_batch_size: int = 32
     curriculum_max_objects: int = 3
     checkpoint_every: int = 100
     log_every: int = 10
@@ -91,6 +93,8 @@ class TrainConfig:
             raise ValueError("warmup_steps must be in [0, max_steps)")
         if self.wall_budget_min is not None and self.wall_budget_min <= 0:
             raise ValueError(f"wall_budget_min must be > 0, got {self.wall_budget_min}")
+        if not 0 <= self.vision_pretrain_fraction < 1 or self.vision_batch_size <= 0:
+            raise ValueError("need 0 <= vision_pretrain_fraction < 1 and vision_batch_size > 0")
         if not 0 <= self.curriculum_fraction <= 1 or self.cpu_budget_core_min <= 0:
             raise ValueError("need 0 <= curriculum_fraction <= 1 and cpu_budget_core_min > 0")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
@@ -128,18 +132,29 @@ def run_progress(state: TrainState, cfg: TrainConfig) -> float:
     return min(1.0, max(used))
 
 
+REWARM_PROGRESS = 0.03  # linear re-warm-up (in progress) when the text model joins
+
+
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` at
-    progress 1."""
+    progress 1; after a vision-only phase, a linear re-warm-up over ``REWARM_PROGRESS`` (the
+    text model starts from scratch there)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+    factor = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine
+    joined = progress - cfg.vision_pretrain_fraction
+    if cfg.vision_pretrain_fraction > 0 and joined >= 0:
+        factor *= min(1.0, 0.05 + joined / REWARM_PROGRESS)
+    return factor
 
 
 def world_for_progress(progress: float, cfg: TrainConfig) -> WorldConfig:
+    """Scenes of at most ``curriculum_max_objects`` objects during the first
+    ``curriculum_fraction`` of the joint phase (the vision-only phase sees the full world)."""
     t = cfg.target
-    if progress < cfg.curriculum_fraction:
+    joint = progress - cfg.vision_pretrain_fraction
+    if 0 <= joint < cfg.curriculum_fraction:
         return WorldConfig(t.image_size, t.patch_size, 1, cfg.curriculum_max_objects)
     return WorldConfig(t.image_size, t.patch_size)
 
@@ -150,6 +165,15 @@ def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
     rng = np.random.default_rng([seed, 99, index])
     makers = (count_colour, count_shape)
     return list(sample.tasks) + [makers[k % 2](sample.scene, rng) for k in range(extra)]
+
+
+def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
+    labels = [patch_labels(s.scene, patch_size) for s in samples]
+    aux = {
+        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in AUX_CLASSES
+    }
+    aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
+    return aux
 
 
 def make_batch(
@@ -163,19 +187,34 @@ def make_batch(
     extra_counts: int = 0,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
-    (each ``[count, num_visual]``)."""
+    (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``)."""
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     items = [
         (render_scene(s.scene), _with_extra_counts(s, extra_counts, seed, start + i))
         for i, s in enumerate(samples)
     ]
-    batch = pack_batch(items, processor, num_visual)
-    labels = [patch_labels(s.scene, world.patch_size) for s in samples]
-    aux = {
-        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in AUX_CLASSES
-    }
-    aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
-    return batch, aux
+    return pack_batch(items, processor, num_visual), _aux_labels(samples, world.patch_size)
+
+
+def make_vision_batch(
+    split: Split, start: int, count: int, seed: int, world: WorldConfig, processor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Pixel values ``[count, 3, H, W]`` of scenes [start, start + count) and their patch
+    labels, as in ``make_batch`` (no text)."""
+    samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
+    images = [render_scene(s.scene) for s in samples]
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return pixels, _aux_labels(samples, world.patch_size)
+
+
+def visual_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Projected visual tokens ``[B, num_visual, text_hidden]`` (what the text model reads)."""
+    out = model.model.get_image_features(
+        pixel_values=pixel_values,
+        vision_feature_layer=model.config.vision_feature_layer,
+        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
+    )
+    return torch.stack(list(out.pooler_output))
 
 
 def aux_losses(preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -266,13 +305,18 @@ def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
 
 
-def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
-    """One optimisation step on the next scenes; returns the logged quantities."""
-    step = state.step
-    progress = run_progress(state, cfg)
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
-    world = world_for_progress(progress, cfg)
+def _vision_step(model, head, cfg: TrainConfig, state: TrainState, world, processor) -> dict:
+    """Forward and backward of the auxiliary loss alone (vision tower, projector, head)."""
+    pixels, aux = make_vision_batch(
+        Split.TRAIN, state.scenes_seen, cfg.vision_batch_size, cfg.seed, world, processor
+    )
+    aux_loss = aux_losses(head(visual_tokens(model, pixels)), aux)
+    aux_loss.backward()
+    return {"phase": "vision", "images": cfg.vision_batch_size, "aux_loss": aux_loss.item()}
+
+
+def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progress, processor):
+    """Forward and backward of answer loss + ``aux_weight`` x auxiliary loss."""
     batch_size = cfg.early_batch_size if progress < cfg.batch_switch_fraction else cfg.batch_size
     batch, aux = make_batch(
         Split.TRAIN,
@@ -285,12 +329,7 @@ def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, proc
         cfg.extra_count_questions,
     )
     answer, aux_loss, logits = forward_losses(model, head, batch, aux)
-    loss = answer + cfg.aux_weight * aux_loss
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(
-        list(model.parameters()) + list(head.parameters()), cfg.grad_clip
-    )
+    (answer + cfg.aux_weight * aux_loss).backward()
     with torch.no_grad():
         exact = segment_exact_match(logits.detach(), batch)
     by_task = {}
@@ -298,17 +337,38 @@ def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, proc
         chosen = torch.tensor([t is task_type for t in batch.segment_tasks])
         by_task[task_type.value] = round(exact[chosen].float().mean().item(), 3)
     return {
-        "step": step,
-        "progress": round(progress, 4),
-        "max_objects": world.max_objects,
+        "phase": "joint",
         "images": batch_size,
         "loss": answer.item(),
         "aux_loss": aux_loss.item(),
-        "grad_norm": float(grad_norm),
-        "lr": optimizer.param_groups[0]["lr"],
         "train_exact": exact.float().mean().item(),
         "train_exact_by_task": by_task,
         "tokens": int(batch.input_ids.numel()),
+    }
+
+
+def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, processor) -> dict:
+    """One optimisation step on the next scenes (vision-only while progress <
+    ``vision_pretrain_fraction``, else joint); returns the logged quantities."""
+    progress = run_progress(state, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(state.step, progress, cfg)
+    world = world_for_progress(progress, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    if progress < cfg.vision_pretrain_fraction:
+        record = _vision_step(model, head, cfg, state, world, processor)
+    else:
+        record = _joint_step(model, head, cfg, state, world, progress, processor)
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        list(model.parameters()) + list(head.parameters()), cfg.grad_clip
+    )
+    return {
+        "step": state.step,
+        "progress": round(progress, 4),
+        "max_objects": world.max_objects,
+        **record,
+        "grad_norm": float(grad_norm),
+        "lr": optimizer.param_groups[0]["lr"],
     }
 
 
@@ -344,9 +404,9 @@ def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
         state.cpu_s = time.process_time() - cpu0
         bar.update(1)
         bar.set_postfix(
-            loss=f"{record['loss']:.3f}",
+            loss=f"{record.get('loss', float('nan')):.3f}",
             aux=f"{record['aux_loss']:.3f}",
-            em=f"{record['train_exact']:.2f}",
+            em=f"{record.get('train_exact', float('nan')):.2f}",
         )
         if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
             _log(
