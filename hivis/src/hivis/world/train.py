@@ -1,9 +1,15 @@
 """Training the world's target from scratch on CPU.
 
 Loss = cross-entropy of the answer tokens (packed questions, see ``packing``) + ``aux_weight`` *
-dense per-patch auxiliary loss: a linear head on the projected visual tokens predicts, for each
-patch, the colour and the shape of the object covering it (or background) and whether it holds
-an object's centre. The head exists only in training; it is not part of the saved target.
+dense per-patch auxiliary loss: linear heads on the projected visual tokens predict, for each
+patch, the colour and the shape of the object covering it (or background), whether it holds
+an object's centre, and the scene's counts (all objects, per colour, per shape). The heads
+exist only in training; they are not part of the saved target.
+
+Two phases: while progress < ``vision_pretrain_fraction`` only the vision tower, projector and
+heads train, on the auxiliary loss alone (``vision_batch_size`` images per step, about 5x
+cheaper per image than a joint step, which runs 8 text layers over the 256 visual tokens);
+then everything trains jointly, the text model starting from the vision phase's visual tokens.
 
 Data are generated on the fly: each step takes the next training scenes after the
 ``scenes_seen`` already used (kept in the checkpoint), so a resumed run sees the same scenes an
@@ -14,9 +20,10 @@ The run has two budgets, ``max_steps`` and ``cpu_budget_core_min``: the CPU time
 process in core-minutes ("45 minutes on 2 cores" = 90), which, unlike wall-clock time, does not
 depend on how busy a shared machine is; optionally also ``wall_budget_min`` (a hard wall-clock
 deadline); ``progress`` = the largest of the used fractions.
-The learning rate (linear warm-up, then cosine decay) and the curriculum (scenes of at most
-``curriculum_max_objects`` objects while progress < ``curriculum_fraction``) follow progress,
-so the run anneals properly whichever budget ends it.
+The learning rate (linear warm-up, then cosine decay, re-warm-up when the text model joins) and
+the curriculum (scenes of at most ``curriculum_max_objects`` objects for the first
+``curriculum_fraction`` of progress of the joint phase) follow progress, so the run anneals
+properly whichever budget ends it.
 """
 
 from __future__ import annotations
