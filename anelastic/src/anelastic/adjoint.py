@@ -72,6 +72,10 @@ class KernelOperators:
             for s in self.scheme.gradient_specs()
         }
         self.halo_profiles = _halo_profiles(prop.layout, order)
+        self.replay_coeffs = {
+            spec.name: prop._coefficient(spec) for spec in self._replay_coefficient_specs()
+        }
+        self._load_replay_coefficients()
         self.sources = {
             group: SparseTimeFunction(
                 name=f"rsrc{k}", grid=grid, npoint=src.npoint, nt=self.n_frames, dtype=dtype
@@ -88,22 +92,39 @@ class KernelOperators:
         self.replay_steps = 0
         self.adjoint_steps = 0
 
+    def _replay_coefficient_specs(self) -> tuple:
+        """Model-dependent coefficients only the buffer needs (e.g. Q-derivatives)."""
+        specs = getattr(self.scheme, "replay_coefficient_specs", None)
+        return specs() if specs is not None else ()
+
+    def _load_replay_coefficients(self) -> None:
+        for spec in self._replay_coefficient_specs():
+            target = self.replay_coeffs[spec.name]
+            if spec.values.ndim == 0:
+                target.data = self.prop.dtype(spec.values)
+            else:
+                target.data[:] = spec.values
+
+    def _buffer_equations(self) -> list:
+        prop = self.prop
+        if hasattr(self.scheme, "replay_coefficient_specs"):
+            coeffs = {**prop.coeffs, **self.replay_coeffs}
+            return self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid, coeffs)
+        return self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid)
+
     def _replay_equations(self) -> list:
         physics, prop = self.sim.physics, self.prop
         eqs = forward_equations(physics, prop.fields, prop.coeffs, prop.layout, self.sources, {})
-        return eqs + self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid)
+        return eqs + self._buffer_equations()
 
     def _adjoint_equations(self) -> list:
         prop = self.prop
-        eqs = self.scheme.adjoint_equations(
-            self.adjoint,
-            self.temps,
-            self.buffers,
-            self.grads,
-            prop.coeffs,
-            prop.layout,
-            self.halo_profiles,
-        )
+        args = (self.adjoint, self.temps, self.buffers, self.grads, prop.coeffs, prop.layout)
+        if hasattr(self.scheme, "seam_layout"):
+            seams = self.scheme.seam_layout(prop.grid, prop.layout.pads)
+            eqs = self.scheme.adjoint_equations(*args, self.halo_profiles, seams)
+        else:
+            eqs = self.scheme.adjoint_equations(*args, self.halo_profiles)
         target = self.adjoint[self.scheme.adjoint_source_field()]
         return eqs + self.residual.inject(field=target.backward, expr=self.residual)
 
@@ -118,6 +139,8 @@ class KernelOperators:
             f.data[:] = 0
         for name, copy in self.halo_profiles.items():  # the cached layout may have new profiles
             copy.data[:] = self.prop.layout.profiles[name].data
+        self.scheme = adjoint_scheme(self.sim.physics)  # this simulation's model
+        self._load_replay_coefficients()
         self.residual.coordinates.data[:] = receiver_positions
         for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
             src.coordinates.data[:] = full.coordinates.data
@@ -140,8 +163,7 @@ class KernelOperators:
         """Buffer frame ``tau`` from complete states of steps n and n + 1 computed elsewhere
         (a backward reconstruction); one small operator call, no time step."""
         if self._fill_op is None:
-            eqs = self.scheme.buffer_equations(self.prop.fields, self.buffers, self.prop.grid)
-            self._fill_op = Operator(eqs, name="fill")
+            self._fill_op = Operator(self._buffer_equations(), name="fill")
         for name, f in self.prop.fields.items():
             if name in state:  # the buffer only reads wavefields (and memory variables)
                 f.data[tau % 2] = state[name]

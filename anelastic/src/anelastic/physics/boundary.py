@@ -83,11 +83,15 @@ class AbsorbingLayout:
     cached operator can be reused with another model or time step.
     """
 
-    def __init__(self, grid, pads: tuple[tuple[int, int], ...], kind: BoundaryKind) -> None:
+    def __init__(
+        self, grid, pads: tuple[tuple[int, int], ...], kind: BoundaryKind, prefix: str = ""
+    ) -> None:
+        """``prefix`` names the regions (a second layout on the same grid needs its own)."""
         self.grid = grid
         self.pads = pads
         self.kind = kind
         self.dims = grid.dimensions
+        self.prefix = prefix
         self.regions = self._make_regions()
         self.profiles = self._make_profile_functions()
 
@@ -97,13 +101,14 @@ class AbsorbingLayout:
         last = ndim - 1
         band_damped = (last,) if any(self.pads[last]) else ()
         band = inner[:last] + [None]
-        regions = [Region("band", _Box("band", band, self.grid), band_damped)]
+        band_name = f"{self.prefix}band"
+        regions = [Region(band_name, _Box(band_name, band, self.grid), band_damped)]
         for k, (lo, hi) in enumerate(self.pads[:last]):
             for side, n in (("left", lo), ("right", hi)):
                 if n == 0:
                     continue
                 spec = inner[:k] + [(side, n)] + [None] * (ndim - k - 1)
-                name = f"{self.dims[k].name}{side}"
+                name = f"{self.prefix}{self.dims[k].name}{side}"
                 regions.append(Region(name, _Box(name, spec, self.grid), tuple(range(ndim))))
         return regions
 

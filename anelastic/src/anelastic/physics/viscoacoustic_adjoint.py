@@ -27,12 +27,19 @@ the step-(n+1) values, and no prime the step-n values it produces:
     p^      = P - sum_a D_a F_a  (+ the adjoint source of the receivers that read p^n)
 
 It runs backwards in time with the eigenvalues of the forward step (so it is as stable and as
-attenuating as the forward), and the gradients of the misfit with respect to the coefficients
-accumulate in the same loop nest from the forward frames of the replay buffer:
+attenuating as the forward). The model enters the pressure update through A and B_l, which are
+both proportional to the elastic modulus M = rho vp^2 and depend on Q; so the replay buffers,
+per step, p^n and the two sensitivities of the pressure increment
 
-    dchi/dA      = -sum_n P div^{n+1/2}      dchi/dB_l = sum_n P zeta_l^n
-    dchi/dbuoy_h = -sum_n v^_a (G_a p^n)     (the C-PML terms are dropped: kernels are
-                                              reported on the physical domain only)
+    w_M = -A div + sum_l B_l zeta_l                       (d/d ln M)
+    w_Q = -dA/dQ div + sum_l dB_l/dQ zeta_l               (d/dQ, mechanisms fixed)
+
+(div = div v^{n+1/2} without the C-PML terms: kernels are reported on the physical domain),
+and the gradients accumulate in the adjoint's loop nest:
+
+    dchi/d ln M = sum_n P w_M,   dchi/dQ = sum_n P w_Q,   dchi/dbuoy_h = -sum_n v^_a (G_a p^n)
+
+Three frames per step and 2 + d accumulators, whatever the number of mechanisms.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from __future__ import annotations
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.base import BoundaryKind, FieldRole, FieldSpec
+from anelastic.physics.base import BoundaryKind, CoefficientSpec, FieldRole, FieldSpec
 from anelastic.physics.stencils import at, derivative_at_half, derivative_at_node, staggered_stencil
 from anelastic.physics.viscoacoustic import VELOCITY_NAMES
 
@@ -57,17 +64,45 @@ class ViscoacousticAdjoint:
         self.n_memory = physics.n_memory
         self.weights = staggered_stencil(physics.config.space_order // 2)
         self.cpml = physics.config.boundary is BoundaryKind.CPML and physics.config.pml_width > 0
+        # One Q everywhere: the Q-derivatives are constants times A (see replay_coefficient_specs).
+        self.uniform = physics.memory_layout == "uniform"
 
     # --- declarations --------------------------------------------------------------------
     def buffer_specs(self) -> tuple[FieldSpec, ...]:
-        """Forward quantities the adjoint reads at each step (node fields): p^n, div v^{n+1/2},
-        zeta_l^n. One frame costs ``(2 + L)`` arrays."""
+        """Forward quantities the adjoint reads at each step (node fields): p^n, w_M and (with
+        attenuation) w_Q of the module docstring."""
         order = self.physics.config.space_order
         specs = [
             FieldSpec("p", (), FieldRole.WAVEFIELD, order),
-            FieldSpec("div", (), space_order=0),
+            FieldSpec("w_mod", (), space_order=0),
         ]
-        specs += [FieldSpec(f"zeta{l}", (), FieldRole.MEMORY, 0) for l in range(self.n_memory)]
+        if self.n_memory:
+            specs.append(FieldSpec("w_q", (), space_order=0))
+        return tuple(specs)
+
+    def replay_coefficient_specs(self) -> tuple[CoefficientSpec, ...]:
+        """dA/dQ and dB_l/dQ for w_Q, by central differences of ``scheme_coefficients``
+        (float64). With one Q everywhere they are constants times A: ``dq_mod = dlnA/dQ``,
+        ``dq_mem_l = (dB_l/dQ) / A``; otherwise arrays ``dA/dQ``, ``dB_l/dQ``."""
+        if not self.n_memory:
+            return ()
+        physics, model = self.physics, self.physics.model
+        q = np.asarray(model.qp, dtype=np.float64)
+        step = COEFFICIENT_STEP * q
+        plus = physics.scheme_coefficients(model.rho, model.vp, q + step)
+        minus = physics.scheme_coefficients(model.rho, model.vp, q - step)
+        d_mod = (plus["mod_dt"] - minus["mod_dt"]) / (2 * step)
+        d_mem = (plus["mem_dt"] - minus["mem_dt"]) / (2 * step)
+        if self.uniform:
+            a = physics.scheme_coefficients(model.rho, model.vp, q)["mod_dt"]
+            specs = [CoefficientSpec("dq_mod", np.array(np.mean(d_mod / a)))]
+            specs += [
+                CoefficientSpec(f"dq_mem{l}", np.array(np.mean(d_mem[l] / a)))
+                for l in range(self.n_memory)
+            ]
+            return tuple(specs)
+        specs = [CoefficientSpec("dq_mod", d_mod)]
+        specs += [CoefficientSpec(f"dq_mem{l}", d_mem[l]) for l in range(self.n_memory)]
         return tuple(specs)
 
     def adjoint_specs(self) -> tuple[FieldSpec, ...]:
@@ -87,9 +122,10 @@ class ViscoacousticAdjoint:
         return tuple(specs)
 
     def gradient_specs(self) -> tuple[FieldSpec, ...]:
-        """Accumulated coefficient gradients: dchi/dA, dchi/dB_l (nodes), dchi/dbuoy_h (half)."""
+        """Accumulated gradients: dchi/d ln M, dchi/dQ (nodes), dchi/dbuoy_h (half nodes)."""
         specs = [FieldSpec("grad_mod", (), space_order=0)]
-        specs += [FieldSpec(f"grad_mem{l}", (), space_order=0) for l in range(self.n_memory)]
+        if self.n_memory:
+            specs.append(FieldSpec("grad_q", (), space_order=0))
         specs += [FieldSpec(f"grad_buoy_{a}", (a,), space_order=0) for a in self.axes]
         return tuple(specs)
 
@@ -98,24 +134,48 @@ class ViscoacousticAdjoint:
         return "adj_p"
 
     # --- equations -----------------------------------------------------------------------
-    def buffer_equations(self, fields: dict, buffers: dict, grid) -> list[Eq]:
-        """Copy the forward quantities of step n into the buffer frame (after the step)."""
-        eqs = [Eq(buffers["p"], fields["p"])]
+    def buffer_equations(self, fields: dict, buffers: dict, grid, coeffs: dict) -> list[Eq]:
+        """The buffer frame of step n (p^n, w_M, w_Q), written after the step's updates;
+        ``coeffs`` holds the scheme's and ``replay_coefficient_specs``' coefficients."""
         div = 0
         for i, a in enumerate(self.axes):
             v = fields[VELOCITY_NAMES[a]]
             h = grid.dimensions[i].spacing
             div += derivative_at_node(lambda k, v=v, i=i: at(v, i, k, 1), self.weights, h)
-        eqs.append(Eq(buffers["div"], div))
-        eqs += [Eq(buffers[f"zeta{l}"], fields[f"zeta{l}"]) for l in range(self.n_memory)]
+        memory = [fields[f"zeta{l}"] for l in range(self.n_memory)]
+        w_mod = -coeffs["mod_dt"] * div + sum(
+            self.physics.memory_coefficient(coeffs, l) * z for l, z in enumerate(memory)
+        )
+        eqs = [Eq(buffers["p"], fields["p"]), Eq(buffers["w_mod"], w_mod)]
+        if memory:
+            terms = sum(coeffs[f"dq_mem{l}"] * z for l, z in enumerate(memory))
+            w_q = terms - coeffs["dq_mod"] * div
+            eqs.append(Eq(buffers["w_q"], coeffs["mod_dt"] * w_q if self.uniform else w_q))
         return eqs
 
-    def adjoint_equations(self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles) -> list:
+    def seam_layout(self, grid, pads):
+        """Regions for the transposed velocity update: the forward's absorbing strips widened
+        by the stencil half-width, so the interior band never reads C-PML terms (a band point
+        next to a strip receives the transposed C-PML contributions of its neighbours)."""
+        from anelastic.physics.boundary import AbsorbingLayout
+
+        r = self.physics.config.space_order // 2
+        last = len(pads) - 1
+        widened = tuple(
+            (lo + r if lo else 0, hi + r if hi else 0) if k < last else (lo, hi)
+            for k, (lo, hi) in enumerate(pads)
+        )
+        return AbsorbingLayout(grid, widened, self.physics.config.boundary, prefix="seam")
+
+    def adjoint_equations(
+        self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, seams=None
+    ) -> list:
         """One adjoint step (loop index t: slot t holds step n+1's adjoint, ``.backward``
         receives step n's), gradients included; the adjoint source is injected after.
 
         ``halo_profiles``: copies of the node C-PML profiles ``cpmla_<axis>`` with a stencil
-        halo (the transposed derivative reads them at neighbouring points)."""
+        halo (the transposed derivative reads them at neighbouring points). ``seams``: the
+        :meth:`seam_layout` (None: C-PML terms everywhere, the simplest correct form)."""
         physics, dims = self.physics, layout.grid.dimensions
         sponge_p = self._sponge(layout, ())
         pressure = sponge_p * adj["adj_p"]
@@ -124,19 +184,24 @@ class ViscoacousticAdjoint:
             z = adj[f"adj_zeta{l}"]
             update = coeffs[f"zalpha{l}"] * z + physics.memory_coefficient(coeffs, l) * pressure
             eqs.append(Eq(z.backward, update))
-            eqs.append(
-                Eq(grads[f"grad_mem{l}"], grads[f"grad_mem{l}"] + pressure * buffers[f"zeta{l}"])
-            )
-        eqs.append(Eq(grads["grad_mod"], grads["grad_mod"] - pressure * buffers["div"]))
-        if self.cpml:
-            for a in self.axes:
+        eqs.append(Eq(grads["grad_mod"], grads["grad_mod"] + pressure * buffers["w_mod"]))
+        if self.n_memory:
+            eqs.append(Eq(grads["grad_q"], grads["grad_q"] + pressure * buffers["w_q"]))
+        if self.cpml:  # psi^ only lives where its profile is nonzero: the regions damping it
+            for i, a in enumerate(self.axes):
                 psi = adj[f"adj_psi_v{a}"]
                 b = layout.profiles[f"cpmlb_{a}"]
-                eqs.append(Eq(psi.backward, b * (psi + tmp["tmp_div"])))
+                for region in layout.regions if seams is not None else [None]:
+                    if region is None or region.damps(i):
+                        where = region.subdomain if region is not None else None
+                        eqs.append(Eq(psi.backward, b * (psi + tmp["tmp_div"]), subdomain=where))
         for i, a in enumerate(self.axes):
-            eqs += self._velocity_axis(
-                i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles
-            )
+            for region in seams.regions if seams is not None else [None]:
+                damped = self.cpml and (region is None or region.damps(i))
+                where = region.subdomain if region is not None else None
+                eqs += self._velocity_axis(
+                    i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, damped, where
+                )
         flux = sum(
             derivative_at_node(
                 lambda k, i=i, a=a: at(tmp[f"tmp_flux_{a}"], i, k), self.weights, d.spacing
@@ -150,12 +215,15 @@ class ViscoacousticAdjoint:
         mixed = sum(coeffs[f"zbeta{l}"] * adj[f"adj_zeta{l}"] for l in range(self.n_memory))
         return mixed - coeffs["mod_dt"] * pressure
 
-    def _velocity_axis(self, i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles):
-        """Transposed velocity update along axis ``a`` (index ``i``) and its gradient."""
+    def _velocity_axis(
+        self, i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, damped, where
+    ) -> list[Eq]:
+        """Transposed velocity update along axis ``a`` (index ``i``) and its gradient on the
+        subdomain ``where`` (None: everywhere); ``damped``: with the C-PML terms of ``a``."""
         h = layout.grid.dimensions[i].spacing
         v = adj[f"adj_{VELOCITY_NAMES[a]}"]
         adiv = tmp["tmp_div"]
-        if self.cpml:
+        if damped:
             prof_a = halo_profiles[f"cpmla_{a}"]
             psi_v = adj[f"adj_psi_v{a}"]
 
@@ -167,21 +235,21 @@ class ViscoacousticAdjoint:
                 return at(adiv, i, k)
 
         gradient = derivative_at_half(node_value, self.weights, h)
-        eqs = [Eq(v.backward, self._sponge(layout, (a,)) * (v - gradient))]
+        eqs = [Eq(v.backward, self._sponge(layout, (a,)) * (v - gradient), subdomain=where)]
         buoy = coeffs["buoy_dt"]
         weight = 0.5 * (at(buoy, i, 0) + at(buoy, i, 1)) * v.backward
         flux = tmp[f"tmp_flux_{a}"]
-        if self.cpml:
+        if damped:
             psi_p = adj[f"adj_psi_p{a}"]
             ah = layout.profiles[f"cpmlah_{a}"]
             bh = layout.profiles[f"cpmlbh_{a}"]
-            eqs.append(Eq(psi_p.backward, bh * (psi_p - weight)))
-            eqs.append(Eq(flux, -(1 + ah) * weight + ah * psi_p))
+            eqs.append(Eq(psi_p.backward, bh * (psi_p - weight), subdomain=where))
+            eqs.append(Eq(flux, -(1 + ah) * weight + ah * psi_p, subdomain=where))
         else:
-            eqs.append(Eq(flux, -weight))
+            eqs.append(Eq(flux, -weight, subdomain=where))
         grad_p = derivative_at_half(lambda k: at(buffers["p"], i, k), self.weights, h)
         g = grads[f"grad_buoy_{a}"]
-        eqs.append(Eq(g, g - v.backward * grad_p))
+        eqs.append(Eq(g, g - v.backward * grad_p, subdomain=where))
         return eqs
 
     def _sponge(self, layout, staggered: tuple[str, ...]):
@@ -191,44 +259,23 @@ class ViscoacousticAdjoint:
 
     # --- kernels -------------------------------------------------------------------------
     def parameter_gradients(self, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """dchi/d(rho, vp, qp) per cell [*padded_shape] from the coefficient gradients.
+        """dchi/d(rho, vp, qp) per cell [*padded_shape] from the accumulated gradients.
 
-        The coefficients depend pointwise on (rho, vp, Q) through
-        ``scheme_coefficients``; its derivatives are central differences in float64 (the
-        relaxation mechanisms are fixed). ``dchi/dbuoy`` at node i collects half of the
+        M = rho vp^2 gives ``dchi/dvp = 2 g_M / vp`` and ``dchi/drho = g_M / rho + g_buoy
+        dbuoy/drho`` with ``buoy_dt = dt / rho``; ``dchi/dbuoy`` at node i collects half of the
         half-node gradients at i - 1/2 and i + 1/2 of every axis (the forward averages).
         """
         model = self.physics.model
-        g_coeff = {
-            "buoy_dt": node_buoyancy_gradient(grads, self.axes),
-            "mod_dt": grads["grad_mod"],
+        rho = np.asarray(model.rho, dtype=np.float64)
+        vp = np.asarray(model.vp, dtype=np.float64)
+        g_m = grads["grad_mod"]
+        g_buoy = node_buoyancy_gradient(grads, self.axes)
+        g_q = grads["grad_q"] if self.n_memory else np.zeros_like(g_m)
+        return {
+            "rho": g_m / rho - g_buoy * self.physics.dt / rho**2,
+            "vp": 2.0 * g_m / vp,
+            "qp": g_q,
         }
-        if self.n_memory:
-            g_coeff["mem_dt"] = np.stack([grads[f"grad_mem{l}"] for l in range(self.n_memory)])
-        params = {"rho": model.rho, "vp": model.vp, "qp": model.qp}
-        out = {}
-        for name, value in params.items():
-            if name == "qp" and not self.n_memory:
-                out[name] = np.zeros_like(value)
-                continue
-            out[name] = self._chain(g_coeff, params, name)
-        return out
-
-    def _chain(self, g_coeff, params, name):
-        """sum_c dchi/dc * dc/d(param) with the coefficient derivative by central differences."""
-        value = np.asarray(params[name], dtype=np.float64)
-        step = COEFFICIENT_STEP * np.abs(value)
-        shifted_params = []
-        for sign in (1.0, -1.0):
-            p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-            p[name] = value + sign * step
-            shifted_params.append(self.physics.scheme_coefficients(p["rho"], p["vp"], p["qp"]))
-        total = np.zeros_like(value)
-        for key, g in g_coeff.items():
-            derivative = (shifted_params[0][key] - shifted_params[1][key]) / (2 * step)
-            contribution = np.asarray(g, dtype=np.float64) * derivative
-            total += contribution.sum(axis=0) if contribution.ndim > value.ndim else contribution
-        return total
 
 
 def node_buoyancy_gradient(grads: dict[str, np.ndarray], axes) -> np.ndarray:
