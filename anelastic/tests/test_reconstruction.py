@@ -111,7 +111,7 @@ def test_reconstructed_states_equal_forward_states(kind, order, dtype, boundary,
     errors = _relative_errors(sim, recon, reference, KEEP)
     assert set(errors) == set(recon.wavefields) and len(errors) >= 3
     assert max(errors.values()) < tolerance, errors
-    assert recon.backward_steps == TIME.nt
+    assert recon.forward_steps == recon.backward_steps == TIME.nt
 
 
 def test_reconstruction_3d_viscoacoustic():

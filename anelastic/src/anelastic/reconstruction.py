@@ -151,7 +151,8 @@ class _BoundaryReplay:
         self._views = {n: np.asarray(f.data) for n, f in self._op.fields.items()}  # [2, *shape]
         self._final: dict[str, np.ndarray] = {}
         self._first = self._last = self._current = -1
-        self.backward_steps = 0
+        self.forward_steps = 0  # steps executed by the recording forward run
+        self.backward_steps = 0  # inverse steps executed (states rebuilt)
 
     def _record_forward(self, stop: int, progress: bool) -> None:
         """Advance ``sim`` to ``stop``, keeping the ring of every step and the final state."""
@@ -166,6 +167,7 @@ class _BoundaryReplay:
             self._keep_ring(views, n + 1)
             bar.update()
         bar.close()
+        self.forward_steps += stop - self._first
         self._final = {n: views[n][stop % 2][r.support] for n, r in self.regions.items()}
         self._last = stop
         self._load_final()
