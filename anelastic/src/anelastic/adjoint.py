@@ -109,13 +109,17 @@ class KernelOperators:
         prop = self.prop
         if hasattr(self.scheme, "replay_coefficient_specs"):
             coeffs = {**prop.coeffs, **self.replay_coeffs}
-            return self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid, coeffs)
+            return self.scheme.buffer_equations(
+                prop.fields, self.buffers, prop.grid, coeffs, prop.layout.regions
+            )
         return self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid)
 
     def _replay_equations(self) -> list:
         physics, prop = self.sim.physics, self.prop
-        eqs = forward_equations(physics, prop.fields, prop.coeffs, prop.layout, self.sources, {})
-        return eqs + self._buffer_equations()
+        return forward_equations(
+            physics, prop.fields, prop.coeffs, prop.layout, self.sources, {},
+            after_last_stage=self._buffer_equations(),
+        )  # fmt: skip
 
     def _adjoint_equations(self) -> list:
         prop = self.prop

@@ -214,12 +214,21 @@ class Propagator:
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
 
 
-def forward_equations(physics, fields, coeffs, layout, sources: dict, receivers: dict) -> list:
+def forward_equations(
+    physics, fields, coeffs, layout, sources: dict, receivers: dict, after_last_stage=()
+) -> list:
     """One forward step: the rheology's stages, each followed by the injections of the sources
-    it names (``sources[(field, stage, shift)]``), then the receivers' interpolation."""
+    it names (``sources[(field, stage, shift)]``), then the receivers' interpolation.
+
+    ``after_last_stage``: equations placed right after the last stage's own equations (before
+    its injections), where Devito can fuse them into the same loop nests (the replay's buffer).
+    """
     eqs = []
-    for stage in physics.stages(fields, coeffs, layout):
+    stages = physics.stages(fields, coeffs, layout)
+    for stage in stages:
         eqs += stage.equations
+        if stage is stages[-1]:
+            eqs += list(after_last_stage)
         for (field, stage_name, _), src in sources.items():
             if stage_name == stage.name:
                 eqs += src.inject(field=fields[field].forward, expr=src)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,16 +93,26 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
         bar.update(done[-1])
     begin = time.perf_counter()
     executed = 0
-    for start in starts:
-        if start < sim.step:
-            continue
-        executed += start - sim.step
-        sim.advance(start)
-        bar.update(start - bar.n)
-        store.write(start, {**sim.state().fields, **_traces(sim)})
-    executed += nt - sim.step
-    sim.advance(nt)
-    bar.update(nt - bar.n)
+    # Snapshots are written by one background thread while the next chunk computes (file I/O
+    # and fsync release the GIL); at most one write is in flight, so at most one extra state is
+    # held in memory, and an error in a write surfaces at the next snapshot.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for start in starts:
+            if start < sim.step:
+                continue
+            executed += start - sim.step
+            sim.advance(start)
+            bar.update(start - bar.n)
+            state = {**sim.state().fields, **_traces(sim)}
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(store.write, start, state)
+        executed += nt - sim.step
+        sim.advance(nt)
+        bar.update(nt - bar.n)
+        if pending is not None:
+            pending.result()
     traces = {comp: data for comp, data in sim.seismograms().data.items()}
     store.write(nt, {TRACE_PREFIX + c.value: d for c, d in traces.items()}, "synthetics")
     store.mark_complete("forward")

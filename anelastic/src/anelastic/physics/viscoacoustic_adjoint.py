@@ -134,9 +134,13 @@ class ViscoacousticAdjoint:
         return "adj_p"
 
     # --- equations -----------------------------------------------------------------------
-    def buffer_equations(self, fields: dict, buffers: dict, grid, coeffs: dict) -> list[Eq]:
+    def buffer_equations(
+        self, fields: dict, buffers: dict, grid, coeffs: dict, regions=None
+    ) -> list[Eq]:
         """The buffer frame of step n (p^n, w_M, w_Q), written after the step's updates;
-        ``coeffs`` holds the scheme's and ``replay_coefficient_specs``' coefficients."""
+        ``coeffs`` holds the scheme's and ``replay_coefficient_specs``' coefficients.
+        ``regions``: the forward's regions, so Devito fuses the copies into the pressure
+        update's loop nests (the fields are read once); None: one whole-grid nest."""
         div = 0
         for i, a in enumerate(self.axes):
             v = fields[VELOCITY_NAMES[a]]
@@ -146,12 +150,13 @@ class ViscoacousticAdjoint:
         w_mod = -coeffs["mod_dt"] * div + sum(
             self.physics.memory_coefficient(coeffs, l) * z for l, z in enumerate(memory)
         )
-        eqs = [Eq(buffers["p"], fields["p"]), Eq(buffers["w_mod"], w_mod)]
+        frame = [(buffers["p"], fields["p"]), (buffers["w_mod"], w_mod)]
         if memory:
             terms = sum(coeffs[f"dq_mem{l}"] * z for l, z in enumerate(memory))
             w_q = terms - coeffs["dq_mod"] * div
-            eqs.append(Eq(buffers["w_q"], coeffs["mod_dt"] * w_q if self.uniform else w_q))
-        return eqs
+            frame.append((buffers["w_q"], coeffs["mod_dt"] * w_q if self.uniform else w_q))
+        wheres = [r.subdomain for r in regions] if regions is not None else [None]
+        return [Eq(lhs, rhs, subdomain=where) for where in wheres for lhs, rhs in frame]
 
     def seam_layout(self, grid, pads):
         """Regions for the transposed velocity update: the forward's absorbing strips widened

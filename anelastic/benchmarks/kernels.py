@@ -1,0 +1,239 @@
+"""Benchmark P1 kernels: our kernel pass (checkpoint, full) against Deepwave 0.1.0's gradient.
+
+P1 as in ``forward.py`` (400 x 400 cells, nt 2000, Q 50, 3 SLS, float32, 2 threads, order 4).
+Misfit: waveform L2 against zero data (so the adjoint source is the synthetic itself; the
+cost of a gradient does not depend on the data). Cases, each in its own subprocess (own peak
+RSS), alternating round by round so all see the same machine load:
+
+- ``ours_forward``: our forward run (the unit of ``kernel_over_forward``);
+- ``ours_checkpoint``: forward with snapshots every N = 45 steps (~sqrt(nt)) to a disk store,
+  then replay + adjoint chunk by chunk (3 nt steps), kernels of vp, rho, Q;
+- ``ours_full``: all nt frames in RAM (needs ~7.7 GB for P1);
+- ``deepwave_default``: ``deepwave.viscoacoustic`` forward + ``backward()`` for v and Q grads,
+  its default storage (every step kept);
+- ``deepwave_checkpointed``: the same with ``checkpoint_segments=45``
+  (= ``deepwave.checkpointing.run_segments(checkpoint=True)`` with 45 segments).
+
+Within a worker the case runs once untimed (JIT compile / warm-up), then ``--reps`` timed runs.
+JSON: ``kernel_over_forward`` (our checkpoint time / our forward time; goal <= 3.5),
+``peak_ram_vs_deepwave_checkpointed`` (our checkpoint peak RSS / Deepwave checkpointed peak RSS;
+goal <= 1), ``speed_vs_deepwave_checkpointed`` (Deepwave checkpointed time / ours; goal > 1).
+
+    python anelastic/benchmarks/kernels.py --json kernels.json [--rounds 2] [--reps 2]
+        [--cases ours_forward,ours_checkpoint,deepwave_checkpointed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import forward as p1  # noqa: E402  (P1's model and acquisition)
+
+SEGMENTS = 45
+CASES = (
+    "ours_forward",
+    "ours_checkpoint",
+    "ours_full",
+    "deepwave_default",
+    "deepwave_checkpointed",
+)
+
+
+def _our_event(space_order: int):
+    from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
+    from anelastic.kernels import Event
+    from anelastic.model import Grid, Model
+    from anelastic.physics import PhysicsConfig
+    from anelastic.solver import TimeAxis
+
+    grid = Grid((p1.N, p1.N), (p1.H, p1.H))
+    model = Model(grid, p1.p1_velocity(), 0.0, 2000.0, p1.Q, np.inf, f_ref=p1.F0)
+    positions = np.stack([p1.receiver_x(), np.full(100, p1.RECEIVER_Z)], axis=1)
+    receivers = Receivers(positions)
+    time_axis = TimeAxis(p1.DT, p1.NT)
+    config = PhysicsConfig(space_order=space_order, pml_width=p1.PML, n_sls=3)
+    zeros = Seismograms(p1.DT, positions, {Component.P: np.zeros((p1.NT, 100))})
+    return Event(model, [Source(p1.SOURCE, ricker(p1.F0))], receivers, time_axis, config, zeros)
+
+
+def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
+    from anelastic.kernels import KernelSettings, Storage, compute_kernels, kernel_fit
+    from anelastic.misfit import Misfit
+    from anelastic.schedule import parse_bytes
+    from anelastic.solver import Simulation
+
+    event = _our_event(space_order)
+    fit = kernel_fit(event.model, event.config, p1.F0)
+    if case == "ours_forward":
+        args = (event.model, event.sources, event.receivers, event.time, event.config)
+
+        def once():
+            Simulation(*args, threads=threads, sls_fit=fit).run()
+            return {}
+    else:
+        storage = Storage.CHECKPOINT if case == "ours_checkpoint" else Storage.FULL
+
+        def once():
+            with tempfile.TemporaryDirectory(prefix="anelastic-bench-") as store:
+                settings = KernelSettings(
+                    Misfit(), storage, chunk=SEGMENTS if storage is Storage.CHECKPOINT else None,
+                    memory_budget=parse_bytes("20GiB"), store=Path(store), threads=threads,
+                )  # fmt: skip
+                result = compute_kernels(event, settings)
+            s = result.summary
+            return {"time_steps": s["time_steps"], "phase_seconds": s["seconds"],
+                    "store_bytes": s.get("store_bytes", 0), "buffer_bytes": s["buffer_bytes"]}  # fmt: skip
+
+    return _timed(once, reps)
+
+
+def _timed(once, reps: int) -> dict:
+    start = time.perf_counter()
+    once()  # compile / warm-up
+    setup = time.perf_counter() - start
+    times, info = [], {}
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        info = once()
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "setup_seconds": setup, **info}
+
+
+def run_deepwave(case: str, reps: int, threads: int, space_order: int) -> dict:
+    import deepwave
+    import torch
+
+    from anelastic.acquisition import ricker
+
+    torch.set_num_threads(threads)
+    wavelet = ricker(p1.F0)(p1.DT * np.arange(p1.NT) + p1.DT / 2)
+    amps = torch.tensor(wavelet, dtype=torch.float32).reshape(1, 1, p1.NT)
+    src_loc = torch.tensor([[[int(p1.SOURCE[0] / p1.H), int(p1.SOURCE[1] / p1.H)]]])
+    rec_loc = torch.tensor(
+        [[[int(x / p1.H), int(p1.RECEIVER_Z / p1.H)] for x in p1.receiver_x()]], dtype=torch.long
+    )
+    kwargs = dict(
+        source_amplitudes_pressure_rate=amps, source_locations_pressure_rate=src_loc,
+        receiver_locations_p=rec_loc, pml_width=p1.PML, q_n_mechanisms=3,
+        q_band=(p1.F0 / 10, p1.F0 * 10), accuracy=space_order, pml_freq=p1.F0,
+    )  # fmt: skip
+    if case == "deepwave_checkpointed":
+        kwargs["checkpoint_segments"] = SEGMENTS
+
+    def once():
+        v = torch.tensor(p1.p1_velocity(), dtype=torch.float32, requires_grad=True)
+        rho = torch.full_like(v, 2000.0)
+        q = torch.full_like(v, p1.Q).requires_grad_()
+        out = deepwave.viscoacoustic(v, rho, q, p1.H, p1.DT, **kwargs)
+        loss = 0.5 * p1.DT * (out.receiver_amplitudes_p**2).sum()
+        loss.backward()
+        return {"grad_norm_v": float(v.grad.norm())}
+
+    return _timed(once, reps)
+
+
+def worker(case: str, reps: int, threads: int, space_order: int) -> None:
+    runner = run_ours if case.startswith("ours") else run_deepwave
+    result = runner(case, reps, threads, space_order)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("RESULT " + json.dumps(result))
+
+
+def spawn(case: str, reps: int, threads: int, space_order: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    env.setdefault("OMP_WAIT_POLICY", p1.WAIT_POLICY)
+    cmd = [sys.executable, __file__, "--worker", case, "--reps", str(reps)]
+    cmd += ["--threads", str(threads), "--space-order", str(space_order)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{case} worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def summarise(runs: list[dict]) -> dict:
+    times = [t for r in runs for t in r["times"]]
+    out = {
+        "times": times,
+        "median_seconds": float(np.median(times)),
+        "best_seconds": float(np.min(times)),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+    for key in ("time_steps", "store_bytes", "buffer_bytes", "phase_seconds", "grad_norm_v"):
+        if key in runs[-1]:
+            out[key] = runs[-1][key]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=str, default=None)
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--space-order", type=int, default=4)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--worker", choices=CASES, default=None)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.reps, args.threads, args.space_order)
+        return
+    cases = [c for c in args.cases.split(",") if c]
+    runs: dict[str, list[dict]] = {c: [] for c in cases}
+    for _ in range(args.rounds):
+        for case in cases:
+            runs[case].append(spawn(case, args.reps, args.threads, args.space_order))
+    results = {c: summarise(r) for c, r in runs.items()}
+    report = {
+        "problem": "P1 kernels (waveform misfit, vp/rho/Q gradients)",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_average_1min": os.getloadavg()[0],
+        "threads": args.threads,
+        "space_order": args.space_order,
+        "segments": SEGMENTS,
+        "rounds": args.rounds,
+        "reps_per_round": args.reps,
+        "cases": results,
+    }
+    report.update(_ratios(results))
+    for case, r in results.items():
+        print(f"{case:22s} median {r['median_seconds']:7.2f} s  best {r['best_seconds']:7.2f} s  "
+              f"peak RSS {r['peak_rss_mib']:7.0f} MiB")  # fmt: skip
+    for key in ("kernel_over_forward", "peak_ram_vs_deepwave_checkpointed",
+                "speed_vs_deepwave_checkpointed", "full_over_forward"):  # fmt: skip
+        if key in report:
+            print(f"{key} = {report[key]:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def _ratios(results: dict) -> dict:
+    out = {}
+    ours = results.get("ours_checkpoint")
+    fwd = results.get("ours_forward")
+    dw = results.get("deepwave_checkpointed")
+    if ours and fwd:
+        out["kernel_over_forward"] = ours["median_seconds"] / fwd["median_seconds"]
+    if ours and dw:
+        out["peak_ram_vs_deepwave_checkpointed"] = ours["peak_rss_mib"] / dw["peak_rss_mib"]
+        out["speed_vs_deepwave_checkpointed"] = dw["median_seconds"] / ours["median_seconds"]
+    if results.get("ours_full") and fwd:
+        out["full_over_forward"] = results["ours_full"]["median_seconds"] / fwd["median_seconds"]
+    return out
+
+
+if __name__ == "__main__":
+    main()
