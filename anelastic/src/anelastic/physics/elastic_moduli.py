@@ -96,7 +96,10 @@ def elastic_moduli(model, band, n_sls: int, fit=None) -> ElasticModuli:
         m_p = kappa_u * h_k + shear_part
         residual = np.real(m_p ** (-0.5)) - target
         slope = np.real(-0.5 * m_p ** (-1.5) * h_k)
-        kappa_u = kappa_u - residual / slope
+        update = residual / slope
+        kappa_u = kappa_u - update
+        if np.all(np.abs(update) <= 1e-13 * np.abs(kappa_u)):
+            break  # converged to rounding (quadratically, a few steps): the rest cost seconds
     m_p = kappa_u * h_k + shear_part
     if np.max(np.abs(np.real(m_p ** (-0.5)) / target - 1.0)) > 1e-9 or (kappa_u <= 0).any():
         raise ValueError("could not set the unrelaxed bulk modulus from vp at f_ref (check Q)")

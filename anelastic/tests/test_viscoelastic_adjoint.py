@@ -1,0 +1,244 @@
+"""Viscoelastic kernels: the adjoint step is the exact transpose of the forward step, and the
+kernels of rho, vp, vs, Qp, Qs predict central finite differences of a waveform misfit.
+
+Two problems (one compiled forward, replay and adjoint operator each): attenuating (Qp, Qs
+finite and varying) with C-PML at order 4, and elastic (Q = inf) with a sponge at order 8.
+The perturbation is compactly supported away from the absorbing layers and from the fastest
+cell (the C-PML profiles follow the maximum velocity), and the relaxation mechanisms are fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import anelastic.adjoint as adjoint_module
+from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.attenuation import default_band, fit_sls
+from anelastic.model import Grid, gaussian_anomaly, homogeneous
+from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
+from anelastic.physics.viscoelastic import Viscoelastic
+from anelastic.physics.viscoelastic_adjoint import ViscoelasticAdjoint
+from anelastic.schedule import chunks
+from anelastic.solver import Simulation, TimeAxis
+from anelastic.state import SolverState
+
+GRID = Grid((60, 50), (10.0, 10.0))
+TIME = TimeAxis(1e-3, 300)
+CHUNK = 125  # chunks of 125, 125 and 50 steps: odd and even lengths
+F0 = 8.0
+SOURCE = Source(
+    (150.0, 250.0), ricker(F0), SourceKind.MOMENT, moment=np.array([[1.0, 0.7], [0.7, -0.3]])
+)
+RECEIVERS = Receivers(np.array([[450.0, 200.0], [450.0, 300.0], [300.0, 100.0]]), (Component.P,))
+CENTER = (300.0, 240.0)
+TOLERANCE = 1e-4
+
+
+@dataclass
+class Problem:
+    model: object
+    config: PhysicsConfig
+    fit: object
+    ops: object
+    kernels: dict
+
+
+def _model(q: float):
+    base = homogeneous(GRID, 2000.0, 2000.0, 1155.0, q, 2.0 * q / 3.0, f_ref=F0)
+    relative = {"vp": -0.1, "vs": -0.08, "rho": 0.05}
+    if np.isfinite(q):  # Q varies: perturbed models keep the same coefficient layout
+        relative.update(qp=0.2, qs=-0.15)
+    return gaussian_anomaly(base, CENTER, 60.0, relative)
+
+
+def _simulation(model, config, fit) -> Simulation:
+    return Simulation(model, [SOURCE], RECEIVERS, TIME, config, sls_fit=fit, threads=1)
+
+
+def _misfit(model, config, fit) -> float:
+    """chi = dt/2 sum_n sum_r p_r(t_n)^2 (so dchi/dp = dt p)."""
+    data = _simulation(model, config, fit).run().data[Component.P]
+    return 0.5 * TIME.dt * float(np.sum(data**2))
+
+
+def _adjoint_equations(self) -> list:
+    """KernelOperators._adjoint_equations with the adjoint source entering several fields
+    (the change asked of adjoint.py; identical for a scheme that names one field)."""
+    prop = self.prop
+    eqs = self.scheme.adjoint_equations(
+        self.adjoint,
+        self.temps,
+        self.buffers,
+        self.grads,
+        prop.coeffs,
+        prop.layout,
+        self.halo_profiles,
+    )
+    terms = self.scheme.adjoint_source_field()
+    terms = [(terms, 1.0)] if isinstance(terms, str) else terms
+    for name, weight in terms:
+        target = self.adjoint[name].backward
+        eqs += self.residual.inject(field=target, expr=weight * self.residual)
+    return eqs
+
+
+def _adjoint_scheme(physics):
+    if physics.kind is PhysicsKind.VISCOELASTIC:
+        return ViscoelasticAdjoint(physics)
+    return ORIGINAL_SCHEME(physics)
+
+
+ORIGINAL_SCHEME = adjoint_module.adjoint_scheme
+
+
+def _kernel_pass(model, config, fit) -> Problem:
+    """Checkpoints at chunk starts, then chunk by chunk from the last: replay, adjoint."""
+    sim = _simulation(model, config, fit)
+    states = {}
+    for chunk in chunks(TIME.nt, CHUNK):
+        sim.advance(chunk.start)
+        states[chunk.start] = sim.state().fields
+    data = sim.run().data[Component.P]
+    ops = adjoint_module.KernelOperators(sim, CHUNK)
+    ops.reset(RECEIVERS.positions)
+    for chunk in reversed(chunks(TIME.nt, CHUNK)):
+        ops.replay(chunk.start, chunk.stop, states[chunk.start])
+        ops.adjoint_chunk(chunk.start, chunk.stop, TIME.dt * data)
+    assert ops.replay_steps == ops.adjoint_steps == TIME.nt
+    kernels = ops.scheme.parameter_gradients(ops.gradients())
+    return Problem(model, config, fit, ops, kernels)
+
+
+CASES = {
+    "attenuating-cpml": (30.0, BoundaryKind.CPML, 4),
+    "elastic-sponge": (np.inf, BoundaryKind.SPONGE, 8),
+}
+
+
+@pytest.fixture(scope="module")
+def dispatch():
+    """Route the viscoelastic physics to its adjoint and let the adjoint source enter several
+    fields (until anelastic.adjoint does both itself)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adjoint_module, "adjoint_scheme", _adjoint_scheme)
+        patch.setattr(adjoint_module.KernelOperators, "_adjoint_equations", _adjoint_equations)
+        yield
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def problem(request, dispatch) -> Problem:
+    q, boundary, order = CASES[request.param]
+    config = PhysicsConfig(
+        PhysicsKind.VISCOELASTIC,
+        space_order=order,
+        boundary=boundary,
+        pml_width=10,
+        dtype="float64",
+    )
+    fit = fit_sls(np.array([q / 4, 4 * q]), default_band(F0), 3) if np.isfinite(q) else None
+    return _kernel_pass(_model(q), config, fit)
+
+
+def _perturbation() -> np.ndarray:
+    """cos^2 bump of radius 150 m around CENTER [*GRID.shape] (0 in the absorbing layers)."""
+    x, z = np.meshgrid(GRID.coordinates(0), GRID.coordinates(1), indexing="ij")
+    r = np.hypot(x - CENTER[0], z - CENTER[1])
+    return np.where(r < 150.0, np.cos(np.pi * r / 300.0) ** 2, 0.0)
+
+
+@pytest.mark.parametrize("name", ["vp", "vs", "rho", "qp", "qs"])
+def test_kernel_predicts_central_finite_difference(problem, name):
+    """sum_cells K_m dm = (chi(m + dm) - chi(m - dm)) / 2 + O(dm^3), dm = 1e-4 m bump."""
+    if name in ("qp", "qs") and problem.fit is None:
+        assert not np.any(problem.kernels[name])  # Q = inf: no memory variables, no Q kernel
+        return
+    value = getattr(problem.model, name)
+    dm = 1e-4 * value * _perturbation()
+    pads = problem.ops.sim.pads
+    window = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, value.shape, strict=True))
+    predicted = float(np.sum(problem.kernels[name][window] * dm))
+    plus = _misfit(problem.model.replace(**{name: value + dm}), problem.config, problem.fit)
+    minus = _misfit(problem.model.replace(**{name: value - dm}), problem.config, problem.fit)
+    central = (plus - minus) / 2
+    assert abs(predicted - central) <= TOLERANCE * abs(central), (name, predicted, central)
+
+
+def test_adjoint_step_is_the_transpose_of_the_forward_step(problem):
+    """<L x, y> = <x, L^T y> for random states x (step n) and adjoint states y (step n + 1),
+    L the forward step without sources (every field: stresses, velocities, memory, C-PML)."""
+    sim = _simulation(problem.model, problem.config, problem.fit)  # claims the operators
+    ops, n, rng = problem.ops, 40, np.random.default_rng(7)
+    ops.sim = sim
+
+    def step(arrays):
+        sim.restore(SolverState(n, arrays, sim.fingerprint()))
+        sim.advance(n + 1)
+        return sim.state().fields
+
+    shapes = {name: a.shape for name, a in sim.state().fields.items()}
+    zero = {name: np.zeros(s) for name, s in shapes.items()}
+    # A C-PML auxiliary exists only where a region damps its axis (elsewhere never written):
+    # a psi = 1 state steps to b > 0 there and to 0 elsewhere.
+    ones = {k: np.ones(s) for k, s in shapes.items() if k.startswith("psi")}
+    mask = {k: v != 0 for k, v in step({**zero, **ones}).items() if k in ones}
+    x = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
+    y = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
+    forward, source_only = step(x), step(zero)
+    for name, f in ops.adjoint.items():
+        f.data[:] = 0
+        f.data[1] = y[name.removeprefix("adj_")]
+    ops.adjoint_chunk(n, n + 1, np.zeros((TIME.nt, RECEIVERS.count)))
+    transposed = {k: np.array(ops.adjoint[f"adj_{k}"].data[1]) for k in shapes}
+    lhs = sum(float(np.vdot(forward[k] - source_only[k], y[k])) for k in shapes)
+    rhs = sum(float(np.vdot(x[k], transposed[k])) for k in shapes)
+    # Rounding only (measured 1e-16 relative); Devito's 9-digit stencil weights are matched.
+    assert abs(lhs - rhs) <= 1e-13 * abs(lhs), (lhs, rhs)
+
+
+def _physics(config, qp=30.0, qs=20.0, fit=None) -> Viscoelastic:
+    model = _model(30.0).replace(qp=qp, qs=qs)
+    return Viscoelastic(model, config, 1e-3, default_band(F0), sls_fit=fit)
+
+
+def test_free_surface_is_refused():
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4, free_surface=True)
+    with pytest.raises(ValueError, match="free surface"):
+        ViscoelasticAdjoint(_physics(config))
+
+
+def test_fixed_sls_fit_is_used():
+    fit = fit_sls(np.array([5.0, 500.0]), default_band(F0), 3)
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4)
+    physics = _physics(config, fit=fit)
+    assert physics.moduli.fit is fit
+    np.testing.assert_array_equal(physics.moduli.omega, fit.omega)
+
+
+def test_scheme_coefficients_rebuild_the_forward_coefficients():
+    """The chain rule's node quantities reproduce every coefficient array of the scheme
+    (general memory layout: Q varies in space)."""
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4)
+    model = _model(30.0)
+    physics = Viscoelastic(model, config, 1e-3, default_band(F0))
+    assert not physics.uniform["kappa"] and not physics.uniform["mu"]
+    specs = {c.name: c.values for c in physics.coefficient_specs()}
+    c = physics.scheme_coefficients(model.rho, model.vp, model.vs, model.qp, model.qs)
+    expected = {
+        "buoy_dt": c["buoy_dt"],
+        "kappa_dt": c["kappa_dt"],
+        "mu2_dt": 2 * c["mu_dt"],
+        "mu_dt_xz": physics._harmonic(c["mu_dt"], "x", "z"),
+    }
+    for l in range(physics.n_memory):
+        expected[f"mkappa{l}"] = c["rate_kappa"][l]
+        expected[f"mmu{l}"] = 2 * c["rate_mu"][l]
+        expected[f"mmu{l}_xz"] = (
+            physics.beta[l]
+            * physics._harmonic(c["mu_u_dt"], "x", "z")
+            * physics._corner_mean(c["y_mu"][l], "x", "z")
+        )
+    for name, value in expected.items():
+        np.testing.assert_allclose(specs[name], value, rtol=1e-12, err_msg=name)
