@@ -146,6 +146,12 @@ def run_demo_command(out: Path) -> int:
     print(f"physics: {summary['physics']}")
     print(f"input Q = {summary['q_input']:g}    Q recovered by spectral ratio = "
           f"{summary['q_recovered']:.1f}")  # fmt: skip
+    if "storage_table" in summary:
+        from anelastic.demo_kernels import format_table
+
+        print(f"{summary['kernel_physics']} traveltime kernel, exact vs dispersion-only: "
+              f"||difference|| / ||K_alpha|| = {summary['kernel_rel_difference']:.2f}")  # fmt: skip
+        print(format_table(summary["storage_table"]))
     print(f"wrote {', '.join(summary['outputs'])} to {out} in {summary['seconds']:.1f} s")
     return 0
 
