@@ -398,26 +398,44 @@ class ReverseOperator:
         self._call = None  # Constants are passed by value: rebuild the argument list
 
     def step_back(self, t: int, threads: int) -> None:
-        """State ``t - 1`` from state ``t`` (ring from the buffers, interior by the inverse step).
+        """State ``t - 1`` from state ``t`` (ring from the buffers, interior by the inverse
+        step): one direct kernel call (see :class:`DirectKernel`)."""
+        if self._call is None or self._call.threads != threads:
+            self._call = DirectKernel(self.operator, threads)
+        self._call(t, t)
 
-        Calls the compiled kernel directly with an argument list prepared once (only the time
-        bounds change): Devito's ``apply`` spends ~4 ms per call preparing arguments, several
-        times the step itself on small grids, and the backward run makes one call per state.
-        """
-        if self._call is None or self._call[0] != threads:
+
+class DirectKernel:
+    """Repeated calls of a compiled Devito Operator over time ranges, without ``apply``.
+
+    ``Operator.apply`` prepares its whole argument list at every call (~4 ms of Python, several
+    times a small grid's step). Here it is prepared once; each call only sets ``time_m`` and
+    ``time_M``. Valid while the Operator's Functions keep their memory and its Constants their
+    values (Constants are passed by value: build a new DirectKernel after changing one).
+    Devito checks the bounds against the arrays on the first call only: later calls must stay
+    within them (the caller's job).
+    Measured on a 440 x 440 order-8 float32 forward, one step per call: apply 9.2x the cost of
+    one 500-step call, direct 1.14x (ring copy included).
+    """
+
+    def __init__(self, operator: Operator, threads: int) -> None:
+        self.operator, self.threads = operator, threads
+        self._values: list | None = None
+        self._positions: dict[str, int] = {}
+
+    def __call__(self, time_m: int, time_M: int) -> None:  # noqa: N803  (Devito's names)
+        if self._values is None:  # Devito checks bounds here, once
             args = self.operator.arguments(
-                time_m=t, time_M=t, nthreads=threads, nthreads_nonaffine=1
+                time_m=time_m, time_M=time_M, nthreads=self.threads, nthreads_nonaffine=1
             )
             params = self.operator.parameters
-            values = [args[p.name] for p in params]
-            slots = [i for i, p in enumerate(params) if p.name in ("time_m", "time_M")]
-            self._call = (threads, values, slots)
-        _, values, slots = self._call
-        for i in slots:
-            values[i] = t
-        status = self.operator.cfunction(*values)
+            self._values = [args[p.name] for p in params]
+            self._positions = {p.name: i for i, p in enumerate(params)}
+        self._values[self._positions["time_m"]] = time_m
+        self._values[self._positions["time_M"]] = time_M
+        status = self.operator.cfunction(*self._values)
         if status != 0:
-            raise RuntimeError(f"the inverse-step kernel failed with status {status} at t={t}")
+            raise RuntimeError(f"Devito kernel {self.operator.name} failed with status {status}")
 
 
 _CACHE: dict[tuple, ReverseOperator] = {}
