@@ -182,7 +182,7 @@ spacing = [10.0, 10.0]
 vp = 2000.0
 rho = 2000.0
 qp = 30.0
-f_ref = 15.0
+f_ref = 12.0
 center = [300.0, 220.0]
 radius = 60.0
 relative = {{vp = 0.05}}
@@ -194,11 +194,11 @@ spacing = [10.0, 10.0]
 vp = 2040.0
 rho = 2000.0
 qp = 30.0
-f_ref = 15.0
+f_ref = 12.0
 
 [source]
 position = [150.0, 240.0]
-f0 = 15.0
+f0 = 12.0
 
 [receivers]
 positions = [[450.0, 180.0], [450.0, 300.0]]

@@ -29,7 +29,11 @@ def adjoint_scheme(physics):
         from anelastic.physics.viscoacoustic_adjoint import ViscoacousticAdjoint
 
         return ViscoacousticAdjoint(physics)
-    raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics yet")
+    if physics.kind is PhysicsKind.VISCOELASTIC:
+        from anelastic.physics.viscoelastic_adjoint import ViscoelasticAdjoint
+
+        return ViscoelasticAdjoint(physics)  # refuses configurations it cannot transpose
+    raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics")
 
 
 def kernel_operators(sim, n_frames: int) -> KernelOperators:
@@ -129,8 +133,14 @@ class KernelOperators:
             eqs = self.scheme.adjoint_equations(*args, self.halo_profiles, seams)
         else:
             eqs = self.scheme.adjoint_equations(*args, self.halo_profiles)
-        target = self.adjoint[self.scheme.adjoint_source_field()]
-        return eqs + self.residual.inject(field=target.backward, expr=self.residual)
+        # Pressure receivers: the adjoint source enters one field (p) or several with weights
+        # (-1/d into each normal stress, p = -tr(sigma)/d).
+        targets = self.scheme.adjoint_source_field()
+        targets = [(targets, 1.0)] if isinstance(targets, str) else targets
+        for name, weight in targets:
+            field = self.adjoint[name].backward
+            eqs += self.residual.inject(field=field, expr=weight * self.residual)
+        return eqs
 
     # --- data ----------------------------------------------------------------------------
     def buffer_nbytes(self) -> int:

@@ -30,7 +30,7 @@ from anelastic.physics import PhysicsConfig, PhysicsKind
 from anelastic.solver import Simulation, TimeAxis
 
 TOLERANCES = {"checkpoint_vs_full": 1e-6, "gradient_check": 0.02}
-SHAPE, SPACING, F0, NT, DT = (56, 44), 10.0, 15.0, 360, 1e-3
+SHAPE, SPACING, F0, NT, DT = (56, 44), 10.0, 12.0, 360, 1e-3
 PARAMETERS = {
     PhysicsKind.VISCOACOUSTIC: ("vp", "rho", "qp"),
     PhysicsKind.VISCOELASTIC: ("vp", "vs", "rho", "qp", "qs"),
