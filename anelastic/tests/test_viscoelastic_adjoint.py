@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-import anelastic.adjoint as adjoint_module
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.adjoint import KernelOperators
 from anelastic.attenuation import default_band, fit_sls
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
@@ -64,36 +64,6 @@ def _misfit(model, config, fit) -> float:
     return 0.5 * TIME.dt * float(np.sum(data**2))
 
 
-def _adjoint_equations(self) -> list:
-    """KernelOperators._adjoint_equations with the adjoint source entering several fields
-    (the change asked of adjoint.py; identical for a scheme that names one field)."""
-    prop = self.prop
-    eqs = self.scheme.adjoint_equations(
-        self.adjoint,
-        self.temps,
-        self.buffers,
-        self.grads,
-        prop.coeffs,
-        prop.layout,
-        self.halo_profiles,
-    )
-    terms = self.scheme.adjoint_source_field()
-    terms = [(terms, 1.0)] if isinstance(terms, str) else terms
-    for name, weight in terms:
-        target = self.adjoint[name].backward
-        eqs += self.residual.inject(field=target, expr=weight * self.residual)
-    return eqs
-
-
-def _adjoint_scheme(physics):
-    if physics.kind is PhysicsKind.VISCOELASTIC:
-        return ViscoelasticAdjoint(physics)
-    return ORIGINAL_SCHEME(physics)
-
-
-ORIGINAL_SCHEME = adjoint_module.adjoint_scheme
-
-
 def _kernel_pass(model, config, fit) -> Problem:
     """Checkpoints at chunk starts, then chunk by chunk from the last: replay, adjoint."""
     sim = _simulation(model, config, fit)
@@ -102,7 +72,7 @@ def _kernel_pass(model, config, fit) -> Problem:
         sim.advance(chunk.start)
         states[chunk.start] = sim.state().fields
     data = sim.run().data[Component.P]
-    ops = adjoint_module.KernelOperators(sim, CHUNK)
+    ops = KernelOperators(sim, CHUNK)
     ops.reset(RECEIVERS.positions)
     for chunk in reversed(chunks(TIME.nt, CHUNK)):
         ops.replay(chunk.start, chunk.stop, states[chunk.start])
@@ -118,18 +88,8 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="module")
-def dispatch():
-    """Route the viscoelastic physics to its adjoint and let the adjoint source enter several
-    fields (until anelastic.adjoint does both itself)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(adjoint_module, "adjoint_scheme", _adjoint_scheme)
-        patch.setattr(adjoint_module.KernelOperators, "_adjoint_equations", _adjoint_equations)
-        yield
-
-
 @pytest.fixture(scope="module", params=list(CASES))
-def problem(request, dispatch) -> Problem:
+def problem(request) -> Problem:
     q, boundary, order = CASES[request.param]
     config = PhysicsConfig(
         PhysicsKind.VISCOELASTIC,

@@ -37,7 +37,10 @@ dropped: kernels are reported on the physical domain, where psi = 0):
     dchi/dck_l = sum_n Rk^_l' theta,  dchi/dcd_l = sum_n sum_a Rd^_a,l' dev_a,
     dchi/dcs_ab,l = sum_n R^_ab,l' S_ab
 
-The free surface (stress imaging, one-sided stencils) has no transposed scheme here: refused.
+Every stencil uses the weights of Devito's generated forward code (rounded to 9 digits, see
+:func:`devito_staggered_weights`): the adjoint step is then the transpose of the forward step to
+rounding (dot-product test, 1e-16). The free surface (stress imaging, one-sided stencils) has
+no transposed scheme here: refused.
 """
 
 from __future__ import annotations
