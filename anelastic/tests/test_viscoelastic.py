@@ -125,8 +125,8 @@ def test_viscoelastic_2d_point_force_matches_analytic():
 class _ZeroWeightViscoelastic(Viscoelastic):
     """The 3-SLS scheme with every weight 0: memory variables present, attenuation none."""
 
-    def __init__(self, padded_model, config, dt, band) -> None:
-        super().__init__(padded_model, config, dt, band)
+    def __init__(self, padded_model, config, dt, band, sls_fit=None) -> None:
+        super().__init__(padded_model, config, dt, band, sls_fit)
         shape = (config.n_sls, *padded_model.grid.shape)
         omega = 2 * np.pi * np.geomspace(band[0], band[1], config.n_sls)
         self.moduli = dataclasses.replace(
@@ -197,8 +197,8 @@ def test_explosion_with_sponge_boundary():
 class _GeneralLayoutViscoelastic(Viscoelastic):
     """Per-mechanism coefficient arrays (the layout of spatially varying Q) on any model."""
 
-    def __init__(self, padded_model, config, dt, band) -> None:
-        super().__init__(padded_model, config, dt, band)
+    def __init__(self, padded_model, config, dt, band, sls_fit=None) -> None:
+        super().__init__(padded_model, config, dt, band, sls_fit)
         self.uniform = {"kappa": False, "mu": False}
 
 

@@ -103,6 +103,7 @@ class Propagator:
         }
         self.operator = Operator(self._equations(physics), name="forward")
         self.owner: int | None = None
+        self._direct: DirectKernel | None = None
 
     def _time_function(self, spec, physics) -> TimeFunction:
         dims = {d.name: d for d in self.grid.dimensions}
@@ -150,6 +151,7 @@ class Propagator:
     def load_problem(self, sim) -> None:
         """Fill coefficients, boundary profiles, sources and receivers; zero the state."""
         physics = sim.physics
+        self._direct = None  # Constants may change: direct calls must re-read the arguments
         for spec in physics.coefficient_specs():
             target = self.coeffs[spec.name]
             if spec.values.ndim == 0:
@@ -175,6 +177,14 @@ class Propagator:
                 source = sim.sources[k]
                 src.coordinates.data[j] = source.position
                 src.data[:, j] = scale * source.wavelet(times + shift)
+
+    def apply_one(self, sim, step: int) -> None:
+        """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
+        every state, e.g. to record a boundary ring, costs ~1.1 steps instead of ~9)."""
+        self.check_owner(sim)
+        if self._direct is None or self._direct.threads != sim.threads:
+            self._direct = DirectKernel(self.operator, sim.threads)
+        self._direct(step, step)
 
     def apply(self, sim, start: int, stop: int) -> None:
         self.check_owner(sim)
@@ -212,6 +222,39 @@ class Propagator:
     def read_receivers(self, sim) -> dict[Component, np.ndarray]:
         self.check_owner(sim)
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
+
+
+class DirectKernel:
+    """Repeated calls of a compiled Devito Operator over time ranges, without ``apply``.
+
+    ``Operator.apply`` prepares its whole argument list at every call (~4 ms of Python, several
+    times a small grid's step). Here it is prepared once; each call only sets ``time_m`` and
+    ``time_M``. Valid while the Operator's Functions keep their memory and its Constants their
+    values (Constants are passed by value: build a new DirectKernel after changing one).
+    Devito checks the bounds against the arrays on the first call only: later calls must stay
+    within them (the caller's job).
+    Measured on a 440 x 440 order-8 float32 forward, one step per call: apply 9.2x the cost of
+    one 500-step call, direct 1.14x (ring copy included).
+    """
+
+    def __init__(self, operator: Operator, threads: int) -> None:
+        self.operator, self.threads = operator, threads
+        self._values: list | None = None
+        self._positions: dict[str, int] = {}
+
+    def __call__(self, time_m: int, time_M: int) -> None:  # noqa: N803  (Devito's names)
+        if self._values is None:  # Devito checks bounds here, once
+            args = self.operator.arguments(
+                time_m=time_m, time_M=time_M, nthreads=self.threads, nthreads_nonaffine=1
+            )
+            params = self.operator.parameters
+            self._values = [args[p.name] for p in params]
+            self._positions = {p.name: i for i, p in enumerate(params)}
+        self._values[self._positions["time_m"]] = time_m
+        self._values[self._positions["time_M"]] = time_M
+        status = self.operator.cfunction(*self._values)
+        if status != 0:
+            raise RuntimeError(f"Devito kernel {self.operator.name} failed with status {status}")
 
 
 def forward_equations(

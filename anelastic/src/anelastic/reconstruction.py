@@ -47,7 +47,10 @@ from devito import (
 
 from anelastic.physics.base import FieldRole, PhysicsKind
 from anelastic.physics.reverse import reverse_stages
-from anelastic.propagator import injection_groups  # also sets OpenMP options before Devito runs
+from anelastic.propagator import (  # also sets OpenMP options before Devito runs
+    DirectKernel,
+    injection_groups,
+)
 from anelastic.solver import Simulation
 
 
@@ -161,12 +164,7 @@ class _BoundaryReplay:
         self._op.owner = id(self)  # the ring buffers live in the (shared) operator
         views = {n: np.asarray(sim._prop.fields[n].data) for n in self.names}  # [2, *shape]
         self._keep_ring(views, sim.step)
-        bar = _progress_bar(stop - sim.step, progress)
-        for n in range(sim.step, stop):
-            sim.advance(n + 1)
-            self._keep_ring(views, n + 1)
-            bar.update()
-        bar.close()
+        sim.advance(stop, progress, on_step=lambda n: self._keep_ring(views, n))
         self.forward_steps += stop - self._first
         self._final = {n: views[n][stop % 2][r.support] for n, r in self.regions.items()}
         self._last = stop
@@ -403,39 +401,6 @@ class ReverseOperator:
         if self._call is None or self._call.threads != threads:
             self._call = DirectKernel(self.operator, threads)
         self._call(t, t)
-
-
-class DirectKernel:
-    """Repeated calls of a compiled Devito Operator over time ranges, without ``apply``.
-
-    ``Operator.apply`` prepares its whole argument list at every call (~4 ms of Python, several
-    times a small grid's step). Here it is prepared once; each call only sets ``time_m`` and
-    ``time_M``. Valid while the Operator's Functions keep their memory and its Constants their
-    values (Constants are passed by value: build a new DirectKernel after changing one).
-    Devito checks the bounds against the arrays on the first call only: later calls must stay
-    within them (the caller's job).
-    Measured on a 440 x 440 order-8 float32 forward, one step per call: apply 9.2x the cost of
-    one 500-step call, direct 1.14x (ring copy included).
-    """
-
-    def __init__(self, operator: Operator, threads: int) -> None:
-        self.operator, self.threads = operator, threads
-        self._values: list | None = None
-        self._positions: dict[str, int] = {}
-
-    def __call__(self, time_m: int, time_M: int) -> None:  # noqa: N803  (Devito's names)
-        if self._values is None:  # Devito checks bounds here, once
-            args = self.operator.arguments(
-                time_m=time_m, time_M=time_M, nthreads=self.threads, nthreads_nonaffine=1
-            )
-            params = self.operator.parameters
-            self._values = [args[p.name] for p in params]
-            self._positions = {p.name: i for i, p in enumerate(params)}
-        self._values[self._positions["time_m"]] = time_m
-        self._values[self._positions["time_M"]] = time_M
-        status = self.operator.cfunction(*self._values)
-        if status != 0:
-            raise RuntimeError(f"Devito kernel {self.operator.name} failed with status {status}")
 
 
 _CACHE: dict[tuple, ReverseOperator] = {}

@@ -116,15 +116,23 @@ class Simulation:
         self.advance(self.time.nt, progress=progress)
         return self.seismograms()
 
-    def advance(self, stop: int, progress: bool = False) -> None:
-        """Execute steps ``self.step .. stop-1`` (so the state ends at step ``stop``)."""
+    def advance(self, stop: int, progress: bool = False, on_step=None) -> None:
+        """Execute steps ``self.step .. stop-1`` (so the state ends at step ``stop``).
+
+        ``on_step(n)``, if given, is called after every step with the new step number n while
+        the state at step n sits in the fields (slot n % 2; read, do not modify)."""
         if not self.step <= stop <= self.time.nt:
             raise ValueError(f"cannot advance from step {self.step} to {stop} (nt={self.time.nt})")
         bar = _progress_bar(stop - self.step, progress)
         while self.step < stop:
             chunk_end = min(stop, self.step + CHECK_INTERVAL)
             start_state = self.state() if self._prop.cheap_state else None
-            self._prop.apply(self, self.step, chunk_end)
+            if on_step is None:
+                self._prop.apply(self, self.step, chunk_end)
+            else:
+                for n in range(self.step, chunk_end):
+                    self._prop.apply_one(self, n)
+                    on_step(n + 1)
             if not self._prop.finite():
                 self._locate_blow_up(start_state, chunk_end)
             bar.update(chunk_end - self.step)
