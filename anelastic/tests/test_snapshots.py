@@ -54,16 +54,16 @@ def test_crash_leftovers_never_read_as_snapshots(tmp_path):
     store = SnapshotStore.open(tmp_path, IDENTITY)
     store.write(0, random_state(0))
     # A crash in the middle of writing step 10 leaves only the hidden temporary file.
-    (tmp_path / ".forward_00000010.npz.tmp").write_bytes(b"PK\x03\x04 half a zip")
+    (tmp_path / ".forward_00000010.snap.tmp").write_bytes(b"PK\x03\x04 half a zip")
     assert store.steps() == [0]
     SnapshotStore.open(tmp_path, IDENTITY)
-    assert not (tmp_path / ".forward_00000010.npz.tmp").exists()
+    assert not (tmp_path / ".forward_00000010.snap.tmp").exists()
 
 
 def test_corrupt_snapshot_is_reported_not_returned(tmp_path):
     store = SnapshotStore.open(tmp_path, IDENTITY)
     store.write(0, random_state(0))
-    path = tmp_path / "forward_00000000.npz"
+    path = tmp_path / "forward_00000000.snap"
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(OSError, match="unreadable"):
         store.read(0)

@@ -150,7 +150,7 @@ class KernelRestart:
             return None
         for step in self.store.steps("adjoint"):
             saved = self.store.read(step, "adjoint")
-            if str(saved.pop("__residual__")) != self.digest:
+            if str(saved.pop("__residual__").reshape(-1)[0]) != self.digest:
                 self.store.clear("adjoint")  # another misfit or data: start the pass over
                 return None
             for name, f in ops.adjoint.items():
