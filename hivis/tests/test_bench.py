@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hivis.bench import BenchConfig, Method, format_table, run_bench
+from hivis.bench import BenchConfig, Method, format_by_task, format_table, run_bench
 from hivis.cli import main
 from hivis.world.tasks import TaskType
 
@@ -54,6 +54,7 @@ def test_bench_definitions(report):
     assert by["hivis"]["drafter_prefill_ratio"] < 0.1
     assert by["eagle"]["drafter_prefill_ratio"] > 0.95
     assert "| hivis |" in format_table(report)
+    assert "| describe | 1 |" in format_by_task(report)
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):

@@ -41,7 +41,7 @@ from hivis.world.shipped import DrafterKind, TestCase, WorldModels, load_world, 
 from hivis.world.tasks import TaskType
 
 # Chosen by ``hivis bench --tune-tree`` on the shipped world target (see BENCHMARKS.md).
-WORLD_TREE = TreeConfig(total_tokens=10, depth=4, top_k=3)
+WORLD_TREE = TreeConfig(total_tokens=24, depth=6, top_k=4)
 
 
 class Method(Enum):
@@ -257,6 +257,30 @@ def format_table(report: dict) -> str:
             f"| {m['speedup']:.2f}x | {_fmt(m['decode_speedup'], '{:.2f}x')} "
             f"| {_fmt(prefill, '{:.1f} %')} "
             f"| {m['identical_fraction']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def format_by_task(report: dict) -> str:
+    """Markdown table: per task type, mean answer length and each method's speedup
+    (acceptance length in parentheses)."""
+    methods = [m for m in report["methods"] if m["method"] != Method.AUTOREGRESSIVE.value]
+    tasks = list(report["methods"][0]["by_task"])
+    lines = [
+        "| task | questions | mean new tokens | " + " | ".join(m["method"] for m in methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    for task in tasks:
+        first = report["methods"][0]["by_task"][task]
+        cells = []
+        for m in methods:
+            t = m["by_task"][task]
+            acc = "" if t["acceptance_length"] is None else f" ({t['acceptance_length']:.2f})"
+            cells.append(f"{t['speedup']:.2f}x{acc}")
+        lines.append(
+            f"| {task} | {first['questions']} | {first['mean_new_tokens']:.1f} | "
+            + " | ".join(cells)
+            + " |"
         )
     return "\n".join(lines)
 

@@ -163,7 +163,15 @@ def _add_bench(subparsers) -> None:
 
 
 def _run_bench(args) -> int:
-    from hivis.bench import BenchConfig, Method, format_table, run_bench, tune_tree, write_json
+    from hivis.bench import (
+        BenchConfig,
+        Method,
+        format_by_task,
+        format_table,
+        run_bench,
+        tune_tree,
+        write_json,
+    )
     from hivis.world.tasks import TaskType
 
     methods = tuple(Method)
@@ -189,6 +197,8 @@ def _run_bench(args) -> int:
         return 0
     report = run_bench(cfg, args.assets)
     print(format_table(report))
+    print()
+    print(format_by_task(report))
     if args.json:
         print(f"report -> {write_json(report, args.json)}")
     hivis_rows = [m for m in report["methods"] if m["method"] != "assisted"]
@@ -197,12 +207,12 @@ def _run_bench(args) -> int:
 
 # Tree settings compared by ``hivis bench --tune-tree`` (total nodes, depth, top-k).
 TUNING_TREES = [
-    TreeConfig(4, 4, 1),
     TreeConfig(6, 6, 1),
-    TreeConfig(8, 4, 2),
     TreeConfig(10, 4, 3),
     TreeConfig(12, 6, 2),
-    TreeConfig(16, 5, 3),
+    TreeConfig(16, 6, 4),
+    TreeConfig(24, 6, 4),
+    TreeConfig(32, 7, 4),
 ]
 
 
