@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import sympy
+from mpmath.libmp import prec_to_dps, to_str
 
 # f(0) from f(1/2), f(3/2), f(5/2), f(7/2) (cubic Lagrange extrapolation, 4th order).
 ONE_SIDED_NODE_WEIGHTS = (35 / 16, -35 / 16, 21 / 16, -5 / 16)
@@ -75,3 +77,23 @@ def at(f, axis: int, offset: int, time_offset: int = 0):
     position = -1 if len(idx) - first == 1 else first + axis  # a profile has one axis
     idx[position] = idx[position] + offset
     return f[tuple(idx)]
+
+
+# Devito rounds finite-difference weights to this many significant digits in generated code.
+DEVITO_WEIGHT_DIGITS = 9
+
+
+def devito_staggered_weights(q: int) -> np.ndarray:
+    """The weights c [q] of :func:`~anelastic.physics.stencils.staggered_stencil` as the code
+    Devito generates for ``f.dx`` holds them: the exact rationals rounded to 9 significant digits
+    (e.g. 1225/1024 -> 1.19628906). The transpose is exact only with the very same numbers (the
+    full-precision weights leave a 1e-9 relative mismatch at order 8)."""
+    half = [sympy.Rational(2 * m - 1, 2) for m in range(1, q + 1)]
+    system = sympy.Matrix(q, q, lambda k, m: 2 * half[m] ** (2 * k + 1))
+    rhs = sympy.zeros(q, 1)
+    rhs[0] = 1
+    out = []
+    for w in system.LUsolve(rhs):
+        rounded = sympy.sympify(w).evalf(DEVITO_WEIGHT_DIGITS)
+        out.append(float(to_str(rounded._mpf_, prec_to_dps(rounded._prec))))
+    return np.array(out)

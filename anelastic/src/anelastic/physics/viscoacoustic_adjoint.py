@@ -48,7 +48,12 @@ import numpy as np
 from devito import Eq
 
 from anelastic.physics.base import BoundaryKind, CoefficientSpec, FieldRole, FieldSpec
-from anelastic.physics.stencils import at, derivative_at_half, derivative_at_node, staggered_stencil
+from anelastic.physics.stencils import (
+    at,
+    derivative_at_half,
+    derivative_at_node,
+    devito_staggered_weights,
+)
 from anelastic.physics.viscoacoustic import VELOCITY_NAMES
 
 # Relative step of the central differences of the coefficient functions (float64).
@@ -62,7 +67,8 @@ class ViscoacousticAdjoint:
         self.physics = physics
         self.axes = physics.axes
         self.n_memory = physics.n_memory
-        self.weights = staggered_stencil(physics.config.space_order // 2)
+        # The very numbers Devito writes into the forward code: the transpose is then exact.
+        self.weights = devito_staggered_weights(physics.config.space_order // 2)
         self.cpml = physics.config.boundary is BoundaryKind.CPML and physics.config.pml_width > 0
         # One Q everywhere: the Q-derivatives are constants times A (see replay_coefficient_specs).
         self.uniform = physics.memory_layout == "uniform"

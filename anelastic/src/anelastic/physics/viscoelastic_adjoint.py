@@ -46,34 +46,19 @@ no transposed scheme here: refused.
 from __future__ import annotations
 
 import numpy as np
-import sympy
 from devito import Eq
-from mpmath.libmp import prec_to_dps, to_str
 
 from anelastic.physics.base import BoundaryKind, FieldSpec
-from anelastic.physics.stencils import at, derivative_at_half, derivative_at_node
+from anelastic.physics.stencils import (
+    at,
+    derivative_at_half,
+    derivative_at_node,
+    devito_staggered_weights,
+)
 from anelastic.physics.viscoacoustic_adjoint import COEFFICIENT_STEP, node_buoyancy_gradient
 from anelastic.physics.viscoelastic import _sponge_name
 
 PARAMETERS = ("rho", "vp", "vs", "qp", "qs")
-# Devito rounds finite-difference weights to this many significant digits in generated code.
-DEVITO_WEIGHT_DIGITS = 9
-
-
-def devito_staggered_weights(q: int) -> np.ndarray:
-    """The weights c [q] of :func:`~anelastic.physics.stencils.staggered_stencil` as the code
-    Devito generates for ``f.dx`` holds them: the exact rationals rounded to 9 significant digits
-    (e.g. 1225/1024 -> 1.19628906). The transpose is exact only with the very same numbers (the
-    full-precision weights leave a 1e-9 relative mismatch at order 8)."""
-    half = [sympy.Rational(2 * m - 1, 2) for m in range(1, q + 1)]
-    system = sympy.Matrix(q, q, lambda k, m: 2 * half[m] ** (2 * k + 1))
-    rhs = sympy.zeros(q, 1)
-    rhs[0] = 1
-    out = []
-    for w in system.LUsolve(rhs):
-        rounded = sympy.sympify(w).evalf(DEVITO_WEIGHT_DIGITS)
-        out.append(float(to_str(rounded._mpf_, prec_to_dps(rounded._prec))))
-    return np.array(out)
 
 
 class ViscoelasticAdjoint:
