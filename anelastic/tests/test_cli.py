@@ -66,9 +66,15 @@ def test_forward_cli_reports_bad_config(tmp_path, capsys):
     assert "unknown key(s) ['steps'] in [time]" in capsys.readouterr().err
 
 
-def test_demo_recovers_q(tmp_path):
+def test_demo_recovers_q_and_compares_kernels(tmp_path):
     summary = run_demo(tmp_path)
     assert summary["q_input"] == QP
     assert summary["q_recovered"] == pytest.approx(QP, rel=0.10)
     for name in summary["outputs"]:
         assert (tmp_path / name).stat().st_size > 0
+    assert "kernel_alpha.png" in summary["outputs"]
+    steps = {row["storage"]: row["time_steps"]["total"] for row in summary["storage_table"]}
+    nt = summary["storage_table"][0]["time_steps"]["forward"]
+    assert steps == {"checkpoint": 3 * nt, "dispersion-only": 4 * nt}
+    # At Q = 30 the approximation misses the attenuation: a clearly different kernel.
+    assert summary["kernel_rel_difference"] > 0.1
