@@ -20,7 +20,7 @@ import numpy as np
 from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
 from anelastic.physics.base import PhysicsKind
-from anelastic.propagator import forward_equations
+from anelastic.propagator import forward_equations, make_coefficient
 
 
 def adjoint_scheme(physics):
@@ -77,7 +77,8 @@ class KernelOperators:
         }
         self.halo_profiles = _halo_profiles(prop.layout, order)
         self.replay_coeffs = {
-            spec.name: prop._coefficient(spec) for spec in self._replay_coefficient_specs()
+            spec.name: make_coefficient(spec, prop.grid)
+            for spec in self._replay_coefficient_specs()
         }
         self._load_replay_coefficients()
         self.sources = {

@@ -83,11 +83,12 @@ class Propagator:
 
     def __init__(self, physics, grid, pads, signature, components, nrec, sim) -> None:
         self.dtype = np.dtype(physics.config.dtype).type
-        self.grid = _devito_grid(grid, self.dtype)
+        self.grid = devito_grid(grid, self.dtype)
         self.layout = AbsorbingLayout(self.grid, pads, physics.config.boundary)
         self.specs = physics.field_specs()
-        self.fields = {s.name: self._time_function(s, physics) for s in self.specs}
-        self.coeffs = {c.name: self._coefficient(c) for c in physics.coefficient_specs()}
+        order = physics.config.space_order
+        self.fields = {s.name: make_time_function(s, self.grid, order) for s in self.specs}
+        self.coeffs = {c.name: make_coefficient(c, self.grid) for c in physics.coefficient_specs()}
         nt = sim.time.nt
         self.sources = {
             group: SparseTimeFunction(
@@ -104,32 +105,6 @@ class Propagator:
         self.operator = Operator(self._equations(physics), name="forward")
         self.owner: int | None = None
         self._direct: DirectKernel | None = None
-
-    def _time_function(self, spec, physics) -> TimeFunction:
-        dims = {d.name: d for d in self.grid.dimensions}
-        order = spec.space_order if spec.space_order is not None else physics.config.space_order
-        staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
-        return TimeFunction(
-            name=spec.name,
-            grid=self.grid,
-            space_order=order,
-            time_order=1,
-            staggered=staggered,
-            dtype=self.dtype,
-        )
-
-    def _coefficient(self, spec):
-        if spec.values.ndim == 0:
-            return Constant(name=spec.name, value=float(spec.values), dtype=self.dtype)
-        dims = {d.name: d for d in self.grid.dimensions}
-        staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
-        return Function(
-            name=spec.name,
-            grid=self.grid,
-            space_order=spec.space_order,
-            staggered=staggered,
-            dtype=self.dtype,
-        )
 
     def _equations(self, physics) -> list:
         return forward_equations(
@@ -224,6 +199,36 @@ class Propagator:
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
 
 
+def make_time_function(spec, grid, order: int, name: str | None = None) -> TimeFunction:
+    """The TimeFunction (time_order 1) of a ``FieldSpec``: its staggering, its space order
+    (``order`` when the spec has none), the grid's dtype."""
+    dims = {d.name: d for d in grid.dimensions}
+    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+    return TimeFunction(
+        name=name or spec.name,
+        grid=grid,
+        space_order=spec.space_order if spec.space_order is not None else order,
+        time_order=1,
+        staggered=staggered,
+        dtype=grid.dtype,
+    )
+
+
+def make_coefficient(spec, grid):
+    """A Constant (0-d values) or a Function for a ``CoefficientSpec`` (data filled later)."""
+    if spec.values.ndim == 0:
+        return Constant(name=spec.name, value=float(spec.values), dtype=grid.dtype)
+    dims = {d.name: d for d in grid.dimensions}
+    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
+    return Function(
+        name=spec.name,
+        grid=grid,
+        space_order=spec.space_order,
+        staggered=staggered,
+        dtype=grid.dtype,
+    )
+
+
 class DirectKernel:
     """Repeated calls of a compiled Devito Operator over time ranges, without ``apply``.
 
@@ -280,7 +285,8 @@ def forward_equations(
     return eqs
 
 
-def _devito_grid(grid, dtype) -> Grid:
+def devito_grid(grid, dtype) -> Grid:
+    """A Devito Grid for a model Grid, with named spacing Constants ``h_<axis>``."""
     dims = tuple(
         SpaceDimension(name=a, spacing=Constant(name=f"h_{a}", value=h, dtype=dtype))
         for a, h in zip(grid.axis_names, grid.spacing, strict=True)

@@ -33,13 +33,10 @@ from collections.abc import Iterator
 
 import numpy as np
 from devito import (
-    Constant,
     Dimension,
     Eq,
     Function,
-    Grid,
     Operator,
-    SpaceDimension,
     SparseTimeFunction,
     SubDomain,
     TimeFunction,
@@ -49,7 +46,10 @@ from anelastic.physics.base import FieldRole, PhysicsKind
 from anelastic.physics.reverse import reverse_stages
 from anelastic.propagator import (  # also sets OpenMP options before Devito runs
     DirectKernel,
+    devito_grid,
     injection_groups,
+    make_coefficient,
+    make_time_function,
 )
 from anelastic.solver import Simulation
 
@@ -311,10 +311,11 @@ class ReverseOperator:
     def __init__(self, sim: Simulation, names: tuple[str, ...], regions: dict) -> None:
         physics = sim.physics
         self.dtype = np.dtype(physics.config.dtype).type
-        self.grid = _devito_grid(physics.model.grid, self.dtype)
+        self.grid = devito_grid(physics.model.grid, self.dtype)
         specs = {s.name: s for s in physics.field_specs()}
-        self.fields = {n: _time_function(specs[n], physics, self.grid) for n in names}
-        self.coeffs = {c.name: _coefficient(c, self.grid) for c in physics.coefficient_specs()}
+        order = physics.config.space_order
+        self.fields = {n: make_time_function(specs[n], self.grid, order) for n in names}
+        self.coeffs = {c.name: make_coefficient(c, self.grid) for c in physics.coefficient_specs()}
         self.interiors = {}
         for n in names:
             key = tuple(specs[n].staggered)
@@ -430,45 +431,6 @@ def clear_cache() -> None:
     for op in _CACHE.values():
         op.owner = None
     _CACHE.clear()
-
-
-def _devito_grid(grid, dtype):
-    dims = tuple(
-        SpaceDimension(name=a, spacing=Constant(name=f"h_{a}", value=h, dtype=dtype))
-        for a, h in zip(grid.axis_names, grid.spacing, strict=True)
-    )
-    return Grid(
-        shape=grid.shape, extent=grid.extent, origin=grid.origin, dimensions=dims, dtype=dtype
-    )
-
-
-def _time_function(spec, physics, grid):
-    """The same discretisation (space order, staggering) as the forward's field."""
-    dims = {d.name: d for d in grid.dimensions}
-    order = spec.space_order if spec.space_order is not None else physics.config.space_order
-    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
-    return TimeFunction(
-        name=spec.name,
-        grid=grid,
-        space_order=order,
-        time_order=1,
-        staggered=staggered,
-        dtype=grid.dtype,
-    )
-
-
-def _coefficient(spec, grid):
-    if spec.values.ndim == 0:
-        return Constant(name=spec.name, value=float(spec.values), dtype=grid.dtype)
-    dims = {d.name: d for d in grid.dimensions}
-    staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
-    return Function(
-        name=spec.name,
-        grid=grid,
-        space_order=spec.space_order,
-        staggered=staggered,
-        dtype=grid.dtype,
-    )
 
 
 class _Interior(SubDomain):
