@@ -35,16 +35,21 @@ test: lint
 
 bench: venv
 	$(BIN)/python anelastic/benchmarks/forward.py --json anelastic/benchmarks/forward.json
+	$(BIN)/python anelastic/benchmarks/kernels.py --json anelastic/benchmarks/kernels.json
 	$(BIN)/python hivis/benchmarks/engine.py --json hivis/benchmarks/engine.json
+	$(BIN)/hivis bench --json hivis/benchmarks/world.json
 
 # The embedded world (hivis issue 6): tokenizer, then the tiny target trained from scratch on CPU
 # (90 CPU core-minutes: about 45-55 min on an idle 2-core machine, longer on a shared one;
-# rerunning resumes from the last checkpoint), then its held-out exact match per task type.
+# rerunning resumes from the last checkpoint), its held-out exact match per task type, then the
+# three drafters on target-regenerated answers and the shipped assets in
+# hivis/src/hivis/world/assets (about 23 min on the shared 2-core machine; resumable).
 WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
 	$(BIN)/hivis world train-target --out $(WORLD)/run --tokenizer $(WORLD)/tok
 	$(BIN)/hivis world eval-target --target $(WORLD)/run/target
+	$(BIN)/hivis world build --target $(WORLD)/run/target --work $(WORLD)/drafters
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
