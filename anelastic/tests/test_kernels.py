@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -259,3 +260,18 @@ def test_q_kernel_exact_where_q_varies():
         plus = _chi(event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) + dm}))
         minus = _chi(event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) - dm}))
         assert predicted == pytest.approx((plus - minus) / 2, rel=1e-4), name
+
+
+def test_full_storage_on_disk_when_ram_is_short(tmp_path):
+    """Full storage beyond the budget keeps every frame on disk (N in RAM at a time): the same
+    kernels as every frame in RAM, bit for bit, in 3 nt steps."""
+    event = _event(PhysicsKind.VISCOACOUSTIC)
+    in_ram = compute_kernels(event, KernelSettings(WAVEFORM, Storage.FULL))
+    frame = 3 * np.prod([n + 20 for n in event.model.grid.shape]) * 8  # 3 float64 arrays
+    settings = KernelSettings(WAVEFORM, Storage.FULL, memory_budget=int(97.5 * frame))
+    on_disk = compute_kernels(event, replace(settings, store=tmp_path))
+    assert on_disk.summary["frames_on_disk"] and on_disk.summary["chunk"] == 97
+    assert on_disk.summary["time_steps"]["total"] == 3 * NT
+    assert on_disk.summary["store_bytes"] > NT * frame  # every frame was written
+    for name, kernel in in_ram.kernels.items():
+        np.testing.assert_array_equal(on_disk.kernels[name], kernel)

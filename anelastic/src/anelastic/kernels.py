@@ -42,7 +42,9 @@ from anelastic.storage import (
     PassLog,
     Storage,
     checkpoint_pass,
+    disk_frames_pass,
     forward_with_snapshots,
+    frames_to_disk,
     reconstruction_pass,
     residual_digest,
     store_identity,
@@ -183,21 +185,21 @@ def _simulation(event: Event, settings: KernelSettings, fit) -> Simulation:
     )  # fmt: skip
 
 
-def _frames(sim, settings: KernelSettings, full: bool) -> int:
-    """Chunk length N: nt for full storage, else --chunk, else what the budget holds."""
+def _frame_bytes(sim) -> int:
+    """Bytes of one replay-buffer frame (the forward quantities the adjoint reads per step)."""
     from anelastic.adjoint import adjoint_scheme
 
-    nt = sim.time.nt
     specs = adjoint_scheme(sim.physics).buffer_specs()
     frame = len(specs) * int(np.prod(sim.physics.model.grid.shape))
-    frame *= np.dtype(sim.config.dtype).itemsize
-    if full:
-        if frame * nt > settings.memory_budget:
-            raise ValueError(
-                f"--storage full keeps all {nt} frames in RAM ({frame * nt / 2**30:.2f} GiB), "
-                f"more than --memory-budget {settings.memory_budget / 2**30:.2f} GiB; raise "
-                "the budget or use --storage checkpoint (exact, N frames only)"
-            )
+    return frame * np.dtype(sim.config.dtype).itemsize
+
+
+def _frames(sim, settings: KernelSettings, full: bool) -> int:
+    """Chunk length N: nt for full storage in RAM, else --chunk, else what the budget holds
+    (full storage that does not fit keeps every frame on disk, moved N at a time)."""
+    nt = sim.time.nt
+    frame = _frame_bytes(sim)
+    if full and frame * nt <= settings.memory_budget:
         return nt
     if settings.chunk is not None:
         return min(int(settings.chunk), nt)
@@ -225,14 +227,24 @@ def _checkpointed(event, settings, progress):
     store = SnapshotStore.open(directory, store_identity(sim, n, settings.storage), arrays)
     log = PassLog()
     nt = event.time.nt
+    on_disk = full and n < nt  # every frame kept, on disk: snapshot at step 0 only
     forward_bar, replay_bar, adjoint_bar = _bars(progress, nt, ("forward", "replay", "adjoint"))
-    traces = forward_with_snapshots(sim, store, n, log, forward_bar)
+    traces = forward_with_snapshots(sim, store, nt if on_disk else n, log, forward_bar)
     chi, residual, synthetics = _misfit(event, settings, traces)
     ops = kernel_operators(sim, n)
     ops.reset(event.receivers.positions)
-    restart = KernelRestart(store, residual_digest(residual), settings.restart_interval)
-    checkpoint_pass(ops, n, store, residual, restart, log, (replay_bar, adjoint_bar))
-    info = {"chunk": n, "store_bytes": store.nbytes(), "snapshots": len(store.steps("forward"))}
+    if on_disk:
+        frames_to_disk(ops, n, store, log, replay_bar)
+        disk_frames_pass(ops, n, store, residual, log, adjoint_bar)
+    else:
+        restart = KernelRestart(store, residual_digest(residual), settings.restart_interval)
+        checkpoint_pass(ops, n, store, residual, restart, log, (replay_bar, adjoint_bar))
+    info = {
+        "chunk": n,
+        "frames_on_disk": on_disk,
+        "store_bytes": store.nbytes(),
+        "snapshots": len(store.steps("forward")),
+    }
     for bar in (forward_bar, replay_bar, adjoint_bar):
         bar.close()
     if temporary is not None:

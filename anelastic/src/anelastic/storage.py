@@ -8,7 +8,9 @@ is filled:
   state at the start of every chunk of N steps to a :class:`SnapshotStore`; the kernel pass
   restores it and replays the chunk into the buffer. nt + nt + nt = 3 nt steps, ceil(nt/N)
   states on disk, N frames in RAM.
-- ``full``: one chunk of nt frames (all in RAM): the exact reference; same 3 nt steps.
+- ``full``: every frame kept: one chunk of nt frames in RAM when the budget holds them (the
+  exact reference), else the whole run is replayed once into frame files on disk, N at a time,
+  which the adjoint then reads back last to first; 3 nt steps either way.
 - ``reverse``: the forward field is rebuilt backwards from the final state and a boundary ring
   (:mod:`anelastic.reconstruction`); only possible without attenuation (running a dissipative
   scheme backwards amplifies roundoff exponentially); 3 nt steps.
@@ -182,13 +184,37 @@ def checkpoint_pass(ops, n: int, store, residual, restart: KernelRestart, log: P
             _advance_bars(bars, chunk.length)
             continue
         begin = time.perf_counter()
-        saved = store.read(chunk.start)
-        state = {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
-        ops.replay(chunk.start, chunk.stop, state)
+        ops.replay(chunk.start, chunk.stop, _state_only(store.read(chunk.start)))
         log.add("replay", chunk.length, time.perf_counter() - begin)
         bars[0].update(chunk.length)
         _adjoint(ops, chunk, residual, log, bars[1])
         restart.maybe_save(ops, chunk.start)
+
+
+def frames_to_disk(ops, n: int, store: SnapshotStore, log: PassLog, bar) -> None:
+    """Full storage that does not fit in RAM: replay the whole run once, first chunk to last,
+    writing every frame to the store (namespace ``frames``, one file per chunk of ``n``)."""
+    state = _state_only(store.read(0))
+    for chunk in chunks(ops.sim.time.nt, n):
+        begin = time.perf_counter()
+        ops.replay(chunk.start, chunk.stop, state)
+        state = ops.prop.read_state(chunk.length)  # the state at chunk.stop
+        frames = {name: b.data[: chunk.length] for name, b in ops.buffers.items()}
+        store.write(chunk.start, frames, "frames")
+        log.add("replay", chunk.length, time.perf_counter() - begin)
+        bar.update(chunk.length)
+
+
+def disk_frames_pass(ops, n: int, store: SnapshotStore, residual, log: PassLog, bar) -> None:
+    """The adjoint over chunks of ``n``, last to first, reading the frames from the store."""
+    for chunk in reversed(chunks(ops.sim.time.nt, n)):
+        for name, data in store.read(chunk.start, "frames").items():
+            ops.buffers[name].data[: chunk.length] = data
+        _adjoint(ops, chunk, residual, log, bar)
+
+
+def _state_only(saved: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
 
 
 def reconstruction_pass(ops, n: int, reconstruction, residual, log: PassLog, bars) -> None:
