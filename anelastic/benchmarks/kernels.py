@@ -93,8 +93,12 @@ def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
                 )  # fmt: skip
                 result = compute_kernels(event, settings)
             s = result.summary
-            return {"time_steps": s["time_steps"], "phase_seconds": s["seconds"],
-                    "store_bytes": s.get("store_bytes", 0), "buffer_bytes": s["buffer_bytes"]}  # fmt: skip
+            return {
+                "time_steps": s["time_steps"],
+                "phase_seconds": s["seconds"],
+                "store_bytes": s.get("store_bytes", 0),
+                "buffer_bytes": s["buffer_bytes"],
+            }
 
     return _timed(once, reps)
 
