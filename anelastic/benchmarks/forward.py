@@ -122,15 +122,16 @@ def worker(which: str, reps: int, threads: int, space_order: int) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def spawn(which: str, reps: int, threads: int, space_order: int) -> dict:
+def spawn(which: str, reps: int, threads: int, space_order: int, script: str = __file__) -> dict:
+    """Run ``script --worker which`` in a subprocess (own peak RSS) and return its RESULT."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     env.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)  # same OpenMP runtime setting for both
-    cmd = [sys.executable, __file__, "--worker", which, "--reps", str(reps)]
+    cmd = [sys.executable, script, "--worker", which, "--reps", str(reps)]
     cmd += ["--threads", str(threads), "--space-order", str(space_order)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{which} worker failed:\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(f"{which} worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 

@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -155,18 +154,6 @@ def worker(case: str, reps: int, threads: int, space_order: int) -> None:
     print("RESULT " + json.dumps(result))
 
 
-def spawn(case: str, reps: int, threads: int, space_order: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env.setdefault("OMP_WAIT_POLICY", p1.WAIT_POLICY)
-    cmd = [sys.executable, __file__, "--worker", case, "--reps", str(reps)]
-    cmd += ["--threads", str(threads), "--space-order", str(space_order)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{case} worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
-
-
 def summarise(runs: list[dict]) -> dict:
     times = [t for r in runs for t in r["times"]]
     out = {
@@ -198,7 +185,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {c: [] for c in cases}
     for _ in range(args.rounds):
         for case in cases:
-            runs[case].append(spawn(case, args.reps, args.threads, args.space_order))
+            runs[case].append(p1.spawn(case, args.reps, args.threads, args.space_order, __file__))
     results = {c: summarise(r) for c, r in runs.items()}
     report = {
         "problem": "P1 kernels (waveform misfit, vp/rho/Q gradients)",

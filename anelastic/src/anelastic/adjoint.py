@@ -99,8 +99,7 @@ class KernelOperators:
 
     def _replay_coefficient_specs(self) -> tuple:
         """Model-dependent coefficients only the buffer needs (e.g. Q-derivatives)."""
-        specs = getattr(self.scheme, "replay_coefficient_specs", None)
-        return specs() if specs is not None else ()
+        return self.scheme.replay_coefficient_specs()
 
     def _load_replay_coefficients(self) -> None:
         for spec in self._replay_coefficient_specs():
@@ -112,12 +111,10 @@ class KernelOperators:
 
     def _buffer_equations(self) -> list:
         prop = self.prop
-        if hasattr(self.scheme, "replay_coefficient_specs"):
-            coeffs = {**prop.coeffs, **self.replay_coeffs}
-            return self.scheme.buffer_equations(
-                prop.fields, self.buffers, prop.grid, coeffs, prop.layout.regions
-            )
-        return self.scheme.buffer_equations(prop.fields, self.buffers, prop.grid)
+        coeffs = {**prop.coeffs, **self.replay_coeffs}
+        return self.scheme.buffer_equations(
+            prop.fields, self.buffers, prop.grid, coeffs, prop.layout.regions
+        )
 
     def _replay_equations(self) -> list:
         physics, prop = self.sim.physics, self.prop
@@ -129,16 +126,11 @@ class KernelOperators:
     def _adjoint_equations(self) -> list:
         prop = self.prop
         args = (self.adjoint, self.temps, self.buffers, self.grads, prop.coeffs, prop.layout)
-        if hasattr(self.scheme, "seam_layout"):
-            seams = self.scheme.seam_layout(prop.grid, prop.layout.pads)
-            eqs = self.scheme.adjoint_equations(*args, self.halo_profiles, seams)
-        else:
-            eqs = self.scheme.adjoint_equations(*args, self.halo_profiles)
-        # Pressure receivers: the adjoint source enters one field (p) or several with weights
-        # (-1/d into each normal stress, p = -tr(sigma)/d).
-        targets = self.scheme.adjoint_source_field()
-        targets = [(targets, 1.0)] if isinstance(targets, str) else targets
-        for name, weight in targets:
+        seams = self.scheme.seam_layout(prop.grid, prop.layout.pads)
+        eqs = self.scheme.adjoint_equations(*args, self.halo_profiles, seams)
+        # Pressure receivers: the adjoint source enters p, or each normal stress with weight
+        # -1/d (p = -tr(sigma)/d).
+        for name, weight in self.scheme.adjoint_source_field():
             field = self.adjoint[name].backward
             eqs += self.residual.inject(field=field, expr=weight * self.residual)
         return eqs

@@ -115,8 +115,8 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
         bar.update(nt - bar.n)
         if pending is not None:
             pending.result()
-    traces = {comp: data for comp, data in sim.seismograms().data.items()}
-    store.write(nt, {TRACE_PREFIX + c.value: d for c, d in traces.items()}, "synthetics")
+    traces = sim.seismograms().data
+    store.write(nt, _traces(sim), "synthetics")
     store.mark_complete("forward")
     log.add("forward", executed, time.perf_counter() - begin)
     return traces

@@ -135,9 +135,9 @@ class ViscoacousticAdjoint:
         specs += [FieldSpec(f"grad_buoy_{a}", (a,), space_order=0) for a in self.axes]
         return tuple(specs)
 
-    def adjoint_source_field(self) -> str:
-        """Adjoint field that receives the adjoint source of pressure receivers."""
-        return "adj_p"
+    def adjoint_source_field(self) -> list[tuple[str, float]]:
+        """(adjoint field, weight) receiving the adjoint source of pressure receivers."""
+        return [("adj_p", 1.0)]
 
     # --- equations -----------------------------------------------------------------------
     def buffer_equations(

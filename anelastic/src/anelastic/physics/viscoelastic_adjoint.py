@@ -158,9 +158,20 @@ class ViscoelasticAdjoint:
         return [(f"adj_s{a}{a}", -1.0 / self.ndim) for a in self.axes]
 
     # --- replay buffer -------------------------------------------------------------------
-    def buffer_equations(self, fields: dict, buffers: dict, grid) -> list[Eq]:
+    def replay_coefficient_specs(self) -> tuple:
+        """No model coefficients beyond the forward's are needed by the buffer."""
+        return ()
+
+    def seam_layout(self, grid, pads) -> None:
+        """None: the C-PML is transposed region by region inside ``adjoint_equations``."""
+        return None
+
+    def buffer_equations(
+        self, fields: dict, buffers: dict, grid, coeffs: dict | None = None, regions=None
+    ) -> list[Eq]:
         """Copy F_a (from sigma^n, slot t), E_a and S_ab (from v^{n+1/2}, slot t + 1) into the
-        buffer frame, after the forward step; C-PML terms are not included."""
+        buffer frame, after the forward step; C-PML terms are not included. ``coeffs`` and
+        ``regions`` (the interface of the viscoacoustic buffer) are not needed here."""
         h = dict(zip(self.axes, (d.spacing for d in grid.dimensions), strict=True))
         eqs = []
         for a in self.axes:
@@ -181,7 +192,9 @@ class ViscoelasticAdjoint:
         return eqs
 
     # --- adjoint step --------------------------------------------------------------------
-    def adjoint_equations(self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles) -> list:
+    def adjoint_equations(
+        self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, seams=None
+    ) -> list:
         """One adjoint step (loop index t: slot t holds step n+1's adjoint, ``.backward``
         receives step n's), gradients included; the adjoint source is injected after.
         ``halo_profiles`` is not needed (profiles are only read at their own points)."""
