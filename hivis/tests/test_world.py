@@ -31,8 +31,8 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _obj(shape, colour, size, x, y):
-    return SceneObject(shape, colour, size, x, y, RGB[colour])
+def _obj(shape, colour, size, x, y, side=16.0):
+    return SceneObject(shape, colour, size, x, y, RGB[colour], side)
 
 
 def test_world_generation_is_deterministic_by_seed():
@@ -74,32 +74,31 @@ def test_world_objects_fit_and_do_not_overlap():
             assert (ids == i + 1).sum() >= 0.4 * (2 * o.half) ** 2
 
 
-def test_world_objects_are_aligned_to_the_patch_grid_one_patch_apart():
+def test_world_objects_sit_one_per_patch_never_in_neighbouring_patches():
     cfg = WorldConfig()
     p, grid = cfg.patch_size, cfg.grid
     for sample in iter_samples(5, Split.TRAIN, 300, cfg):
+        cells = []
         for o in sample.scene.objects:
-            assert (o.x - o.half) % p == 0 and (o.y - o.half) % p == 0
+            assert o.x % p == p / 2 and o.y % p == p / 2  # centred in its patch
+            assert o.side == (p if o.size is Size.LARGE else round(0.625 * p))
+            cells.append((int(o.y // p), int(o.x // p)))
+        for i, a in enumerate(cells):
+            for b in cells[:i]:
+                assert max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 2
+        # every object pixel lies in its own patch
         ids = object_id_map(sample.scene)
-        # ids of every patch, with each object's bounding square painted in full
-        boxes = np.zeros_like(ids)
-        for i, o in enumerate(sample.scene.objects):
-            boxes[int(o.y - o.half) : int(o.y + o.half), int(o.x - o.half) : int(o.x + o.half)] = (
-                i + 1
-            )
-        assert ((ids == 0) | (ids == boxes)).all()  # every object pixel lies in its own square
-        blocks = boxes.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
-        # a patch is covered by one square entirely or not at all ...
-        assert ((blocks == blocks[..., :1]).all(-1)).all()
-        # ... and two squares never touch: no 4-neighbour patches of different objects
-        owner = blocks[..., 0]
-        for a, b in ((owner[1:], owner[:-1]), (owner[:, 1:], owner[:, :-1])):
-            assert not ((a > 0) & (b > 0) & (a != b)).any()
+        blocks = ids.reshape(grid, p, grid, p).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
+        owner = blocks.max(-1)
+        assert ((blocks == 0) | (blocks == owner[..., None])).all()
+        assert sorted(owner[owner > 0].tolist()) == list(range(1, len(cells) + 1))
 
 
-def test_world_config_rejects_a_patch_that_does_not_divide_the_objects():
-    with pytest.raises(ValueError, match="divide the object sides"):
-        WorldConfig(image_size=96, patch_size=12)
+def test_world_config_rejects_patches_too_small_for_a_shape_or_too_few_cells():
+    with pytest.raises(ValueError, match="patch_size must be >= 8"):
+        WorldConfig(image_size=96, patch_size=4)
+    with pytest.raises(ValueError, match="5 x 5"):
+        WorldConfig(image_size=64, patch_size=16)
 
 
 def test_world_scene_counts_of_a_hand_built_scene():
@@ -117,18 +116,31 @@ def test_world_scene_counts_of_a_hand_built_scene():
 
 
 def test_world_patch_labels_of_a_hand_built_scene():
-    # one large red square covering pixels [16, 46) x [32, 62): patch columns 2..5, rows 4..7
-    scene = Scene((_obj(Shape.SQUARE, Colour.RED, Size.LARGE, 31.0, 47.0),), Background.WHITE, 128)
-    labels = patch_labels(scene, 8)
-    expected = np.zeros((16, 16), dtype=np.int64)
-    # patches with >= 16 of 64 pixels covered: columns 2 (8 px wide strip: 16..23 -> full),
-    # ..., column 5 covers x 40..45 (6 px of 8, 48 px): kept; rows likewise 4..7
-    expected[4:8, 2:6] = 1 + 0  # red is COLOURS[0]
-    assert (labels["colour"] == expected).all()
-    assert (labels["shape"] == np.where(expected > 0, 2, 0)).all()  # square is SHAPES[1]
-    centre = np.zeros((16, 16), dtype=np.int64)
-    centre[47 // 8, 31 // 8] = 1
-    assert (labels["centre"] == centre).all()
+    # a large red square in patch (row 2, column 1) and a small blue triangle in patch (7, 6),
+    # on a 128 px image with 16 px patches (8 x 8 grid)
+    scene = Scene(
+        (
+            _obj(Shape.SQUARE, Colour.RED, Size.LARGE, 24.0, 40.0, 16.0),
+            _obj(Shape.TRIANGLE, Colour.BLUE, Size.SMALL, 104.0, 120.0, 10.0),
+        ),
+        Background.WHITE,
+        128,
+    )
+    labels = patch_labels(scene, 16)
+    expected = {key: np.zeros((8, 8), dtype=np.int64) for key in labels}
+    # 1 + index: red = COLOURS[0], blue = COLOURS[2]; square = SHAPES[1], triangle = SHAPES[2];
+    # small = SIZES[0], large = SIZES[1]; regions: (24, 40) top left = 0, (104, 120) = 8
+    for key, first, second in (
+        ("colour", 1, 3),
+        ("shape", 2, 3),
+        ("size", 2, 1),
+        ("region", 1, 9),
+    ):
+        expected[key][2, 1], expected[key][7, 6] = first, second
+        assert (labels[key] == expected[key]).all(), key
+    ids = object_id_map(scene)
+    assert (ids[32:48, 16:32] == 1).all()  # the large square fills its patch
+    assert (ids == 2).sum() >= 0.4 * 10 * 10  # the small triangle is drawn inside its own
 
 
 def test_world_answers_of_a_hand_built_scene():
@@ -181,7 +193,7 @@ def test_world_export_is_readable_llava_jsonl(tmp_path):
             assert human["value"].startswith("<image>\n")
             assert TaskType(rec["task"])
             image = Image.open(tmp_path / rec["image"])
-            assert image.mode == "RGB" and image.size == (128, 128)
+            assert image.mode == "RGB" and image.size == (256, 256)
         first = samples[0]
         png = np.asarray(Image.open(tmp_path / records[0]["image"]))
         assert (png == np.asarray(render_scene(first.scene))).all()  # PNG is lossless

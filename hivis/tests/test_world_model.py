@@ -9,17 +9,18 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hivis.world.dataset import Split, make_sample
+from hivis.world.cli import main as world_cli
 from hivis.world.evaluate import generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
-from hivis.world.scenes import COUNT_KEYS, WorldConfig, render_scene, scene_counts
+from hivis.world.scenes import COUNT_KEYS, PATCH_LABELS, WorldConfig, render_scene, scene_counts
 from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
 from hivis.world.train import (
-    AUX_CLASSES,
     COUNT_CLASSES,
-    AuxHead,
     TrainConfig,
+    aux_head_for,
     aux_losses,
+    evaluate_aux_heads,
     export_checkpoint,
     forward_losses,
     make_batch,
@@ -175,7 +176,7 @@ def test_world_a_few_training_steps_reduce_the_loss(target):
     model = type(model)(model.config)  # fresh copy, the fixture stays untouched
     model.load_state_dict(target[0].state_dict())
     model.train()
-    head = AuxHead(TINY.text_hidden)
+    head = aux_head_for(TINY)
     batch, aux = make_batch(Split.TRAIN, 0, 4, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
     opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-2)
     losses = []
@@ -190,7 +191,7 @@ def test_world_a_few_training_steps_reduce_the_loss(target):
     assert losses[-1][1] < 0.8 * losses[0][1]
 
 
-def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
+def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
     common = dict(
         tokenizer_dir=Path(tokenizer_dir),
         max_steps=4,
@@ -220,6 +221,18 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path):
     c = AutoModelForImageTextToText.from_pretrained(exported).state_dict()
     for name in a:
         assert torch.equal(b[name], c[name]), name
+    # the run's auxiliary heads read what its vision tower has learnt
+    report = evaluate_aux_heads(TrainConfig(out_dir=tmp_path / "split", **common), scenes=4)
+    assert report["step"] == 4 and report["scenes"] == 4
+    fractions = {k: v for k, v in report.items() if k not in ("step", "scenes")}
+    assert set(fractions) == {"counts_all", "counts_colour", "counts_shape"} | {
+        f"patch_{k}" for k in PATCH_LABELS
+    }
+    assert all(0.0 <= v <= 1.0 for v in fractions.values())
+    # the same through the command line, which reads the run's train_config.json
+    args = ["world", "eval-aux", "--run", str(tmp_path / "split"), "--scenes", "4"]
+    assert world_cli(args + ["--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == report
 
 
 def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):
@@ -237,16 +250,29 @@ def test_world_aux_losses_uniform_and_perfect_predictions(target):
     processor = target[1]
     _, aux = make_batch(Split.TRAIN, 0, 3, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
     b, n = aux["colour"].shape
-    # every patch of an image is asked for the same scene counts
+    assert n == (96 // 16) ** 2  # one label per patch; the class token carries the counts
     assert aux["counts"].shape == (b, len(COUNT_KEYS))
     samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD) for i in range(3)]
     assert aux["counts"].tolist() == [scene_counts(s.scene).tolist() for s in samples]
-    classes = dict(AUX_CLASSES)
-    uniform = {k: torch.zeros(b, n, c) for k, c in classes.items()}
-    uniform["counts"] = torch.zeros(b, n, len(COUNT_KEYS), COUNT_CLASSES)
-    expected = sum(math.log(c) for c in classes.values()) + math.log(COUNT_CLASSES)
+    # the object patches are exactly one per object
+    assert (aux["colour"] > 0).sum(1).tolist() == [len(s.scene.objects) for s in samples]
+    uniform = {k: torch.zeros(b, n, c) for k, c in PATCH_LABELS.items()}
+    uniform["counts"] = torch.zeros(b, len(COUNT_KEYS), COUNT_CLASSES)
+    # each patch term counts twice (all patches, object patches), the counts once
+    expected = 2 * sum(math.log(c) for c in PATCH_LABELS.values()) + math.log(COUNT_CLASSES)
     assert aux_losses(uniform, aux).item() == pytest.approx(expected, rel=1e-6)
-    perfect = {k: _logits_for(aux[k], c, 50.0) for k, c in classes.items()}
-    counts = aux["counts"][:, None, :].expand(b, n, len(COUNT_KEYS))
-    perfect["counts"] = _logits_for(counts, COUNT_CLASSES, 50.0)
+    perfect = {k: _logits_for(aux[k], c, 50.0) for k, c in PATCH_LABELS.items()}
+    perfect["counts"] = _logits_for(aux["counts"], COUNT_CLASSES, 50.0)
     assert aux_losses(perfect, aux).item() < 1e-6
+
+
+def test_world_aux_head_reads_counts_from_the_class_token():
+    head = aux_head_for(TINY)
+    visual = torch.randn(2, TINY.num_visual_tokens, TINY.text_hidden)
+    out = head(visual)
+    assert out["counts"].shape == (2, len(COUNT_KEYS), COUNT_CLASSES)
+    assert out["colour"].shape == (2, 36, PATCH_LABELS["colour"])
+    changed = visual.clone()
+    changed[:, 0] += 1.0  # only the class token moves the counts
+    assert not torch.equal(head(changed)["counts"], out["counts"])
+    assert torch.equal(head(changed)["colour"], out["colour"])

@@ -205,14 +205,19 @@ def _run_bench(args) -> int:
     return 0 if all(m["identical_fraction"] == 1.0 for m in hivis_rows) else 1
 
 
-# Tree settings compared by ``hivis bench --tune-tree`` (total nodes, depth, top-k).
+# Tree settings compared by ``hivis bench --tune-tree`` (total nodes, depth, top-k, floor).
+# A confident drafter saturates shallow trees (acceptance near depth + 1), so deep chains and
+# narrow deep trees are in; a higher floor stops expanding (and saves drafter calls) where the
+# drafter is unsure.
 TUNING_TREES = [
     TreeConfig(6, 6, 1),
-    TreeConfig(10, 4, 3),
-    TreeConfig(12, 6, 2),
-    TreeConfig(16, 6, 4),
+    TreeConfig(10, 10, 1),
+    TreeConfig(10, 10, 1, min_prob=0.2),
+    TreeConfig(16, 8, 2),
+    TreeConfig(16, 8, 2, min_prob=0.1),
     TreeConfig(24, 6, 4),
-    TreeConfig(32, 7, 4),
+    TreeConfig(24, 8, 3, min_prob=0.1),
+    TreeConfig(32, 10, 4, min_prob=0.1),
 ]
 
 

@@ -47,7 +47,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         out_dir=Path(args.out),
-        tokenizer_dir=Path(args.tokenizer),
+        tokenizer_dir=Path(args.tokenizer).resolve(),  # train_config.json is read from anywhere
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         early_batch_size=args.early_batch_size,
@@ -210,11 +210,49 @@ def _add_eval_target(sub) -> None:
     p.set_defaults(func=_cmd_eval_target)
 
 
+def _cmd_eval_aux(args: argparse.Namespace) -> int:
+    import torch
+
+    from hivis.world.train import TrainConfig, evaluate_aux_heads
+
+    torch.set_num_threads(args.threads)
+    saved = Path(args.run) / "train_config.json"
+    if not saved.exists():
+        raise SystemExit(f"{args.run} is not a train-target run directory (no train_config.json)")
+    raw = json.loads(saved.read_text())
+    cfg = TrainConfig(
+        out_dir=Path(args.run),
+        tokenizer_dir=Path(raw["tokenizer_dir"]),
+        seed=raw["seed"],
+        target=TargetConfig(**raw["target"]),
+    )
+    print(json.dumps(evaluate_aux_heads(cfg, args.scenes), indent=1))
+    return 0
+
+
+def _add_eval_aux(sub) -> None:
+    p = sub.add_parser(
+        "eval-aux",
+        help="what a train-target run's vision tower has learnt, through its auxiliary heads",
+    )
+    p.add_argument("--run", required=True, help="run directory of `world train-target`")
+    p.add_argument("--scenes", type=int, default=256, help="validation scenes")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_eval_aux)
+
+
 def add_world_commands(subparsers) -> None:
-    """Register ``world {generate,tokenizer,train-target,eval-target,build}`` on ``subparsers``."""
+    """Register ``world {generate,tokenizer,train-target,eval-target,eval-aux,build}``."""
     world = subparsers.add_parser("world", help="the embedded synthetic world")
     sub = world.add_subparsers(dest="world_command", required=True)
-    for add in (_add_generate, _add_tokenizer, _add_train_target, _add_eval_target, _add_build):
+    for add in (
+        _add_generate,
+        _add_tokenizer,
+        _add_train_target,
+        _add_eval_target,
+        _add_eval_aux,
+        _add_build,
+    ):
         add(sub)
 
 

@@ -28,10 +28,13 @@ from hivis.world.tokenizer import CHAT_TEMPLATE
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """Shape of the tiny target. ``(image_size // patch_size) ** 2`` visual tokens per image."""
+    """Shape of the tiny target: ``(image_size // patch_size) ** 2`` patch tokens per image,
+    plus the vision tower's class token when ``class_token`` (LLaVA's "full" feature selection;
+    trained to carry the scene's counts, see ``train``)."""
 
-    image_size: int = 128
-    patch_size: int = 8
+    image_size: int = 256
+    patch_size: int = 16
+    class_token: bool = True
     vision_hidden: int = 128
     vision_layers: int = 6
     vision_heads: int = 8
@@ -52,7 +55,12 @@ class TargetConfig:
 
     @property
     def num_visual_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+        return (self.image_size // self.patch_size) ** 2 + int(self.class_token)
+
+    @property
+    def feature_strategy(self) -> str:
+        """LLaVA's ``vision_feature_select_strategy``: "full" keeps the class token."""
+        return "full" if self.class_token else "default"
 
 
 def llava_config(cfg: TargetConfig, tokenizer: PreTrainedTokenizerFast) -> LlavaConfig:
@@ -84,7 +92,7 @@ def llava_config(cfg: TargetConfig, tokenizer: PreTrainedTokenizerFast) -> Llava
         image_token_id=tokenizer.convert_tokens_to_ids(tokenizer.image_token),
         image_seq_length=cfg.num_visual_tokens,
         vision_feature_layer=-1,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=cfg.feature_strategy,
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
@@ -108,7 +116,7 @@ def build_processor(cfg: TargetConfig, tokenizer: PreTrainedTokenizerFast) -> Ll
         image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=cfg.patch_size,
-        vision_feature_select_strategy="default",
+        vision_feature_select_strategy=cfg.feature_strategy,
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
     )

@@ -12,7 +12,7 @@ from enum import Enum
 
 import numpy as np
 
-from hivis.world.scenes import COLOURS, Colour, Scene, SceneObject, Shape
+from hivis.world.scenes import COLOURS, Colour, Scene, SceneObject, Shape, region_of
 
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 PLURAL = {Shape.CIRCLE: "circles", Shape.SQUARE: "squares", Shape.TRIANGLE: "triangles"}
@@ -40,8 +40,7 @@ class Task:
 
 def position_phrase(obj: SceneObject, image_size: int) -> str:
     """Where the object's centre lies in a 3 x 3 division of the image."""
-    col = min(int(3 * obj.x / image_size), 2)
-    row = min(int(3 * obj.y / image_size), 2)
+    row, col = divmod(region_of(obj, image_size), 3)
     vertical = ("top", "", "bottom")[row]
     horizontal = ("left", "", "right")[col]
     if vertical and horizontal:

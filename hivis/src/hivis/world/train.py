@@ -1,10 +1,10 @@
 """Training the world's target from scratch on CPU.
 
 Loss = cross-entropy of the answer tokens (packed questions, see ``packing``) + ``aux_weight`` *
-dense per-patch auxiliary loss: linear heads on the projected visual tokens predict, for each
-patch, the colour and the shape of the object covering it (or background), whether it holds
-an object's centre, and the scene's counts (all objects, per colour, per shape). The heads
-exist only in training; they are not part of the saved target.
+auxiliary loss: linear heads on the projected visual tokens predict, for each patch, the colour,
+shape, size and image region of the object it holds (or none), and, from the class token, the
+scene's counts (all objects, per colour, per shape). The heads exist only in training; they are
+not part of the saved target.
 
 Two phases: while progress < ``vision_pretrain_fraction`` only the vision tower, projector and
 heads train, on the auxiliary loss alone (``vision_batch_size`` images per step, about 5x
@@ -45,7 +45,7 @@ from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_m
 from hivis.world.scenes import (
     COLOURS,
     COUNT_KEYS,
-    SHAPES,
+    PATCH_LABELS,
     WorldConfig,
     patch_labels,
     render_scene,
@@ -53,9 +53,7 @@ from hivis.world.scenes import (
 )
 from hivis.world.tasks import count_colour, count_shape
 
-AUX_CLASSES = {"colour": 1 + len(COLOURS), "shape": 1 + len(SHAPES), "centre": 2}
 COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
-CENTRE_WEIGHT = 4.0  # centres are ~1-2 % of patches: up-weight the positive class
 
 
 @dataclass
@@ -114,20 +112,31 @@ class TrainConfig:
 
 
 class AuxHead(torch.nn.Module):
-    """Per-patch classifier on projected visual tokens ``[B, N, hidden]``: logits
-    ``[B, N, classes]`` for each of AUX_CLASSES, and ``"counts"``: ``[B, N, len(COUNT_KEYS),
-    COUNT_CLASSES]`` (every patch predicts all of the scene's counts)."""
+    """Linear heads on the projected visual tokens ``[B, N, hidden]``.
 
-    def __init__(self, hidden: int) -> None:
+    Per patch (the last ``num_patches`` tokens): logits ``[B, num_patches, classes]`` for each
+    key of PATCH_LABELS. ``"counts"``: ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` from the class
+    token (the first token) when the target keeps it, else from the mean of the patch tokens.
+    """
+
+    def __init__(self, hidden: int, num_patches: int) -> None:
         super().__init__()
-        self.proj = torch.nn.Linear(hidden, sum(AUX_CLASSES.values()))
+        self.num_patches = num_patches
+        self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
         self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
-        parts = self.proj(visual).split(list(AUX_CLASSES.values()), -1)
-        out = dict(zip(AUX_CLASSES, parts, strict=True))
-        out["counts"] = self.counts(visual).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
+        patches = visual[:, -self.num_patches :]
+        has_class_token = visual.shape[1] > self.num_patches
+        summary = visual[:, 0] if has_class_token else patches.mean(1)
+        parts = self.patch(patches).split(list(PATCH_LABELS.values()), -1)
+        out = dict(zip(PATCH_LABELS, parts, strict=True))
+        out["counts"] = self.counts(summary).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
         return out
+
+
+def aux_head_for(target: TargetConfig) -> AuxHead:
+    return AuxHead(target.text_hidden, (target.image_size // target.patch_size) ** 2)
 
 
 def run_progress(state: TrainState, cfg: TrainConfig) -> float:
@@ -177,7 +186,7 @@ def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
 def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
     labels = [patch_labels(s.scene, patch_size) for s in samples]
     aux = {
-        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in AUX_CLASSES
+        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in PATCH_LABELS
     }
     aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
     return aux
@@ -225,18 +234,16 @@ def visual_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 def aux_losses(preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum of the per-patch cross-entropies: colour, shape, centre (positive class up-weighted)
-    and the scene counts (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``, the same for every patch).
-    """
-    centre_w = torch.tensor([1.0, CENTRE_WEIGHT])
-    counts = preds["counts"]  # [B, N, K, C]
-    count_target = aux["counts"][:, None, :].expand(counts.shape[:-1])
-    return (
-        F.cross_entropy(preds["colour"].flatten(0, 1), aux["colour"].flatten())
-        + F.cross_entropy(preds["shape"].flatten(0, 1), aux["shape"].flatten())
-        + F.cross_entropy(preds["centre"].flatten(0, 1), aux["centre"].flatten(), weight=centre_w)
-        + F.cross_entropy(counts.flatten(0, 2), count_target.flatten())
-    )
+    """Sum over the keys of PATCH_LABELS of the per-patch cross-entropy averaged over all
+    patches plus that averaged over the patches that hold an object (a few of hundreds: without
+    the second term "no object" would dominate), plus the cross-entropy of the scene counts
+    (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``)."""
+    occupied = aux["colour"].flatten() > 0
+    total = F.cross_entropy(preds["counts"].flatten(0, 1), aux["counts"].flatten())
+    for key in PATCH_LABELS:
+        per_patch = F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten(), reduction="none")
+        total = total + per_patch.mean() + per_patch[occupied].sum() / occupied.sum().clamp(min=1)
+    return total
 
 
 def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor]):
@@ -299,6 +306,44 @@ def export_checkpoint(cfg: TrainConfig, out_dir: Path, dtype: torch.dtype | None
     model.load_state_dict(ckpt["model"])
     save_target(model.eval(), processor, Path(out_dir), dtype)
     return Path(out_dir)
+
+
+@torch.no_grad()
+def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
+    """What the vision tower of ``cfg.out_dir/checkpoint.pt`` has learnt, read through the
+    run's auxiliary heads on ``scenes`` validation scenes: the step, the fraction of right
+    scene counts (``counts_all``, mean over colours ``counts_colour`` and over shapes
+    ``counts_shape``), and per object patch the fraction of right colour / shape / size /
+    region labels."""
+    from transformers import AutoTokenizer
+
+    if not _checkpoint_path(cfg).exists():
+        raise FileNotFoundError(f"no checkpoint at {_checkpoint_path(cfg)}")
+    model, processor = build_target(
+        cfg.target, AutoTokenizer.from_pretrained(cfg.tokenizer_dir), cfg.seed
+    )
+    head = aux_head_for(cfg.target)
+    ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    head.load_state_dict(ckpt["head"])
+    model.eval()
+    world = WorldConfig(cfg.target.image_size, cfg.target.patch_size)
+    pixels, aux = make_vision_batch(Split.VALIDATION, 0, scenes, cfg.seed, world, processor)
+    preds = head(visual_tokens(model, pixels))
+    right = (preds["counts"].argmax(-1) == aux["counts"]).float().mean(0)  # [len(COUNT_KEYS)]
+    colours = slice(1, 1 + len(COLOURS))  # COUNT_KEYS: all, each colour, each shape
+    report = {
+        "step": ckpt["step"],
+        "scenes": scenes,
+        "counts_all": right[0].item(),
+        "counts_colour": right[colours].mean().item(),
+        "counts_shape": right[colours.stop :].mean().item(),
+    }
+    occupied = aux["colour"] > 0
+    for key in PATCH_LABELS:
+        hits = preds[key].argmax(-1)[occupied] == aux[key][occupied]
+        report[f"patch_{key}"] = hits.float().mean().item()
+    return report
 
 
 def _optimizer(model, head, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -396,7 +441,7 @@ def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
-    head = AuxHead(cfg.target.text_hidden)
+    head = aux_head_for(cfg.target)
     optimizer = _optimizer(model, head, cfg)
     state = load_checkpoint(cfg, model, head, optimizer)
     model.train()
