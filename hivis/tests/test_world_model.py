@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from hivis.world.dataset import Split, make_sample
 from hivis.world.cli import main as world_cli
+from hivis.world.dataset import Split, make_sample
 from hivis.world.evaluate import generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
