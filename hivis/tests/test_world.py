@@ -20,6 +20,7 @@ from hivis.world.scenes import (
     patch_labels,
     render_scene,
     scene_counts,
+    scene_facts,
 )
 from hivis.world.tasks import TaskType, count_all, describe, position_phrase, reasoning
 from hivis.world.tokenizer import CHAT_TEMPLATE, answer_text, prompt_text, train_tokenizer
@@ -113,6 +114,29 @@ def test_world_scene_counts_of_a_hand_built_scene():
     )
     # all; red green blue yellow purple orange; circle square triangle
     assert scene_counts(scene).tolist() == [3, 2, 0, 1, 0, 0, 0, 1, 1, 1]
+
+
+def test_world_facts_of_a_hand_built_scene():
+    scene = Scene(
+        (
+            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 104.0, 120.0),
+            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 24.0, 24.0),
+            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 56.0, 56.0),
+        ),
+        Background.GRAY,
+        128,
+    )
+    facts = scene_facts(scene)
+    # colour of the circle / square / triangle: blue (1 + 2), red (1 + 0), red
+    assert facts["colour_of_shape"].tolist() == [3, 1, 1]
+    # (small, large) x (circle, square, triangle)
+    assert facts["colour_of_size_shape"].tolist() == [3, 1, 0, 0, 0, 1]
+    # shape of the red object: two red objects -> 0; blue -> circle (1 + 0); others absent
+    assert facts["shape_of_colour"].tolist() == [0, 0, 1, 0, 0, 0]
+    region = facts["region_of_colour_shape"].reshape(6, 3)  # colours x shapes
+    assert region[0].tolist() == [0, 5, 1]  # red square in the center, red triangle top left
+    assert region[2].tolist() == [9, 0, 0]  # blue circle at the bottom right
+    assert region[[1, 3, 4, 5]].sum() == 0
 
 
 def test_world_patch_labels_of_a_hand_built_scene():

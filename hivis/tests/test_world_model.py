@@ -13,17 +13,28 @@ from hivis.world.dataset import Split, make_sample
 from hivis.world.evaluate import generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
-from hivis.world.scenes import COUNT_KEYS, PATCH_LABELS, WorldConfig, render_scene, scene_counts
+from hivis.world.scenes import (
+    COUNT_KEYS,
+    FACT_SLOTS,
+    PATCH_LABELS,
+    WorldConfig,
+    render_scene,
+    scene_counts,
+    scene_facts,
+)
 from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
 from hivis.world.train import (
     COUNT_CLASSES,
     TrainConfig,
+    TrainState,
+    _optimizer,
     aux_head_for,
     aux_losses,
     evaluate_aux_heads,
     export_checkpoint,
     forward_losses,
     make_batch,
+    train_step,
     train_target,
 )
 
@@ -227,12 +238,54 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
     fractions = {k: v for k, v in report.items() if k not in ("step", "scenes")}
     assert set(fractions) == {"counts_all", "counts_colour", "counts_shape"} | {
         f"patch_{k}" for k in PATCH_LABELS
-    }
+    } | {f"fact_{k}" for k in FACT_SLOTS}
     assert all(0.0 <= v <= 1.0 for v in fractions.values())
     # the same through the command line, which reads the run's train_config.json
     args = ["world", "eval-aux", "--run", str(tmp_path / "split"), "--scenes", "4"]
     assert world_cli(args + ["--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out) == report
+
+
+def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenizer_dir, tmp_path):
+    model, processor = target
+    model = type(model)(model.config)
+    model.load_state_dict(target[0].state_dict())
+    model.train()
+    cfg = TrainConfig(
+        out_dir=tmp_path,
+        tokenizer_dir=Path(tokenizer_dir),
+        max_steps=4,
+        batch_size=2,
+        early_batch_size=2,
+        warmup_steps=0,
+        vision_pretrain_fraction=0.25,  # step 0 vision only, then joint
+        vision_batch_size=2,
+        freeze_vision_in_joint=True,
+        fact_targets=True,
+        cpu_budget_core_min=1e6,
+        target=TINY,
+    )
+    head = aux_head_for(TINY)
+    optimizer = _optimizer(model, head, cfg)
+    vision = model.model.vision_tower
+    text = model.model.language_model
+    for step in range(3):
+        before = [p.detach().clone() for p in (*vision.parameters(), *text.parameters())]
+        record = train_step(
+            model, head, optimizer, cfg, TrainState(step, 0.0, 0.0, 2 * step), processor
+        )
+        optimizer.step()
+        after = list((*vision.parameters(), *text.parameters()))
+        moved = [not torch.equal(b, a) for b, a in zip(before, after, strict=True)]
+        n_vision = len(list(vision.parameters()))
+        if step == 0:
+            assert (
+                record["phase"] == "vision" and any(moved[:n_vision]) and not any(moved[n_vision:])
+            )
+        else:
+            assert (
+                record["phase"] == "joint" and not any(moved[:n_vision]) and any(moved[n_vision:])
+            )
 
 
 def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):
@@ -256,14 +309,26 @@ def test_world_aux_losses_uniform_and_perfect_predictions(target):
     assert aux["counts"].tolist() == [scene_counts(s.scene).tolist() for s in samples]
     # the object patches are exactly one per object
     assert (aux["colour"] > 0).sum(1).tolist() == [len(s.scene.objects) for s in samples]
+    facts = [scene_facts(s.scene) for s in samples]
+    for key, (slots, _) in FACT_SLOTS.items():
+        assert aux[key].shape == (b, slots)
+        assert aux[key].tolist() == [f[key].tolist() for f in facts]
     uniform = {k: torch.zeros(b, n, c) for k, c in PATCH_LABELS.items()}
     uniform["counts"] = torch.zeros(b, len(COUNT_KEYS), COUNT_CLASSES)
-    # each patch term counts twice (all patches, object patches), the counts once
-    expected = 2 * sum(math.log(c) for c in PATCH_LABELS.values()) + math.log(COUNT_CLASSES)
-    assert aux_losses(uniform, aux).item() == pytest.approx(expected, rel=1e-6)
+    uniform |= {k: torch.zeros(b, slots, c) for k, (slots, c) in FACT_SLOTS.items()}
+    # each patch term counts twice (all patches, object patches), counts and facts once
+    expected = (
+        2 * sum(math.log(c) for c in PATCH_LABELS.values())
+        + math.log(COUNT_CLASSES)
+        + sum(math.log(c) for _, c in FACT_SLOTS.values())
+    )
+    assert aux_losses(uniform, aux, facts=True).item() == pytest.approx(expected, rel=1e-6)
+    without_facts = expected - sum(math.log(c) for _, c in FACT_SLOTS.values())
+    assert aux_losses(uniform, aux).item() == pytest.approx(without_facts, rel=1e-6)
     perfect = {k: _logits_for(aux[k], c, 50.0) for k, c in PATCH_LABELS.items()}
     perfect["counts"] = _logits_for(aux["counts"], COUNT_CLASSES, 50.0)
-    assert aux_losses(perfect, aux).item() < 1e-6
+    perfect |= {k: _logits_for(aux[k], c, 50.0) for k, (_, c) in FACT_SLOTS.items()}
+    assert aux_losses(perfect, aux, facts=True).item() < 1e-6
 
 
 def test_world_aux_head_reads_counts_from_the_class_token():

@@ -54,6 +54,9 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         curriculum_fraction=args.curriculum_fraction,
+        vision_pretrain_fraction=args.vision_fraction,
+        freeze_vision_in_joint=args.freeze_vision_in_joint,
+        fact_targets=args.fact_targets,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         threads=args.threads,
@@ -177,6 +180,23 @@ def _add_train_target(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--curriculum-fraction", type=float, default=0.15)
+    p.add_argument(
+        "--vision-fraction",
+        type=float,
+        default=0.3,
+        help="fraction of the budget for the vision-only phase",
+    )
+    p.add_argument(
+        "--freeze-vision-in-joint",
+        action="store_true",
+        help="stop training the vision tower after the vision phase",
+    )
+    p.add_argument(
+        "--fact-targets",
+        action="store_true",
+        help="also train the class token on the facts of uniquely named objects "
+        "(scenes.scene_facts)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--threads", type=int, default=2)

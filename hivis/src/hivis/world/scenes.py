@@ -256,3 +256,57 @@ def scene_counts(scene: Scene) -> np.ndarray:
     colours = [sum(o.colour is c for o in scene.objects) for c in COLOURS]
     shapes = [sum(o.shape is s for o in scene.objects) for s in SHAPES]
     return np.array([len(scene.objects), *colours, *shapes], dtype=np.int64)
+
+
+# Facts about the uniquely named objects of a scene: (slots, classes) of each kind. Class 0 =
+# no such object, or more than one (the name does not single one out); else 1 + the index of
+# the value (in COLOURS, SHAPES, or of ``region_of``). Slots run over SHAPES, SIZES x SHAPES,
+# COLOURS and COLOURS x SHAPES in that order.
+FACT_SLOTS = {
+    "colour_of_shape": (len(SHAPES), 1 + len(COLOURS)),
+    "colour_of_size_shape": (len(SIZES) * len(SHAPES), 1 + len(COLOURS)),
+    "shape_of_colour": (len(COLOURS), 1 + len(SHAPES)),
+    "region_of_colour_shape": (len(COLOURS) * len(SHAPES), 10),
+}
+
+
+def _unique_fact(objects, selects, value) -> int:
+    """``1 + value(obj)`` for the one object ``selects`` picks, 0 if none or several."""
+    chosen = [o for o in objects if selects(o)]
+    return 1 + value(chosen[0]) if len(chosen) == 1 else 0
+
+
+def scene_facts(scene: Scene) -> dict[str, np.ndarray]:
+    """Per key of FACT_SLOTS an int64 array ``[slots]``: the colour of the circle, of the small
+    square, the shape of the red object, the region of the red circle, ... (what a question
+    naming one object asks). A training target of the vision tower's class token, so that the
+    tower gathers each named object's attributes in one place."""
+    objs, size = scene.objects, scene.image_size
+
+    def colour(o: SceneObject) -> int:
+        return COLOURS.index(o.colour)
+
+    facts = {
+        "colour_of_shape": [
+            _unique_fact(objs, lambda o, s=s: o.shape is s, colour) for s in SHAPES
+        ],
+        "colour_of_size_shape": [
+            _unique_fact(objs, lambda o, z=z, s=s: o.size is z and o.shape is s, colour)
+            for z in SIZES
+            for s in SHAPES
+        ],
+        "shape_of_colour": [
+            _unique_fact(objs, lambda o, c=c: o.colour is c, lambda o: SHAPES.index(o.shape))
+            for c in COLOURS
+        ],
+        "region_of_colour_shape": [
+            _unique_fact(
+                objs,
+                lambda o, c=c, s=s: o.colour is c and o.shape is s,
+                lambda o: region_of(o, size),
+            )
+            for c in COLOURS
+            for s in SHAPES
+        ],
+    }
+    return {k: np.array(v, dtype=np.int64) for k, v in facts.items()}

@@ -3,13 +3,16 @@
 Loss = cross-entropy of the answer tokens (packed questions, see ``packing``) + ``aux_weight`` *
 auxiliary loss: linear heads on the projected visual tokens predict, for each patch, the colour,
 shape, size and image region of the object it holds (or none), and, from the class token, the
-scene's counts (all objects, per colour, per shape). The heads exist only in training; they are
-not part of the saved target.
+scene's counts (all objects, per colour, per shape), and with ``fact_targets`` also the facts
+about its uniquely named objects (``scenes.scene_facts``: the colour of the circle, the shape of
+the red object, ...). The heads exist only in training; they are not part of the saved target.
 
 Two phases: while progress < ``vision_pretrain_fraction`` only the vision tower, projector and
 heads train, on the auxiliary loss alone (``vision_batch_size`` images per step, about 5x
 cheaper per image than a joint step, which runs 8 text layers over the 256 visual tokens);
-then everything trains jointly, the text model starting from the vision phase's visual tokens.
+then everything trains jointly, the text model starting from the vision phase's visual tokens
+(with ``freeze_vision_in_joint`` the vision tower then stays as the vision phase left it: the
+joint steps are cheaper and do not disturb what its class token gathered).
 
 Data are generated on the fly: each step takes the next training scenes after the
 ``scenes_seen`` already used (kept in the checkpoint), so a resumed run sees the same scenes an
@@ -45,11 +48,13 @@ from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_m
 from hivis.world.scenes import (
     COLOURS,
     COUNT_KEYS,
+    FACT_SLOTS,
     PATCH_LABELS,
     WorldConfig,
     patch_labels,
     render_scene,
     scene_counts,
+    scene_facts,
 )
 from hivis.world.tasks import count_colour, count_shape
 
@@ -82,6 +87,8 @@ class TrainConfig:
     curriculum_fraction: float = 0.1
     vision_pretrain_fraction: float = 0.3
     vision_batch_size: int = 32
+    freeze_vision_in_joint: bool = False
+    fact_targets: bool = False
     curriculum_max_objects: int = 3
     checkpoint_every: int = 100
     log_every: int = 10
@@ -115,8 +122,9 @@ class AuxHead(torch.nn.Module):
     """Linear heads on the projected visual tokens ``[B, N, hidden]``.
 
     Per patch (the last ``num_patches`` tokens): logits ``[B, num_patches, classes]`` for each
-    key of PATCH_LABELS. ``"counts"``: ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` from the class
-    token (the first token) when the target keeps it, else from the mean of the patch tokens.
+    key of PATCH_LABELS. From the class token (the first token) when the target keeps it, else
+    from the mean of the patch tokens: ``"counts"`` ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` and
+    for each key of FACT_SLOTS ``[B, slots, classes]``.
     """
 
     def __init__(self, hidden: int, num_patches: int) -> None:
@@ -124,6 +132,7 @@ class AuxHead(torch.nn.Module):
         self.num_patches = num_patches
         self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
         self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
+        self.facts = torch.nn.Linear(hidden, sum(n * c for n, c in FACT_SLOTS.values()))
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
         patches = visual[:, -self.num_patches :]
@@ -132,6 +141,9 @@ class AuxHead(torch.nn.Module):
         parts = self.patch(patches).split(list(PATCH_LABELS.values()), -1)
         out = dict(zip(PATCH_LABELS, parts, strict=True))
         out["counts"] = self.counts(summary).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
+        facts = self.facts(summary).split([n * c for n, c in FACT_SLOTS.values()], -1)
+        for (key, shape), logits in zip(FACT_SLOTS.items(), facts, strict=True):
+            out[key] = logits.unflatten(-1, shape)
         return out
 
 
@@ -189,6 +201,9 @@ def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
         k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in PATCH_LABELS
     }
     aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
+    facts = [scene_facts(s.scene) for s in samples]
+    for key in FACT_SLOTS:
+        aux[key] = torch.from_numpy(np.stack([f[key] for f in facts]))
     return aux
 
 
@@ -233,27 +248,34 @@ def visual_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return torch.stack(list(out.pooler_output))
 
 
-def aux_losses(preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor]) -> torch.Tensor:
+def aux_losses(
+    preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor], facts: bool = False
+) -> torch.Tensor:
     """Sum over the keys of PATCH_LABELS of the per-patch cross-entropy averaged over all
     patches plus that averaged over the patches that hold an object (a few of hundreds: without
-    the second term "no object" would dominate), plus the cross-entropy of the scene counts
-    (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``)."""
+    the second term "no object" would dominate), plus the cross-entropies of the scene counts
+    (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``) and, with ``facts``, of each kind of fact
+    (``[B, slots]``)."""
     occupied = aux["colour"].flatten() > 0
     total = F.cross_entropy(preds["counts"].flatten(0, 1), aux["counts"].flatten())
+    for key in FACT_SLOTS if facts else ():
+        total = total + F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten())
     for key in PATCH_LABELS:
         per_patch = F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten(), reduction="none")
         total = total + per_patch.mean() + per_patch[occupied].sum() / occupied.sum().clamp(min=1)
     return total
 
 
-def forward_losses(model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor]):
+def forward_losses(
+    model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor], facts: bool = False
+):
     """Returns (answer loss, aux loss, logits ``[B, T, vocab]``)."""
     out = model(**batch.model_inputs())
     logits = out.logits
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
     hidden = out.image_hidden_states.shape[-1]
     visual = out.image_hidden_states.reshape(batch.input_ids.shape[0], -1, hidden)
-    return answer, aux_losses(head(visual), aux), logits
+    return answer, aux_losses(head(visual), aux, facts), logits
 
 
 def _checkpoint_path(cfg: TrainConfig) -> Path:
@@ -343,6 +365,11 @@ def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
     for key in PATCH_LABELS:
         hits = preds[key].argmax(-1)[occupied] == aux[key][occupied]
         report[f"patch_{key}"] = hits.float().mean().item()
+    for key in FACT_SLOTS:  # over the slots naming one object (the askable questions)
+        named = aux[key] > 0
+        report[f"fact_{key}"] = (
+            (preds[key].argmax(-1)[named] == aux[key][named]).float().mean().item()
+        )
     return report
 
 
@@ -362,7 +389,7 @@ def _vision_step(model, head, cfg: TrainConfig, state: TrainState, world, proces
     pixels, aux = make_vision_batch(
         Split.TRAIN, state.scenes_seen, cfg.vision_batch_size, cfg.seed, world, processor
     )
-    aux_loss = aux_losses(head(visual_tokens(model, pixels)), aux)
+    aux_loss = aux_losses(head(visual_tokens(model, pixels)), aux, cfg.fact_targets)
     aux_loss.backward()
     return {"phase": "vision", "images": cfg.vision_batch_size, "aux_loss": aux_loss.item()}
 
@@ -380,7 +407,7 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         cfg.target.num_visual_tokens,
         cfg.extra_count_questions,
     )
-    answer, aux_loss, logits = forward_losses(model, head, batch, aux)
+    answer, aux_loss, logits = forward_losses(model, head, batch, aux, cfg.fact_targets)
     (answer + cfg.aux_weight * aux_loss).backward()
     with torch.no_grad():
         exact = segment_exact_match(logits.detach(), batch)
@@ -407,7 +434,9 @@ def train_step(model, head, optimizer, cfg: TrainConfig, state: TrainState, proc
         group["lr"] = cfg.lr * lr_factor(state.step, progress, cfg)
     world = world_for_progress(progress, cfg)
     optimizer.zero_grad(set_to_none=True)
-    if progress < cfg.vision_pretrain_fraction:
+    joint = progress >= cfg.vision_pretrain_fraction
+    model.model.vision_tower.requires_grad_(not (joint and cfg.freeze_vision_in_joint))
+    if not joint:
         record = _vision_step(model, head, cfg, state, world, processor)
     else:
         record = _joint_step(model, head, cfg, state, world, progress, processor)
