@@ -114,6 +114,10 @@ def test_world_scene_counts_of_a_hand_built_scene():
     )
     # all; red green blue yellow purple orange; circle square triangle
     assert scene_counts(scene).tolist() == [3, 2, 0, 1, 0, 0, 0, 1, 1, 1]
+    labels = patch_labels(scene, 16)  # objects of the same colour share its count
+    red = labels["colour"] == 1
+    assert (labels["colour_count"][red] == 2).all() and red.sum() == 2
+    assert (labels["shape_count"][labels["shape"] > 0] == 1).all()
 
 
 def test_world_facts_of_a_hand_built_scene():
@@ -162,6 +166,9 @@ def test_world_patch_labels_of_a_hand_built_scene():
     ):
         expected[key][2, 1], expected[key][7, 6] = first, second
         assert (labels[key] == expected[key]).all(), key
+    # one red object and one blue, one square and one triangle: each shares with itself only
+    assert labels["colour_count"][2, 1] == 1 and labels["shape_count"][7, 6] == 1
+    assert labels["colour_count"].sum() == 2 and labels["shape_count"].sum() == 2
     ids = object_id_map(scene)
     assert (ids[32:48, 16:32] == 1).all()  # the large square fills its patch
     assert (ids == 2).sum() >= 0.4 * 10 * 10  # the small triangle is drawn inside its own

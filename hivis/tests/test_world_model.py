@@ -16,6 +16,7 @@ from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.scenes import (
     COUNT_KEYS,
     FACT_SLOTS,
+    OBJECT_COUNT_LABELS,
     PATCH_LABELS,
     WorldConfig,
     render_scene,
@@ -236,9 +237,10 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
     report = evaluate_aux_heads(TrainConfig(out_dir=tmp_path / "split", **common), scenes=4)
     assert report["step"] == 4 and report["scenes"] == 4
     fractions = {k: v for k, v in report.items() if k not in ("step", "scenes")}
+    # a run without fact or object-count targets reports neither
     assert set(fractions) == {"counts_all", "counts_colour", "counts_shape"} | {
         f"patch_{k}" for k in PATCH_LABELS
-    } | {f"fact_{k}" for k in FACT_SLOTS}
+    }
     assert all(0.0 <= v <= 1.0 for v in fractions.values())
     # the same through the command line, which reads the run's train_config.json
     args = ["world", "eval-aux", "--run", str(tmp_path / "split"), "--scenes", "4"]
@@ -262,6 +264,7 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenize
         vision_batch_size=2,
         freeze_vision_in_joint=True,
         fact_targets=True,
+        object_count_targets=True,
         cpu_budget_core_min=1e6,
         target=TINY,
     )
@@ -325,6 +328,11 @@ def test_world_aux_losses_uniform_and_perfect_predictions(target):
     assert aux_losses(uniform, aux, facts=True).item() == pytest.approx(expected, rel=1e-6)
     without_facts = expected - sum(math.log(c) for _, c in FACT_SLOTS.values())
     assert aux_losses(uniform, aux).item() == pytest.approx(without_facts, rel=1e-6)
+    uniform |= {k: torch.zeros(b, n, c) for k, c in OBJECT_COUNT_LABELS.items()}
+    with_counts = without_facts + 2 * sum(math.log(c) for c in OBJECT_COUNT_LABELS.values())
+    assert aux_losses(uniform, aux, object_counts=True).item() == pytest.approx(
+        with_counts, rel=1e-6
+    )
     perfect = {k: _logits_for(aux[k], c, 50.0) for k, c in PATCH_LABELS.items()}
     perfect["counts"] = _logits_for(aux["counts"], COUNT_CLASSES, 50.0)
     perfect |= {k: _logits_for(aux[k], c, 50.0) for k, (_, c) in FACT_SLOTS.items()}

@@ -57,6 +57,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
+        object_count_targets=args.object_count_targets,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         threads=args.threads,
@@ -192,6 +193,11 @@ def _add_train_target(sub) -> None:
         help="stop training the vision tower after the vision phase",
     )
     p.add_argument(
+        "--object-count-targets",
+        action="store_true",
+        help="also train every object patch on how many objects share its colour / its shape",
+    )
+    p.add_argument(
         "--fact-targets",
         action="store_true",
         help="also train the class token on the facts of uniquely named objects "
@@ -244,6 +250,8 @@ def _cmd_eval_aux(args: argparse.Namespace) -> int:
         out_dir=Path(args.run),
         tokenizer_dir=Path(raw["tokenizer_dir"]),
         seed=raw["seed"],
+        fact_targets=raw.get("fact_targets", False),
+        object_count_targets=raw.get("object_count_targets", False),
         target=TargetConfig(**raw["target"]),
     )
     print(json.dumps(evaluate_aux_heads(cfg, args.scenes), indent=1))

@@ -49,6 +49,7 @@ from hivis.world.scenes import (
     COLOURS,
     COUNT_KEYS,
     FACT_SLOTS,
+    OBJECT_COUNT_LABELS,
     PATCH_LABELS,
     WorldConfig,
     patch_labels,
@@ -59,6 +60,7 @@ from hivis.world.scenes import (
 from hivis.world.tasks import count_colour, count_shape
 
 COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
+ALL_PATCH_LABELS = {**PATCH_LABELS, **OBJECT_COUNT_LABELS}
 
 
 @dataclass
@@ -89,6 +91,7 @@ class TrainConfig:
     vision_batch_size: int = 32
     freeze_vision_in_joint: bool = False
     fact_targets: bool = False
+    object_count_targets: bool = False
     curriculum_max_objects: int = 3
     checkpoint_every: int = 100
     log_every: int = 10
@@ -122,15 +125,17 @@ class AuxHead(torch.nn.Module):
     """Linear heads on the projected visual tokens ``[B, N, hidden]``.
 
     Per patch (the last ``num_patches`` tokens): logits ``[B, num_patches, classes]`` for each
-    key of PATCH_LABELS. From the class token (the first token) when the target keeps it, else
-    from the mean of the patch tokens: ``"counts"`` ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` and
-    for each key of FACT_SLOTS ``[B, slots, classes]``.
+    key of PATCH_LABELS and OBJECT_COUNT_LABELS. From the class token (the first token) when
+    the target keeps it, else from the mean of the patch tokens: ``"counts"``
+    ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` and for each key of FACT_SLOTS
+    ``[B, slots, classes]``.
     """
 
     def __init__(self, hidden: int, num_patches: int) -> None:
         super().__init__()
         self.num_patches = num_patches
         self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
+        self.object_counts = torch.nn.Linear(hidden, sum(OBJECT_COUNT_LABELS.values()))
         self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
         self.facts = torch.nn.Linear(hidden, sum(n * c for n, c in FACT_SLOTS.values()))
 
@@ -139,7 +144,8 @@ class AuxHead(torch.nn.Module):
         has_class_token = visual.shape[1] > self.num_patches
         summary = visual[:, 0] if has_class_token else patches.mean(1)
         parts = self.patch(patches).split(list(PATCH_LABELS.values()), -1)
-        out = dict(zip(PATCH_LABELS, parts, strict=True))
+        parts += self.object_counts(patches).split(list(OBJECT_COUNT_LABELS.values()), -1)
+        out = dict(zip(ALL_PATCH_LABELS, parts, strict=True))
         out["counts"] = self.counts(summary).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
         facts = self.facts(summary).split([n * c for n, c in FACT_SLOTS.values()], -1)
         for (key, shape), logits in zip(FACT_SLOTS.items(), facts, strict=True):
@@ -198,7 +204,8 @@ def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
 def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
     labels = [patch_labels(s.scene, patch_size) for s in samples]
     aux = {
-        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels])) for k in PATCH_LABELS
+        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels]))
+        for k in ALL_PATCH_LABELS
     }
     aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
     facts = [scene_facts(s.scene) for s in samples]
@@ -249,25 +256,33 @@ def visual_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
 
 
 def aux_losses(
-    preds: dict[str, torch.Tensor], aux: dict[str, torch.Tensor], facts: bool = False
+    preds: dict[str, torch.Tensor],
+    aux: dict[str, torch.Tensor],
+    facts: bool = False,
+    object_counts: bool = False,
 ) -> torch.Tensor:
     """Sum over the keys of PATCH_LABELS of the per-patch cross-entropy averaged over all
     patches plus that averaged over the patches that hold an object (a few of hundreds: without
     the second term "no object" would dominate), plus the cross-entropies of the scene counts
     (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``) and, with ``facts``, of each kind of fact
-    (``[B, slots]``)."""
+    (``[B, slots]``); with ``object_counts`` the patch terms include OBJECT_COUNT_LABELS."""
     occupied = aux["colour"].flatten() > 0
     total = F.cross_entropy(preds["counts"].flatten(0, 1), aux["counts"].flatten())
     for key in FACT_SLOTS if facts else ():
         total = total + F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten())
-    for key in PATCH_LABELS:
+    for key in (*PATCH_LABELS, *(OBJECT_COUNT_LABELS if object_counts else ())):
         per_patch = F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten(), reduction="none")
         total = total + per_patch.mean() + per_patch[occupied].sum() / occupied.sum().clamp(min=1)
     return total
 
 
 def forward_losses(
-    model, head: AuxHead, batch: PackedBatch, aux: dict[str, torch.Tensor], facts: bool = False
+    model,
+    head: AuxHead,
+    batch: PackedBatch,
+    aux: dict[str, torch.Tensor],
+    facts: bool = False,
+    object_counts: bool = False,
 ):
     """Returns (answer loss, aux loss, logits ``[B, T, vocab]``)."""
     out = model(**batch.model_inputs())
@@ -275,7 +290,7 @@ def forward_losses(
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
     hidden = out.image_hidden_states.shape[-1]
     visual = out.image_hidden_states.reshape(batch.input_ids.shape[0], -1, hidden)
-    return answer, aux_losses(head(visual), aux, facts), logits
+    return answer, aux_losses(head(visual), aux, facts, object_counts), logits
 
 
 def _checkpoint_path(cfg: TrainConfig) -> Path:
@@ -347,7 +362,8 @@ def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
     head = aux_head_for(cfg.target)
     ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
     model.load_state_dict(ckpt["model"])
-    head.load_state_dict(ckpt["head"])
+    # Runs made before some heads existed lack their weights; only trained heads are reported.
+    head.load_state_dict(ckpt["head"], strict=False)
     model.eval()
     world = WorldConfig(cfg.target.image_size, cfg.target.patch_size)
     pixels, aux = make_vision_batch(Split.VALIDATION, 0, scenes, cfg.seed, world, processor)
@@ -362,10 +378,10 @@ def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
         "counts_shape": right[colours.stop :].mean().item(),
     }
     occupied = aux["colour"] > 0
-    for key in PATCH_LABELS:
+    for key in (*PATCH_LABELS, *(OBJECT_COUNT_LABELS if cfg.object_count_targets else ())):
         hits = preds[key].argmax(-1)[occupied] == aux[key][occupied]
         report[f"patch_{key}"] = hits.float().mean().item()
-    for key in FACT_SLOTS:  # over the slots naming one object (the askable questions)
+    for key in FACT_SLOTS if cfg.fact_targets else ():  # over the slots that name one object
         named = aux[key] > 0
         report[f"fact_{key}"] = (
             (preds[key].argmax(-1)[named] == aux[key][named]).float().mean().item()
@@ -389,7 +405,9 @@ def _vision_step(model, head, cfg: TrainConfig, state: TrainState, world, proces
     pixels, aux = make_vision_batch(
         Split.TRAIN, state.scenes_seen, cfg.vision_batch_size, cfg.seed, world, processor
     )
-    aux_loss = aux_losses(head(visual_tokens(model, pixels)), aux, cfg.fact_targets)
+    aux_loss = aux_losses(
+        head(visual_tokens(model, pixels)), aux, cfg.fact_targets, cfg.object_count_targets
+    )
     aux_loss.backward()
     return {"phase": "vision", "images": cfg.vision_batch_size, "aux_loss": aux_loss.item()}
 
@@ -407,7 +425,9 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         cfg.target.num_visual_tokens,
         cfg.extra_count_questions,
     )
-    answer, aux_loss, logits = forward_losses(model, head, batch, aux, cfg.fact_targets)
+    answer, aux_loss, logits = forward_losses(
+        model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
+    )
     (answer + cfg.aux_weight * aux_loss).backward()
     with torch.no_grad():
         exact = segment_exact_match(logits.detach(), batch)
