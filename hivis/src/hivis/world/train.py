@@ -135,8 +135,10 @@ class AuxHead(torch.nn.Module):
         super().__init__()
         self.num_patches = num_patches
         self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
-        self.object_counts = torch.nn.Linear(hidden, sum(OBJECT_COUNT_LABELS.values()))
         self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
+        # Created last, so the heads above start from the same random draws with or without
+        # the optional targets (a run without them is the same run as before they existed).
+        self.object_counts = torch.nn.Linear(hidden, sum(OBJECT_COUNT_LABELS.values()))
         self.facts = torch.nn.Linear(hidden, sum(n * c for n, c in FACT_SLOTS.values()))
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
