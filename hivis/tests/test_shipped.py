@@ -67,7 +67,7 @@ def test_shipped_hivis_drafter_reads_no_visual_row_and_accepts_runs(world):
     eagle = hivis.generate(
         world.target, world.drafters[DrafterKind.EAGLE], [case.image], case.prompt
     )
-    visual = 256
+    visual = world.target.model.config.image_seq_length  # 256 patches + the class token
     assert out.metrics.target_prefill_length > visual
     assert out.metrics.drafter_prefill_length == out.metrics.target_prefill_length - visual - 1
     assert eagle.metrics.drafter_prefill_length == eagle.metrics.target_prefill_length - 1
