@@ -10,7 +10,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hivis.world.cli import main as world_cli
 from hivis.world.dataset import Split, make_sample
-from hivis.world.evaluate import generate_answers
+from hivis.world.evaluate import Breakdown, EvalMode, evaluate, generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.scenes import (
@@ -349,3 +349,22 @@ def test_world_aux_head_reads_counts_from_the_class_token():
     changed[:, 0] += 1.0  # only the class token moves the counts
     assert not torch.equal(head(changed)["counts"], out["counts"])
     assert torch.equal(head(changed)["colour"], out["colour"])
+
+
+def test_world_eval_breakdown_splits_each_task_without_losing_answers(target):
+    model, processor = target
+    whole = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 3, batch_size=2)
+    for breakdown in Breakdown:
+        parts = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 3, 0, 2, breakdown)
+        for task, score in whole.items():
+            mine = {k: v for k, v in parts.items() if k.startswith(task + " / ")}
+            assert mine and sum(v.total for v in mine.values()) == score.total
+            assert sum(v.correct for v in mine.values()) == score.correct
+    by_answer = evaluate(
+        model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 3, 0, 2, Breakdown.ANSWER
+    )
+    assert any(
+        k.startswith("count_all / answer ") and k != "count_all / answer -" for k in by_answer
+    )
+    with pytest.raises(ValueError, match="teacher-forced"):
+        evaluate(model, processor, EvalMode.GENERATE, Split.TEST, 1, 0, 2, Breakdown.OBJECTS)

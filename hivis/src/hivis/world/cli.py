@@ -79,7 +79,7 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hivis.world.evaluate import EvalMode, evaluate, format_scores
+    from hivis.world.evaluate import Breakdown, EvalMode, evaluate, format_scores
 
     torch.set_num_threads(args.threads)
     if not (Path(args.target) / "config.json").exists():
@@ -87,7 +87,10 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     model = AutoModelForImageTextToText.from_pretrained(args.target).float()
     processor = AutoProcessor.from_pretrained(args.target)
     mode, split = EvalMode(args.mode), Split(args.split)
-    scores = evaluate(model, processor, mode, split, args.scenes, args.seed, args.batch_size)
+    breakdown = Breakdown(args.breakdown) if args.breakdown else None
+    scores = evaluate(
+        model, processor, mode, split, args.scenes, args.seed, args.batch_size, breakdown
+    )
     if args.json:
         payload = {name: {**asdict(s), "exact_match": s.exact_match} for name, s in scores.items()}
         print(
@@ -229,6 +232,12 @@ def _add_eval_target(sub) -> None:
     p.add_argument("--split", default=Split.TEST.value, choices=[s.value for s in Split])
     p.add_argument("--scenes", type=int, default=500)
     p.add_argument("--mode", default="teacher-forced", choices=["teacher-forced", "generate"])
+    p.add_argument(
+        "--breakdown",
+        choices=["objects", "answer"],
+        help="also split each task by the scene's number of objects or by the number word of "
+        "the reference answer (teacher-forced mode)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -21,6 +21,7 @@ import torch
 from hivis.world.dataset import Split, iter_samples, make_sample
 from hivis.world.packing import pack_batch, segment_exact_match
 from hivis.world.scenes import WorldConfig, render_scene
+from hivis.world.tasks import NUMBER_WORDS
 from hivis.world.tokenizer import prompt_text
 
 
@@ -52,11 +53,35 @@ def _tally(pairs) -> dict[str, TaskScore]:
     return {name: TaskScore(c, t) for name, (c, t) in sorted(counts.items())}
 
 
+class Breakdown(Enum):
+    """How ``teacher-forced`` scores may be split beyond the task type."""
+
+    OBJECTS = "objects"  # number of objects in the scene
+    ANSWER = "answer"  # the number word of the reference answer ("no", "one", ...), or "-"
+
+
+def breakdown_key(breakdown: Breakdown | None, task, scene) -> str:
+    """The sub-group of ``task`` on ``scene``: "" when not broken down."""
+    if breakdown is Breakdown.OBJECTS:
+        return f"{len(scene.objects)} objects"
+    if breakdown is Breakdown.ANSWER:
+        words = [w for w in task.answer.rstrip(".").split() if w in NUMBER_WORDS]
+        return f"answer {words[0]}" if words else "answer -"
+    return ""
+
+
 @torch.no_grad()
 def evaluate_teacher_forced(
-    model, processor, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
+    model,
+    processor,
+    split: Split,
+    scenes: int,
+    seed: int = 0,
+    batch_size: int = 16,
+    breakdown: Breakdown | None = None,
 ) -> dict[str, TaskScore]:
-    """Exact match per task type over ``scenes`` scenes of ``split`` (all their tasks)."""
+    """Exact match per task type over ``scenes`` scenes of ``split`` (all their tasks); with
+    ``breakdown`` per task type and sub-group (keys ``"task / group"``)."""
     model.eval()
     world = _world_of(model)
     num_visual = model.config.image_seq_length
@@ -69,7 +94,9 @@ def evaluate_teacher_forced(
         )
         logits = model(**batch.model_inputs()).logits
         exact = segment_exact_match(logits, batch)
-        pairs += [(t.value, bool(ok)) for t, ok in zip(batch.segment_tasks, exact, strict=True)]
+        groups = [breakdown_key(breakdown, t, s.scene) for s in samples for t in s.tasks]
+        for task_type, group, ok in zip(batch.segment_tasks, groups, exact, strict=True):
+            pairs.append((f"{task_type.value} / {group}" if group else task_type.value, bool(ok)))
     return _tally(pairs)
 
 
@@ -111,17 +138,27 @@ def evaluate_generate(
 
 
 def evaluate(
-    model, processor, mode: EvalMode, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
+    model,
+    processor,
+    mode: EvalMode,
+    split: Split,
+    scenes: int,
+    seed: int = 0,
+    batch_size: int = 16,
+    breakdown: Breakdown | None = None,
 ) -> dict[str, TaskScore]:
     if scenes <= 0:
         raise ValueError(f"scenes must be > 0, got {scenes}")
+    if breakdown is not None and mode is not EvalMode.TEACHER_FORCED:
+        raise ValueError("a breakdown is computed in teacher-forced mode only")
     if mode is EvalMode.TEACHER_FORCED:
-        return evaluate_teacher_forced(model, processor, split, scenes, seed, batch_size)
+        return evaluate_teacher_forced(model, processor, split, scenes, seed, batch_size, breakdown)
     return evaluate_generate(model, processor, split, scenes, seed, batch_size)
 
 
 def format_scores(scores: dict[str, TaskScore]) -> str:
-    lines = [f"{'task':<14} {'exact':>7} {'n':>6}"]
+    width = max([14, *(len(name) for name in scores)])
+    lines = [f"{'task':<{width}} {'exact':>7} {'n':>6}"]
     for name, score in scores.items():
-        lines.append(f"{name:<14} {100 * score.exact_match:6.1f}% {score.total:6d}")
+        lines.append(f"{name:<{width}} {100 * score.exact_match:6.1f}% {score.total:6d}")
     return "\n".join(lines)
