@@ -20,9 +20,12 @@ uninterrupted run would. Batches hold ``early_batch_size`` images while progress
 ``batch_switch_fraction``, then ``batch_size`` (more updates early, less noise later).
 
 The run has two budgets, ``max_steps`` and ``cpu_budget_core_min``: the CPU time of the
-process in core-minutes ("45 minutes on 2 cores" = 90), which, unlike wall-clock time, does not
-depend on how busy a shared machine is; optionally also ``wall_budget_min`` (a hard wall-clock
-deadline); ``progress`` = the largest of the used fractions.
+process in core-minutes ("45 minutes on 2 cores" = 90), which depends far less than wall-clock
+time on how busy a shared machine is - but not at all only while the run's threads have their
+cores: when other jobs oversubscribe them, OpenMP threads spin while waiting and a step costs
+up to twice the CPU time (measured: 3.9 instead of 1.9 CPU-s per vision step); optionally also
+``wall_budget_min`` (a hard wall-clock deadline); ``progress`` = the largest of the used
+fractions.
 The learning rate (linear warm-up, then cosine decay, re-warm-up when the text model joins) and
 the curriculum (scenes of at most ``curriculum_max_objects`` objects for the first
 ``curriculum_fraction`` of progress of the joint phase) follow progress, so the run anneals
