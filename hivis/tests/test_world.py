@@ -36,6 +36,20 @@ def _obj(shape, colour, size, x, y, side=16.0):
     return SceneObject(shape, colour, size, x, y, RGB[colour], side)
 
 
+def _three_objects() -> Scene:
+    """A small blue circle (bottom right), a large red triangle (top left) and a small red square
+    (center) on a gray 128 px image."""
+    return Scene(
+        (
+            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 104.0, 104.0),
+            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 24.0, 24.0),
+            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 64.0, 64.0),
+        ),
+        Background.GRAY,
+        128,
+    )
+
+
 def test_world_generation_is_deterministic_by_seed():
     a = [make_sample(7, Split.TRAIN, i) for i in range(20)]
     b = [make_sample(7, Split.TRAIN, i) for i in range(20)]
@@ -103,15 +117,7 @@ def test_world_config_rejects_patches_too_small_for_a_shape_or_too_few_cells():
 
 
 def test_world_scene_counts_of_a_hand_built_scene():
-    scene = Scene(
-        (
-            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 104.0, 104.0),
-            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 24.0, 24.0),
-            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 64.0, 64.0),
-        ),
-        Background.GRAY,
-        128,
-    )
+    scene = _three_objects()
     # all; red green blue yellow purple orange; circle square triangle
     assert scene_counts(scene).tolist() == [3, 2, 0, 1, 0, 0, 0, 1, 1, 1]
     labels = patch_labels(scene, 16)  # objects of the same colour share its count
@@ -121,15 +127,7 @@ def test_world_scene_counts_of_a_hand_built_scene():
 
 
 def test_world_facts_of_a_hand_built_scene():
-    scene = Scene(
-        (
-            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 104.0, 120.0),
-            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 24.0, 24.0),
-            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 56.0, 56.0),
-        ),
-        Background.GRAY,
-        128,
-    )
+    scene = _three_objects()
     facts = scene_facts(scene)
     # colour of the circle / square / triangle: blue (1 + 2), red (1 + 0), red
     assert facts["colour_of_shape"].tolist() == [3, 1, 1]
@@ -175,15 +173,7 @@ def test_world_patch_labels_of_a_hand_built_scene():
 
 
 def test_world_answers_of_a_hand_built_scene():
-    scene = Scene(
-        (
-            _obj(Shape.CIRCLE, Colour.BLUE, Size.SMALL, 100.0, 110.0),
-            _obj(Shape.TRIANGLE, Colour.RED, Size.LARGE, 20.0, 20.0),
-            _obj(Shape.SQUARE, Colour.RED, Size.SMALL, 64.0, 64.0),
-        ),
-        Background.GRAY,
-        128,
-    )
+    scene = _three_objects()
     rng = np.random.default_rng(0)
     assert describe(scene, rng).answer == (
         "There are three objects on a gray background: a large red triangle at the top left, "

@@ -224,6 +224,7 @@ PATCH_LABELS = {
 # at most 8). A question such as "how many red objects?" can then be answered by attending to
 # any red object, the same skill as "what shape is the red object?".
 OBJECT_COUNT_LABELS = {"colour_count": 9, "shape_count": 9}
+ALL_PATCH_LABELS = {**PATCH_LABELS, **OBJECT_COUNT_LABELS}
 
 
 def region_of(obj: SceneObject, image_size: int) -> int:

@@ -49,6 +49,7 @@ from hivis.world.dataset import Split, make_sample
 from hivis.world.model import TargetConfig, build_target, save_target
 from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_match
 from hivis.world.scenes import (
+    ALL_PATCH_LABELS,
     COLOURS,
     COUNT_KEYS,
     FACT_SLOTS,
@@ -63,7 +64,6 @@ from hivis.world.scenes import (
 from hivis.world.tasks import count_colour, count_shape
 
 COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
-ALL_PATCH_LABELS = {**PATCH_LABELS, **OBJECT_COUNT_LABELS}
 
 
 @dataclass
@@ -334,9 +334,8 @@ def load_checkpoint(cfg, model, head, optimizer) -> TrainState:
     return TrainState(ckpt["step"], ckpt["cpu_s"], ckpt["wall_s"], ckpt["scenes_seen"])
 
 
-def export_checkpoint(cfg: TrainConfig, out_dir: Path, dtype: torch.dtype | None = None) -> Path:
-    """Save the model of ``cfg.out_dir/checkpoint.pt`` (e.g. of a run still going) as a
-    loadable target directory ``out_dir`` (optionally cast, e.g. to float16)."""
+def _model_of_checkpoint(cfg: TrainConfig):
+    """(model in eval mode, processor, checkpoint dict) of ``cfg.out_dir/checkpoint.pt``."""
     from transformers import AutoTokenizer
 
     if not _checkpoint_path(cfg).exists():
@@ -346,7 +345,14 @@ def export_checkpoint(cfg: TrainConfig, out_dir: Path, dtype: torch.dtype | None
     )
     ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
     model.load_state_dict(ckpt["model"])
-    save_target(model.eval(), processor, Path(out_dir), dtype)
+    return model.eval(), processor, ckpt
+
+
+def export_checkpoint(cfg: TrainConfig, out_dir: Path, dtype: torch.dtype | None = None) -> Path:
+    """Save the model of ``cfg.out_dir/checkpoint.pt`` (e.g. of a run still going) as a
+    loadable target directory ``out_dir`` (optionally cast, e.g. to float16)."""
+    model, processor, _ = _model_of_checkpoint(cfg)
+    save_target(model, processor, Path(out_dir), dtype)
     return Path(out_dir)
 
 
@@ -355,21 +361,14 @@ def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
     """What the vision tower of ``cfg.out_dir/checkpoint.pt`` has learnt, read through the
     run's auxiliary heads on ``scenes`` validation scenes: the step, the fraction of right
     scene counts (``counts_all``, mean over colours ``counts_colour`` and over shapes
-    ``counts_shape``), and per object patch the fraction of right colour / shape / size /
-    region labels."""
-    from transformers import AutoTokenizer
-
-    if not _checkpoint_path(cfg).exists():
-        raise FileNotFoundError(f"no checkpoint at {_checkpoint_path(cfg)}")
-    model, processor = build_target(
-        cfg.target, AutoTokenizer.from_pretrained(cfg.tokenizer_dir), cfg.seed
-    )
+    ``counts_shape``), per object patch the fraction of right labels (``patch_*``: colour,
+    shape, size, region, and the objects-sharing-its-colour/shape counts when the run trained
+    them), and when the run trained facts the fraction right per kind over the slots that name
+    one object (``fact_*``)."""
+    model, processor, ckpt = _model_of_checkpoint(cfg)
     head = aux_head_for(cfg.target)
-    ckpt = torch.load(_checkpoint_path(cfg), weights_only=False)
-    model.load_state_dict(ckpt["model"])
     # Runs made before some heads existed lack their weights; only trained heads are reported.
     head.load_state_dict(ckpt["head"], strict=False)
-    model.eval()
     world = WorldConfig(cfg.target.image_size, cfg.target.patch_size)
     pixels, aux = make_vision_batch(Split.VALIDATION, 0, scenes, cfg.seed, world, processor)
     preds = head(visual_tokens(model, pixels))
