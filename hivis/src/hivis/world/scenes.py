@@ -242,15 +242,11 @@ def patch_labels(scene: Scene, patch_size: int) -> dict[str, np.ndarray]:
     object the patch holds; for each key of OBJECT_COUNT_LABELS the number of objects sharing
     that object's colour or shape."""
     grid = scene.image_size // patch_size
-    labels = {
-        key: np.zeros((grid, grid), dtype=np.int64)
-        for key in {**PATCH_LABELS, **OBJECT_COUNT_LABELS}
-    }
+    labels = {key: np.zeros((grid, grid), dtype=np.int64) for key in ALL_PATCH_LABELS}
     for obj in scene.objects:
         row, col = cell_of(obj, patch_size)
         labels["colour_count"][row, col] = sum(o.colour is obj.colour for o in scene.objects)
         labels["shape_count"][row, col] = sum(o.shape is obj.shape for o in scene.objects)
-        row, col = cell_of(obj, patch_size)
         labels["colour"][row, col] = 1 + COLOURS.index(obj.colour)
         labels["shape"][row, col] = 1 + SHAPES.index(obj.shape)
         labels["size"][row, col] = 1 + SIZES.index(obj.size)
