@@ -54,8 +54,12 @@ class TargetConfig:
             raise ValueError("max_positions leaves no room for text after the visual tokens")
 
     @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
     def num_visual_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2 + int(self.class_token)
+        return self.num_patches + int(self.class_token)
 
     @property
     def feature_strategy(self) -> str:

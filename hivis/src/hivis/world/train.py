@@ -159,7 +159,7 @@ class AuxHead(torch.nn.Module):
 
 
 def aux_head_for(target: TargetConfig) -> AuxHead:
-    return AuxHead(target.text_hidden, (target.image_size // target.patch_size) ** 2)
+    return AuxHead(target.text_hidden, target.num_patches)
 
 
 def run_progress(state: TrainState, cfg: TrainConfig) -> float:
