@@ -106,7 +106,7 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
             executed += start - sim.step
             sim.advance(start)
             bar.update(start - bar.n)
-            state = {**sim.state().fields, **_traces(sim)}
+            state = {**sim.state().fields, **_prefixed(sim.seismograms().data)}
             if pending is not None:
                 pending.result()
             pending = writer.submit(store.write, start, state)
@@ -116,18 +116,19 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
         if pending is not None:
             pending.result()
     traces = sim.seismograms().data
-    store.write(nt, _traces(sim), "synthetics")
+    store.write(nt, _prefixed(traces), "synthetics")
     store.mark_complete("forward")
     log.add("forward", executed, time.perf_counter() - begin)
     return traces
 
 
-def _traces(sim) -> dict[str, np.ndarray]:
-    return {TRACE_PREFIX + c.value: d for c, d in sim.seismograms().data.items()}
+def _prefixed(traces: dict) -> dict[str, np.ndarray]:
+    """Receiver traces {Component: [nt, nrec]} as store arrays named TRACE_PREFIX + component."""
+    return {TRACE_PREFIX + c.value: d for c, d in traces.items()}
 
 
 def _resume(sim, saved: dict[str, np.ndarray], step: int) -> None:
-    fields = {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
+    fields = _state_only(saved)
     sim.restore(SolverState(step, fields, sim.fingerprint()))
     traces = {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items() if k not in fields}
     sim.restore_traces(traces)
