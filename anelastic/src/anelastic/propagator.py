@@ -199,13 +199,13 @@ class Propagator:
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
 
 
-def make_time_function(spec, grid, order: int, name: str | None = None) -> TimeFunction:
+def make_time_function(spec, grid, order: int) -> TimeFunction:
     """The TimeFunction (time_order 1) of a ``FieldSpec``: its staggering, its space order
     (``order`` when the spec has none), the grid's dtype."""
     dims = {d.name: d for d in grid.dimensions}
     staggered = tuple(dims[a] for a in spec.staggered) if spec.staggered else None
     return TimeFunction(
-        name=name or spec.name,
+        name=spec.name,
         grid=grid,
         space_order=spec.space_order if spec.space_order is not None else order,
         time_order=1,
