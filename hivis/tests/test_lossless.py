@@ -30,6 +30,22 @@ def test_adaptive_backoff_is_lossless(tiny_target):
         assert out.token_ids == expected
 
 
+def test_generation_runs_in_eval_mode_and_restores_training_flags(tiny_target):
+    """A drafter left in training mode (dropout on, one submodule frozen in eval) still
+    decodes losslessly, and each submodule's flag is what it was before."""
+    target = tiny_target(Family.LLAVA)
+    torch.manual_seed(3)
+    drafter = hivis.HiViSDrafter(target).train()
+    drafter.fc.eval()
+    flags = {name: m.training for name, m in drafter.named_modules()}
+    image, prompt = random_image(4), random_prompt(Family.LLAVA, 4)
+    expected = reference_generate(target, target.prepare([image], prompt), 16, None)
+    out = hivis.generate(target, drafter, [image], prompt, max_new_tokens=16)
+    assert out.token_ids == expected
+    assert {name: m.training for name, m in drafter.named_modules()} == flags
+    assert not target.model.training
+
+
 def test_stop_string_matches_hf(tiny_target):
     target = tiny_target(Family.QWEN2_VL)
     torch.manual_seed(2)

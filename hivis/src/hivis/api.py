@@ -41,16 +41,18 @@ def _as_proposer(drafter, target: HFTarget):
 
 @contextmanager
 def _eval_mode(*modules):
-    """Inference mode with every module in eval(); training flags restored afterwards."""
-    flags = [(m, m.training) for m in modules]
+    """Inference mode with every submodule of ``modules`` in eval mode; the flags of the
+    submodules that were training are restored afterwards. Only those are touched: ``eval()``
+    walks and sets every submodule (~1 ms on a small VLM), a cost paid per generation."""
+    training = [sub for module in modules for sub in module.modules() if sub.training]
     try:
-        for module, _ in flags:
-            module.eval()
+        for sub in training:
+            sub.training = False  # what eval() sets, module by module
         with torch.inference_mode():
             yield
     finally:
-        for module, was_training in flags:
-            module.train(was_training)
+        for sub in training:
+            sub.training = True
 
 
 def _config(max_new_tokens, temperature, tree, stop_strings, eos_token_id, seed):
