@@ -172,3 +172,36 @@ def test_residual_row_clamps_to_last(tiny_target):
         first = drafter(ids, feats, pos, 0)
     torch.testing.assert_close(late, last)
     assert not torch.allclose(first, last)
+
+
+@pytest.mark.parametrize("family", [Family.LLAVA, Family.IDEFICS3, Family.QWEN2_VL])
+def test_lean_layer_equals_the_hf_layer(tiny_target, family):
+    """The drafter's inference layer (fused projections, plain tensor calls) computes what the
+    HF layer computes, on a prefill and on tree rows over a cache; kinds it does not reproduce
+    (M-RoPE layers) get None and keep the HF layer."""
+    from hivis.lean_layer import lean_layer_for
+    from hivis.targets.base import additive_tree_mask
+    from hivis.targets.cache import growing_cache
+
+    target = tiny_target(family)
+    torch.manual_seed(6)
+    drafter = HiViSDrafter(target).eval()
+    lean = lean_layer_for(drafter.layer)
+    if target.mrope:
+        assert lean is None
+        return
+    assert lean is not None
+    hidden = target.hidden_size
+    ids, feats = torch.randint(0, 50, (1, 9)), torch.randn(1, 9, hidden)
+    pos = torch.arange(9).view(1, 1, -1)
+    tree = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 0, 1]], dtype=torch.bool)
+    outputs = []
+    with torch.inference_mode():
+        for layer in (None, lean):
+            cache = growing_cache(1)
+            first = drafter(ids, feats, pos, 0, None, cache, layer)
+            mask = additive_tree_mask(tree, 9, feats.dtype)
+            rows = drafter(ids[:, :3], feats[:, :3], pos[:, :, :3] + 9, 1, mask, cache, layer)
+            outputs.append((first, rows))
+    for hf, ours in zip(*outputs, strict=True):
+        torch.testing.assert_close(ours, hf, atol=1e-5, rtol=1e-5)

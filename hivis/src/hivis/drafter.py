@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from hivis.lean_layer import LeanDecoderLayer, lean_layer_for
 from hivis.targets.base import HFTarget, PreparedPrompt, additive_tree_mask
 from hivis.targets.cache import growing_cache
 from hivis.tree import DraftTree, TreeConfig, expand_tree
@@ -100,13 +101,15 @@ class HiViSDrafter(nn.Module):
         step: int | torch.Tensor = 0,
         attention_mask: torch.Tensor | None = None,
         cache=None,
+        lean: LeanDecoderLayer | None = None,
     ) -> torch.Tensor:
         """Drafter hidden states.
 
         input_ids: [b, s] tokens x_j. target_hidden: [b, s, H] features f_{j-1} (target's, or
         the drafter's own at later steps). positions: [R, b, s] target position ids (R = 3
         for M-RoPE families, else 1). step: drafting step k, an int or [b, s] long tensor.
-        attention_mask: None (causal) or [b, 1, s, past + s] additive. Returns [b, s, H].
+        attention_mask: None (causal) or [b, 1, s, past + s] additive. lean: an inference copy
+        of the layer (``lean_layer_for``) to run instead of the HF module. Returns [b, s, H].
         """
         embed = self._shared[0](input_ids).detach()
         steps = torch.as_tensor(step, device=input_ids.device)
@@ -117,6 +120,8 @@ class HiViSDrafter(nn.Module):
         fused = self.fc(torch.cat([embed, target_hidden, residual], dim=-1))
         native = positions if self.mrope else positions[0]
         rope = self.rotary(fused, native)
+        if lean is not None:
+            return lean(fused, attention_mask, rope, cache)
         return self.layer(
             fused,
             attention_mask=attention_mask,
@@ -214,6 +219,7 @@ class DrafterSession:
     def __init__(self, drafter: HiViSDrafter, prompt: PreparedPrompt, hidden, first_token: int):
         self.drafter = drafter
         self.cache = growing_cache(1)
+        self.lean = lean_layer_for(drafter.layer)  # None: the HF layer runs
         tokens, features, positions = drafter_rows(
             prompt, hidden, drafter.config.hide_visual_tokens
         )
@@ -253,7 +259,7 @@ class DrafterSession:
         committed = self.cache.get_seq_length()
         causal = torch.ones(tokens.shape[1], tokens.shape[1], dtype=torch.bool).tril()
         mask = additive_tree_mask(causal.to(tokens.device), committed, features.dtype)
-        out = self.drafter(tokens, features, positions, 0, mask, self.cache)[0]
+        out = self.drafter(tokens, features, positions, 0, mask, self.cache, self.lean)[0]
         base = committed + tokens.shape[1]
         grower = _TreeFeeder(self, out[-1], root_position, base)
         root_logits = self.drafter.logits(out[-1])
@@ -290,7 +296,7 @@ class _TreeFeeder:
         pos = torch.full((self.session.rope_rows, 1, len(nodes)), 0, device=device)
         pos += self.root_position + depth
         mask = additive_tree_mask(allowed.to(device), self.base, features.dtype)
-        out = drafter(ids, features, pos, depth, mask, cache)[0]
+        out = drafter(ids, features, pos, depth, mask, cache, self.session.lean)[0]
         for row, node in enumerate(nodes):
             self.outputs[node] = out[row]
             self.rows[node] = fed + row
