@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from hivis.bench import BenchConfig, Method, format_by_task, format_table, run_bench
+from hivis.bench import (
+    BenchConfig,
+    Method,
+    format_by_task,
+    format_table,
+    run_bench,
+    speedup_ceiling,
+)
 from hivis.cli import main
 from hivis.world.tasks import TaskType
 
@@ -51,6 +58,9 @@ def test_bench_definitions(report):
         # tokens/s and speedup come from the same times: both ratios agree.
         ratio = entry["tokens_per_s"] / ar["tokens_per_s"]
         assert ratio == pytest.approx(entry["speedup"], rel=1e-9)
+        assert 0.0 < entry["prefill_share"] < 1.0
+    assert 0.0 < ar["prefill_share"] < 1.0
+    assert speedup_ceiling(report) == pytest.approx(1.0 / ar["prefill_share"])
     assert by["hivis"]["drafter_prefill_ratio"] < 0.1
     assert by["eagle"]["drafter_prefill_ratio"] > 0.95
     assert "| hivis |" in format_table(report)
@@ -64,7 +74,8 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     data = json.loads(path.read_text())
     assert [m["method"] for m in data["methods"]] == ["autoregressive", "hivis"]
     assert data["methods"][1]["identical_fraction"] == 1.0
-    assert "| hivis |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| hivis |" in out and "no method can exceed" in out
 
 
 def test_bench_rejects_bad_config():

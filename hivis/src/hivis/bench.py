@@ -20,7 +20,10 @@ Definitions (per method, over all questions):
 * ``drafter_prefill_ratio`` = mean over questions of drafter prefill rows / target prefill
   tokens;
 * ``identical_fraction`` = fraction of questions whose output token ids equal the target's own
-  greedy output (the autoregressive run).
+  greedy output (the autoregressive run);
+* ``prefill_share`` = fraction of the method's time spent in the target's prefill (the same
+  work for every method): autoregressive's value p bounds every speedup at 1 / p, reached only
+  if decoding cost nothing (:func:`speedup_ceiling`).
 """
 
 from __future__ import annotations
@@ -164,7 +167,9 @@ def summarise(method: Method, runs: list[CaseRuns]) -> dict:
     }
     if timed_phases:
         decode_base = sum(r.median_s(Method.AUTOREGRESSIVE, decode=True) for r in runs)
-        entry["decode_speedup"] = decode_base / sum(r.median_s(method, True) for r in runs)
+        decode_spent = sum(r.median_s(method, True) for r in runs)
+        entry["decode_speedup"] = decode_base / decode_spent
+        entry["prefill_share"] = 1.0 - decode_spent / spent
     if method.drafter is not None:
         entry["drafter_prefill_ratio"] = statistics.mean(
             r.metrics.drafter_prefill_ratio for r in first
@@ -235,6 +240,15 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
         "machine": info,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def speedup_ceiling(report: dict) -> float | None:
+    """1 / autoregressive's prefill share: the whole-generation speedup of a method whose
+    decoding took no time (every method pays the same prefill)."""
+    for m in report["methods"]:
+        if m["method"] == Method.AUTOREGRESSIVE.value and m.get("prefill_share"):
+            return 1.0 / m["prefill_share"]
+    return None
 
 
 def _fmt(value, pattern: str) -> str:

@@ -169,6 +169,7 @@ def _run_bench(args) -> int:
         format_by_task,
         format_table,
         run_bench,
+        speedup_ceiling,
         tune_tree,
         write_json,
     )
@@ -197,6 +198,12 @@ def _run_bench(args) -> int:
         return 0
     report = run_bench(cfg, args.assets)
     print(format_table(report))
+    ceiling = speedup_ceiling(report)
+    if ceiling is not None:
+        print(
+            f"\nautoregressive spends {100 / ceiling:.0f} % of its time in the prefill, which "
+            f"every method repeats: no method can exceed {ceiling:.2f}x on these questions"
+        )
     print()
     print(format_by_task(report))
     if args.json:
