@@ -40,10 +40,10 @@ bench: venv
 	$(BIN)/hivis bench --json hivis/benchmarks/world.json
 
 # The embedded world (hivis issue 6): tokenizer, then the tiny target trained from scratch on CPU
-# (90 CPU core-minutes: 50 min measured on a near-idle 2-core machine, longer on a shared one;
-# rerunning resumes from the last checkpoint), its held-out exact match per task type, then the
-# three drafters on target-regenerated answers and the shipped assets in
-# hivis/src/hivis/world/assets (20 min measured; resumable). About 75 minutes in all.
+# (45 minutes wall at most, 80 CPU core-minutes, whichever ends first; rerunning resumes from the
+# last checkpoint), its held-out exact match per task type, then the three drafters on
+# target-regenerated answers and the shipped assets in hivis/src/hivis/world/assets (about 20
+# minutes; resumable). About 70 minutes in all on 2 idle cores.
 WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok

@@ -2,7 +2,9 @@
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,10 +16,18 @@ from hivis.world.evaluate import Breakdown, EvalMode, evaluate, generate_answers
 from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.scenes import (
+    ALL_PATCH_LABELS,
     COUNT_KEYS,
     FACT_SLOTS,
     OBJECT_COUNT_LABELS,
     PATCH_LABELS,
+    RGB,
+    Background,
+    Colour,
+    Scene,
+    SceneObject,
+    Shape,
+    Size,
     WorldConfig,
     render_scene,
     scene_counts,
@@ -29,6 +39,7 @@ from hivis.world.train import (
     TrainConfig,
     TrainState,
     _optimizer,
+    _with_extra_questions,
     aux_head_for,
     aux_losses,
     evaluate_aux_heads,
@@ -237,9 +248,9 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
     report = evaluate_aux_heads(TrainConfig(out_dir=tmp_path / "split", **common), scenes=4)
     assert report["step"] == 4 and report["scenes"] == 4
     fractions = {k: v for k, v in report.items() if k not in ("step", "scenes")}
-    # a run without fact or object-count targets reports neither
+    # a default run (object-count targets, no fact targets) reports the heads it trained
     assert set(fractions) == {"counts_all", "counts_colour", "counts_shape"} | {
-        f"patch_{k}" for k in PATCH_LABELS
+        f"patch_{k}" for k in ALL_PATCH_LABELS
     }
     assert all(0.0 <= v <= 1.0 for v in fractions.values())
     # the same through the command line, which reads the run's train_config.json
@@ -289,6 +300,24 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenize
             assert (
                 record["phase"] == "joint" and not any(moved[:n_vision]) and any(moved[n_vision:])
             )
+
+
+def test_world_extra_questions_cycle_counting_and_colour_of():
+    sample = make_sample(0, Split.TRAIN, 5, TINY_WORLD)
+    tasks = _with_extra_questions(sample, 6, seed=0, index=5)
+    assert tasks[: len(sample.tasks)] == list(sample.tasks)
+    extra = [t.task_type.value for t in tasks[len(sample.tasks) :]]
+    # in turn: by colour, by shape, colour of a named object (skipped when none can be named)
+    assert [k for k in extra if k != "colour_of"] == ["count_colour", "count_shape"] * 2
+    assert _with_extra_questions(sample, 6, seed=0, index=5) == tasks  # deterministic
+    # two identical circles: no object can be named by its shape, so no colour question
+    twin = SceneObject(Shape.CIRCLE, Colour.RED, Size.SMALL, 24.0, 24.0, RGB[Colour.RED], 10.0)
+    scene = Scene((twin, replace(twin, x=72.0)), Background.GRAY, TINY_WORLD.image_size)
+    kinds = [
+        t.task_type.value
+        for t in _with_extra_questions(SimpleNamespace(scene=scene, tasks=()), 3, 0, 0)
+    ]
+    assert kinds == ["count_colour", "count_shape"]
 
 
 def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):

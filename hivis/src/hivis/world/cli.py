@@ -54,6 +54,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         curriculum_fraction=args.curriculum_fraction,
+        extra_questions=args.extra_questions,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -175,19 +176,33 @@ def _add_tokenizer(sub) -> None:
 
 
 def _add_train_target(sub) -> None:
+    from hivis.world.train import TrainConfig
+
+    d = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
     p = sub.add_parser("train-target", help="train the tiny target VLM from scratch (resumes)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, target/)")
     p.add_argument("--tokenizer", required=True, help="directory written by `world tokenizer`")
-    p.add_argument("--max-steps", type=int, default=5000)
-    p.add_argument("--batch-size", type=int, default=16, help="images per step (late)")
-    p.add_argument("--early-batch-size", type=int, default=8, help="images per step (early)")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup-steps", type=int, default=50)
-    p.add_argument("--curriculum-fraction", type=float, default=0.15)
+    p.add_argument("--max-steps", type=int, default=d["max_steps"])
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="images per step (late)")
+    p.add_argument(
+        "--early-batch-size",
+        type=int,
+        default=d["early_batch_size"],
+        help="images per step (early)",
+    )
+    p.add_argument("--lr", type=float, default=d["lr"])
+    p.add_argument("--warmup-steps", type=int, default=d["warmup_steps"])
+    p.add_argument("--curriculum-fraction", type=float, default=d["curriculum_fraction"])
+    p.add_argument(
+        "--extra-questions",
+        type=int,
+        default=d["extra_questions"],
+        help="questions per image added to one of each task type (counting, colour of)",
+    )
     p.add_argument(
         "--vision-fraction",
         type=float,
-        default=0.3,
+        default=d["vision_pretrain_fraction"],
         help="fraction of the budget for the vision-only phase",
     )
     p.add_argument(
@@ -197,7 +212,8 @@ def _add_train_target(sub) -> None:
     )
     p.add_argument(
         "--object-count-targets",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=d["object_count_targets"],
         help="also train every object patch on how many objects share its colour / its shape",
     )
     p.add_argument(
@@ -206,23 +222,24 @@ def _add_train_target(sub) -> None:
         help="also train the class token on the facts of uniquely named objects "
         "(scenes.scene_facts)",
     )
-    p.add_argument("--checkpoint-every", type=int, default=50)
+    p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=d["threads"])
     p.add_argument(
         "--cpu-budget-core-min",
         type=float,
-        default=90.0,
-        help="training budget in CPU core-minutes (90 = 45 minutes on 2 cores)",
+        default=d["cpu_budget_core_min"],
+        help="training budget in CPU core-minutes of the process (80: ~45 min wall on 2 idle "
+        "cores)",
     )
     p.add_argument(
         "--wall-budget-min",
         type=float,
-        default=None,
-        help="optional wall-clock budget (minutes, whole run); the schedule ends at the first "
-        "budget reached",
+        default=d["wall_budget_min"],
+        help="wall-clock budget (minutes, whole run); the schedule ends at the first budget "
+        "reached",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d["seed"])
     p.set_defaults(func=_cmd_train_target)
 
 

@@ -45,10 +45,10 @@ class BuildConfig:
     target: Path
     work: Path
     assets: Path = field(default_factory=default_assets_dir)
-    train_scenes: int = 200
+    train_scenes: int = 300
     validation_scenes: int = 20
-    stage1_steps: int = 800
-    stage2_steps: int = 300
+    stage1_steps: int = 1600
+    stage2_steps: int = 600
     batch_size: int = 16
     stage1_lr: float = 1e-3
     stage2_lr: float = 3e-4

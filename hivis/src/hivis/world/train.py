@@ -61,7 +61,7 @@ from hivis.world.scenes import (
     scene_counts,
     scene_facts,
 )
-from hivis.world.tasks import count_colour, count_shape
+from hivis.world.tasks import colour_of, count_colour, count_shape
 
 COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
 
@@ -84,24 +84,24 @@ class TrainConfig:
     batch_switch_fraction: float = 0.6
     lr: float = 2e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     aux_weight: float = 1.0
-    extra_count_questions: int = 3
-    curriculum_fraction: float = 0.1
-    vision_pretrain_fraction: float = 0.3
+    extra_questions: int = 6
+    curriculum_fraction: float = 0.15
+    vision_pretrain_fraction: float = 0.15
     vision_batch_size: int = 32
     freeze_vision_in_joint: bool = False
     fact_targets: bool = False
-    object_count_targets: bool = False
+    object_count_targets: bool = True
     curriculum_max_objects: int = 3
-    checkpoint_every: int = 100
+    checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
     threads: int = 2
-    cpu_budget_core_min: float = 90.0
-    wall_budget_min: float | None = None
+    cpu_budget_core_min: float = 80.0
+    wall_budget_min: float | None = 45.0
     target: TargetConfig = field(default_factory=TargetConfig)
 
     def __post_init__(self) -> None:
@@ -198,12 +198,17 @@ def world_for_progress(progress: float, cfg: TrainConfig) -> WorldConfig:
     return WorldConfig(t.image_size, t.patch_size)
 
 
-def _with_extra_counts(sample, extra: int, seed: int, index: int) -> list:
-    """The sample's tasks plus ``extra`` more counting questions (the hardest skill),
-    alternately by colour and by shape."""
+EXTRA_QUESTION_MAKERS = (count_colour, count_shape, colour_of)
+
+
+def _with_extra_questions(sample, extra: int, seed: int, index: int) -> list:
+    """The sample's tasks plus ``extra`` more questions of the kinds that need a
+    question-conditioned look at the image (the hardest skill): counting by colour, by shape,
+    the colour of a named object, in turn (a colour question the scene does not allow is
+    skipped). An extra question costs ~20 tokens against the ~260 of the shared image prefix."""
     rng = np.random.default_rng([seed, 99, index])
-    makers = (count_colour, count_shape)
-    return list(sample.tasks) + [makers[k % 2](sample.scene, rng) for k in range(extra)]
+    made = [EXTRA_QUESTION_MAKERS[k % 3](sample.scene, rng) for k in range(extra)]
+    return list(sample.tasks) + [task for task in made if task is not None]
 
 
 def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
@@ -227,13 +232,13 @@ def make_batch(
     world: WorldConfig,
     processor,
     num_visual: int,
-    extra_counts: int = 0,
+    extra_questions: int = 0,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
     (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``)."""
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     items = [
-        (render_scene(s.scene), _with_extra_counts(s, extra_counts, seed, start + i))
+        (render_scene(s.scene), _with_extra_questions(s, extra_questions, seed, start + i))
         for i, s in enumerate(samples)
     ]
     return pack_batch(items, processor, num_visual), _aux_labels(samples, world.patch_size)
@@ -427,7 +432,7 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         world,
         processor,
         cfg.target.num_visual_tokens,
-        cfg.extra_count_questions,
+        cfg.extra_questions,
     )
     answer, aux_loss, logits = forward_losses(
         model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
