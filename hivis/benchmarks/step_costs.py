@@ -1,0 +1,110 @@
+"""What one speculative step is made of, on the shipped world: a drafter call, a target decode
+step, a target tree pass.
+
+    python hivis/benchmarks/step_costs.py [--rows 4] [--tree-nodes 25] [--threads 1]
+
+* drafter: the HiViS drafter with a 20-row prefix in its KV cache, one call on ``--rows`` tree
+  rows (logits included), through the HF decoder layer and through ``hivis.lean_layer``
+  (checked to give the same logits);
+* target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
+  ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node).
+
+Caches are cropped back after each call. Median of 7 batches (300 drafter calls, 100 target
+calls each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from hivis.lean_layer import lean_layer_for
+from hivis.targets.base import additive_tree_mask
+from hivis.targets.cache import growing_cache
+from hivis.tree import build_tree
+from hivis.world.shipped import DrafterKind, load_world, test_cases
+
+
+def median_ms(fn, calls: int = 300, batches: int = 7) -> float:
+    for _ in range(20):
+        fn()
+    times = []
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - start) / calls)
+    return 1e3 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=4)
+    parser.add_argument("--tree-nodes", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    world = load_world(kinds=(DrafterKind.HIVIS,))
+    drafter = world.drafters[DrafterKind.HIVIS]
+    hidden = drafter.config.hidden_size
+    lean = lean_layer_for(drafter.layer)
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        cache = growing_cache(1)
+        prefix = torch.randint(0, 100, (1, 20), generator=gen)
+        prefix_feats = torch.randn(1, 20, hidden, generator=gen)
+        drafter(prefix, prefix_feats, torch.arange(20).view(1, 1, -1), 0, None, cache)
+        base = 20
+        rows = args.rows
+        ids = torch.randint(0, 100, (1, rows), generator=gen)
+        feats = torch.randn(1, rows, hidden, generator=gen)
+        pos = torch.full((1, 1, rows), base + 1)
+        mask = additive_tree_mask(torch.eye(rows, dtype=torch.bool), base, feats.dtype)
+
+        def call(layer):
+            out = drafter(ids, feats, pos, 1, mask, cache, layer)[0]
+            for cached in cache.layers:
+                cached.keys = cached.keys[:, :, :base]
+                cached.values = cached.values[:, :, :base]
+            return drafter.logits(out)
+
+        same = torch.equal(call(None), call(lean))
+        hf, ours = median_ms(lambda: call(None)), median_ms(lambda: call(lean))
+        decode, tree = target_costs(world.target, args.tree_nodes)
+    print(
+        f"threads {args.threads}: drafter call on {args.rows} rows: HF layer {hf:.3f} ms, lean "
+        f"layer {ours:.3f} ms ({hf / ours:.2f}x, identical logits: {same}); target decode "
+        f"step {decode:.2f} ms, {args.tree_nodes}-node tree pass {tree:.2f} ms "
+        f"({tree / decode:.2f} decode steps)"
+    )
+
+
+def target_costs(target, nodes: int) -> tuple[float, float]:
+    """Milliseconds of one decode step and of one ``nodes``-node tree pass after a prefill."""
+    case = test_cases(1)[0]
+    cache = target.new_cache()
+    target.prefill(target.prepare([case.image], case.prompt), cache)
+    length = cache.get_seq_length()
+    tree = build_tree([5] * nodes, [-1] + [(i - 1) // 4 for i in range(1, nodes)])
+
+    def crop():
+        for layer in cache.layers:
+            layer.keys = layer.keys[:, :, :length]
+            layer.values = layer.values[:, :, :length]
+
+    def decode():
+        target.decode_one(5, length, cache)
+        crop()
+
+    def verify():
+        target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)
+        crop()
+
+    return median_ms(decode, calls=100), median_ms(verify, calls=100)
+
+
+if __name__ == "__main__":
+    main()
