@@ -4,9 +4,10 @@ A drafter step runs one decoder layer on a handful of rows, so the Hugging Face 
 (about a dozen module calls, separate q/k/v and gate/up projections) costs more than the
 arithmetic. :class:`LeanDecoderLayer` does the same computation - RMSNorm, rotary attention
 over the KV cache, gated SiLU MLP - from the layer's current weights with fused q/k/v and
-gate/up projections, in plain tensor calls. It is built once per generation (the weights are
-copied then, so later training does not leak in) and only for layer kinds whose arithmetic it
-reproduces (:func:`lean_layer_for` returns None otherwise and the caller keeps the HF layer).
+gate/up projections, in plain tensor calls. It is built once per generation (the fused
+projections are copies of the weights of that moment; the others are shared) and only for
+layer kinds whose arithmetic it reproduces (:func:`lean_layer_for` returns None otherwise and
+the caller keeps the HF layer).
 """
 
 from __future__ import annotations
