@@ -300,8 +300,10 @@ def forward_losses(
     out = model(**batch.model_inputs())
     logits = out.logits
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
-    hidden = out.image_hidden_states.shape[-1]
-    visual = out.image_hidden_states.reshape(batch.input_ids.shape[0], -1, hidden)
+    states = out.image_hidden_states
+    if isinstance(states, (list, tuple)):  # transformers >= 5.24: one tensor per image
+        states = torch.cat([s.reshape(-1, s.shape[-1]) for s in states])
+    visual = states.reshape(batch.input_ids.shape[0], -1, states.shape[-1])
     return answer, aux_losses(head(visual), aux, facts, object_counts), logits
 
 
