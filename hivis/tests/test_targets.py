@@ -7,6 +7,7 @@ import torch
 
 from hivis.targets import Family
 from hivis.targets.inputs import image_token_id, prepare_smolvlm_fallback
+from hivis.targets.kwargs import cache_kwargs
 from hivis.testing import random_image, random_prompt
 
 
@@ -79,3 +80,18 @@ def test_growing_cache_layer_equals_concatenation():
     assert cache.get_seq_length() == 309
     assert buffers[0] == buffers[1] == buffers[2]  # no re-allocation while capacity lasts
     assert buffers[3] != buffers[2]  # grown once past 256 rows, contents kept
+
+
+def test_cache_keyword_follows_the_forward_signature():
+    # transformers 5.24 renamed past_key_values to cache; each module gets the name it declares.
+    class NewStyle(torch.nn.Module):
+        def forward(self, x, cache=None):
+            return x
+
+    class OldStyle(torch.nn.Module):
+        def forward(self, x, past_key_values=None):
+            return x
+
+    marker = object()
+    assert cache_kwargs(NewStyle(), marker) == {"cache": marker}
+    assert cache_kwargs(OldStyle(), marker) == {"past_key_values": marker}

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from hivis.lean_layer import LeanDecoderLayer, lean_layer_for
 from hivis.targets.base import HFTarget, PreparedPrompt, additive_tree_mask
 from hivis.targets.cache import growing_cache
+from hivis.targets.kwargs import cache_kwargs
 from hivis.tree import DraftTree, TreeConfig, expand_tree
 
 FORMAT_VERSION = 1
@@ -126,9 +127,9 @@ class HiViSDrafter(nn.Module):
             fused,
             attention_mask=attention_mask,
             position_ids=native if not self.mrope else native[0],
-            past_key_values=cache,
             use_cache=cache is not None,
             position_embeddings=rope,
+            **cache_kwargs(self.layer, cache),
         )
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from hivis.targets.cache import growing_cache
 from hivis.targets.families import MROPE_FAMILIES, Family
+from hivis.targets.kwargs import cache_kwargs
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,9 @@ class HFTarget:
         out = self.inner(
             input_ids=prompt.input_ids.to(self.device),
             position_ids=self.native_positions(prompt.positions.to(self.device)),
-            past_key_values=cache,
             use_cache=True,
             **prompt.vision_inputs,
+            **cache_kwargs(self.inner, cache),
         )
         hidden = out.last_hidden_state
         return self.lm_head(hidden[:, -1]), hidden
@@ -184,8 +185,8 @@ class HFTarget:
             inputs_embeds=self.embed_tokens(tokens[None, :]),
             attention_mask=mask,
             position_ids=self.native_positions(positions),
-            past_key_values=cache,
             use_cache=True,
+            **cache_kwargs(self.language_model, cache),
         )
         hidden = out.last_hidden_state[0]
         return self.lm_head(hidden), hidden
@@ -199,8 +200,8 @@ class HFTarget:
         out = self.language_model(
             inputs_embeds=self.embed_tokens(ids),
             position_ids=self.native_positions(positions),
-            past_key_values=cache,
             use_cache=True,
+            **cache_kwargs(self.language_model, cache),
         )
         return self.lm_head(out.last_hidden_state[0, -1])
 
