@@ -2,10 +2,12 @@
 
 import json
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -33,6 +35,7 @@ from hivis.world.scenes import (
     scene_counts,
     scene_facts,
 )
+from hivis.world.tasks import NUMBER_WORDS, count_colour, count_shape
 from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
 from hivis.world.train import (
     COUNT_CLASSES,
@@ -318,6 +321,27 @@ def test_world_extra_questions_cycle_counting_and_colour_of():
         for t in _with_extra_questions(SimpleNamespace(scene=scene, tasks=()), 3, 0, 0)
     ]
     assert kinds == ["count_colour", "count_shape"]
+
+
+def test_world_balanced_counting_questions_make_every_count_equally_likely():
+    # Scene: two red circles, one blue square; colour counts {2, 1, 0 (four colours)},
+    # shape counts {2, 1, 0}: balanced picks give each distinct count a third of the time,
+    # natural picks give "no" far less often; answers always match the scene.
+    red = SceneObject(Shape.CIRCLE, Colour.RED, Size.SMALL, 24.0, 24.0, RGB[Colour.RED], 10.0)
+    blue = replace(red, shape=Shape.SQUARE, colour=Colour.BLUE, rgb=RGB[Colour.BLUE], x=40.0)
+    scene = Scene((red, replace(red, x=72.0), blue), Background.GRAY, TINY_WORLD.image_size)
+    rng = np.random.default_rng(0)
+    for maker in (count_colour, count_shape):
+        answers = Counter(maker(scene, rng, balanced=True).answer.split()[2] for _ in range(3000))
+        assert set(answers) == {"no", "one", "two"}
+        assert all(abs(n / 3000 - 1 / 3) < 0.04 for n in answers.values()), answers
+    natural = Counter(count_colour(scene, rng).answer.split()[2] for _ in range(3000))
+    assert natural["no"] / 3000 < 0.25
+    for _ in range(50):  # "There are two red objects." / "There is one blue object."
+        _, _, number, colour, _ = count_colour(scene, rng, balanced=True).answer.split()
+        assert NUMBER_WORDS.index(number) == sum(o.colour.value == colour for o in scene.objects)
+    extra = _with_extra_questions(SimpleNamespace(scene=scene, tasks=()), 6, 0, 0, balanced=True)
+    assert [t.task_type.value for t in extra][:2] == ["count_colour", "count_shape"]
 
 
 def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):

@@ -55,6 +55,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         curriculum_fraction=args.curriculum_fraction,
         extra_questions=args.extra_questions,
+        balanced_extra_questions=args.balanced_extra_questions,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -198,6 +199,12 @@ def _add_train_target(sub) -> None:
         type=int,
         default=d["extra_questions"],
         help="questions per image added to one of each task type (counting, colour of)",
+    )
+    p.add_argument(
+        "--balanced-extra-questions",
+        action=argparse.BooleanOptionalAction,
+        default=d["balanced_extra_questions"],
+        help="extra counting questions ask about a count drawn uniformly from the scene's counts",
     )
     p.add_argument(
         "--vision-fraction",

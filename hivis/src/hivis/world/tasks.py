@@ -107,8 +107,20 @@ def _pick_colour(scene: Scene, rng: np.random.Generator) -> Colour:
     return _pick(rng, list(COLOURS))
 
 
-def count_colour(scene: Scene, rng: np.random.Generator) -> Task:
-    colour = _pick_colour(scene, rng).value
+def _pick_balanced(counts: dict, rng: np.random.Generator):
+    """A key of ``counts`` whose count is drawn uniformly from the distinct counts: the answer
+    ("no", "one", "two", ...) is then equally likely whatever the scene, so predicting the
+    usual answer ("one") stops paying and only reading the image does."""
+    values = sorted(set(counts.values()))
+    wanted = _pick(rng, values)
+    return _pick(rng, [key for key, n in counts.items() if n == wanted])
+
+
+def count_colour(scene: Scene, rng: np.random.Generator, balanced: bool = False) -> Task:
+    """How many objects of one colour; the colour is present 70 % of the time, or with
+    ``balanced`` (training practice) chosen by ``_pick_balanced``."""
+    pick = _pick_balanced(_colour_counts(scene), rng) if balanced else _pick_colour(scene, rng)
+    colour = pick.value
     questions = [
         f"How many {colour} objects are there?",
         f"How many {colour} things are in the image?",
@@ -120,9 +132,14 @@ def count_colour(scene: Scene, rng: np.random.Generator) -> Task:
     return Task(TaskType.COUNT_COLOUR, _pick(rng, questions), answer)
 
 
-def count_shape(scene: Scene, rng: np.random.Generator) -> Task:
+def count_shape(scene: Scene, rng: np.random.Generator, balanced: bool = False) -> Task:
+    """How many objects of one shape; the shape is present 70 % of the time, or with
+    ``balanced`` chosen by ``_pick_balanced``."""
     present = sorted({o.shape for o in scene.objects}, key=list(Shape).index)
-    shape = _pick(rng, present) if rng.random() < 0.7 else _pick(rng, list(Shape))
+    if balanced:
+        shape = _pick_balanced({s: sum(o.shape is s for o in scene.objects) for s in Shape}, rng)
+    else:
+        shape = _pick(rng, present) if rng.random() < 0.7 else _pick(rng, list(Shape))
     plural = PLURAL[shape]
     questions = [
         f"How many {plural} are there?",

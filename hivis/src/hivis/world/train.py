@@ -91,6 +91,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     aux_weight: float = 1.0
     extra_questions: int = 6
+    balanced_extra_questions: bool = False
     curriculum_fraction: float = 0.15
     vision_pretrain_fraction: float = 0.15
     vision_batch_size: int = 32
@@ -201,15 +202,28 @@ def world_for_progress(progress: float, cfg: TrainConfig) -> WorldConfig:
 
 
 EXTRA_QUESTION_MAKERS = (count_colour, count_shape, colour_of)
+BALANCEABLE = (count_colour, count_shape)
 
 
-def _with_extra_questions(sample, extra: int, seed: int, index: int) -> list:
+def _with_extra_questions(
+    sample, extra: int, seed: int, index: int, balanced: bool = False
+) -> list:
     """The sample's tasks plus ``extra`` more questions of the kinds that need a
     question-conditioned look at the image (the hardest skill): counting by colour, by shape,
     the colour of a named object, in turn (a colour question the scene does not allow is
-    skipped). An extra question costs ~20 tokens against the ~260 of the shared image prefix."""
+    skipped). An extra question costs ~20 tokens against the ~260 of the shared image prefix.
+    With ``balanced`` the counting questions ask about a colour / shape whose count is drawn
+    uniformly from the scene's distinct counts (``tasks._pick_balanced``): in natural questions
+    "one" is the answer to 64 % of colour counts, a prior a model can lean on instead of
+    looking."""
     rng = np.random.default_rng([seed, 99, index])
-    made = [EXTRA_QUESTION_MAKERS[k % 3](sample.scene, rng) for k in range(extra)]
+    makers = [EXTRA_QUESTION_MAKERS[k % 3] for k in range(extra)]
+    made = [
+        maker(sample.scene, rng, balanced=True)
+        if balanced and maker in BALANCEABLE
+        else maker(sample.scene, rng)
+        for maker in makers
+    ]
     return list(sample.tasks) + [task for task in made if task is not None]
 
 
@@ -235,12 +249,16 @@ def make_batch(
     processor,
     num_visual: int,
     extra_questions: int = 0,
+    balanced_extra: bool = False,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
     (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``)."""
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     items = [
-        (render_scene(s.scene), _with_extra_questions(s, extra_questions, seed, start + i))
+        (
+            render_scene(s.scene),
+            _with_extra_questions(s, extra_questions, seed, start + i, balanced_extra),
+        )
         for i, s in enumerate(samples)
     ]
     return pack_batch(items, processor, num_visual), _aux_labels(samples, world.patch_size)
@@ -437,6 +455,7 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         processor,
         cfg.target.num_visual_tokens,
         cfg.extra_questions,
+        cfg.balanced_extra_questions,
     )
     answer, aux_loss, logits = forward_losses(
         model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
