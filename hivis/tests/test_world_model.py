@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hivis.world.cli import main as world_cli
@@ -19,6 +20,7 @@ from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.scenes import (
     ALL_PATCH_LABELS,
+    COLOURS,
     COUNT_KEYS,
     FACT_SLOTS,
     OBJECT_COUNT_LABELS,
@@ -43,6 +45,7 @@ from hivis.world.train import (
     TrainState,
     _optimizer,
     _with_extra_questions,
+    attribute_word_ids,
     aux_head_for,
     aux_losses,
     evaluate_aux_heads,
@@ -402,6 +405,37 @@ def test_world_aux_head_reads_counts_from_the_class_token():
     changed[:, 0] += 1.0  # only the class token moves the counts
     assert not torch.equal(head(changed)["counts"], out["counts"])
     assert torch.equal(head(changed)["colour"], out["colour"])
+
+
+def test_world_word_tied_heads_score_patches_by_cosine_with_the_words(target, tokenizer_dir):
+    model, processor = target
+    model = type(model)(model.config)
+    model.load_state_dict(target[0].state_dict())
+    tokenizer = processor.tokenizer
+    ids = attribute_word_ids(tokenizer)
+    assert [tokenizer.decode(i).strip() for i in ids["colour"]] == [c.value for c in COLOURS]
+    head = aux_head_for(TINY, model, tokenizer)
+    embedding = model.get_input_embeddings().weight
+    visual = torch.randn(1, TINY.num_visual_tokens, TINY.text_hidden)
+    visual[0, 1] = 3.0 * embedding[ids["colour"][2]].detach()  # first patch: along " blue"
+    out = head(visual)
+    plain = aux_head_for(TINY)
+    plain.load_state_dict(head.state_dict(), strict=False)
+    # class 0 (no object) and the untied keys are the plain Linear's
+    assert torch.equal(out["colour"][..., 0], plain(visual)["colour"][..., 0])
+    assert torch.equal(out["region"], plain(visual)["region"])
+    # classes 1.. : word_scale x cosine, so the patch along " blue" scores blue at word_scale
+    assert out["colour"][0, 0, 1:].argmax() == 2
+    torch.testing.assert_close(out["colour"][0, 0, 3], head.word_scale.detach())
+    # the words' embeddings train with the heads (and no other row of the embedding)
+    labels = {k: torch.zeros(1, 36, dtype=torch.long) for k in ALL_PATCH_LABELS}
+    labels["colour"][0, 0] = 3
+    loss = F.cross_entropy(out["colour"][0], labels["colour"][0])
+    loss.backward()
+    moved = embedding.grad.abs().sum(-1) > 0
+    assert set(torch.nonzero(moved).flatten().tolist()) == set(ids["colour"])
+    with pytest.raises(ValueError, match="one"):
+        attribute_word_ids(lambda text, **kw: {"input_ids": [5, 6]})
 
 
 def test_world_eval_breakdown_splits_each_task_without_losing_answers(target):

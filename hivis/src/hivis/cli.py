@@ -222,6 +222,8 @@ TUNING_TREES = [
     TreeConfig(10, 10, 1, min_prob=0.2),
     TreeConfig(16, 8, 2),
     TreeConfig(16, 8, 2, min_prob=0.1),
+    TreeConfig(12, 6, 2),
+    TreeConfig(16, 7, 3),
     TreeConfig(24, 6, 4),
     TreeConfig(24, 8, 3, min_prob=0.1),
     TreeConfig(32, 10, 4, min_prob=0.1),

@@ -56,6 +56,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         curriculum_fraction=args.curriculum_fraction,
         extra_questions=args.extra_questions,
         balanced_extra_questions=args.balanced_extra_questions,
+        word_tied_heads=args.word_tied_heads,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -199,6 +200,12 @@ def _add_train_target(sub) -> None:
         type=int,
         default=d["extra_questions"],
         help="questions per image added to one of each task type (counting, colour of)",
+    )
+    p.add_argument(
+        "--word-tied-heads",
+        action=argparse.BooleanOptionalAction,
+        default=d["word_tied_heads"],
+        help="colour/shape/size heads score patches by cosine with the words' text embeddings",
     )
     p.add_argument(
         "--balanced-extra-questions",

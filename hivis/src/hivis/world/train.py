@@ -57,6 +57,8 @@ from hivis.world.scenes import (
     FACT_SLOTS,
     OBJECT_COUNT_LABELS,
     PATCH_LABELS,
+    SHAPES,
+    SIZES,
     WorldConfig,
     patch_labels,
     render_scene,
@@ -98,6 +100,7 @@ class TrainConfig:
     freeze_vision_in_joint: bool = False
     fact_targets: bool = False
     object_count_targets: bool = True
+    word_tied_heads: bool = False
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
     log_every: int = 10
@@ -137,7 +140,13 @@ class AuxHead(torch.nn.Module):
     ``[B, slots, classes]``.
     """
 
-    def __init__(self, hidden: int, num_patches: int) -> None:
+    def __init__(
+        self,
+        hidden: int,
+        num_patches: int,
+        embeddings: torch.nn.Embedding | None = None,
+        word_ids: dict[str, list[int]] | None = None,
+    ) -> None:
         super().__init__()
         self.num_patches = num_patches
         self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
@@ -146,6 +155,24 @@ class AuxHead(torch.nn.Module):
         # the optional targets (a run without them is the same run as before they existed).
         self.object_counts = torch.nn.Linear(hidden, sum(OBJECT_COUNT_LABELS.values()))
         self.facts = torch.nn.Linear(hidden, sum(n * c for n, c in FACT_SLOTS.values()))
+        self.word_ids = word_ids or {}
+        # A list, so the target's embedding is neither a submodule nor part of the state dict.
+        self._embeddings = [embeddings]
+        if self.word_ids:
+            if embeddings is None:
+                raise ValueError("word-tied heads need the target's input embeddings")
+            self.word_scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def _tie_to_words(self, key: str, logits: torch.Tensor, patches: torch.Tensor):
+        """Replace the logits of classes 1.. of ``key`` (class 0, no object, keeps the
+        Linear's) by ``word_scale`` x the cosine between each patch token and the text
+        embedding of the class's word (" red", " circle", ...). The projected visual tokens
+        then point along the words' embeddings, which both move: "attend to the red patches"
+        becomes one similarity match for every colour instead of a pairing learnt per colour.
+        logits ``[B, P, classes]``, patches ``[B, P, hidden]``."""
+        words = self._embeddings[0].weight[self.word_ids[key]]  # [classes - 1, hidden]
+        cosine = F.normalize(patches, dim=-1) @ F.normalize(words, dim=-1).T
+        return torch.cat([logits[..., :1], self.word_scale * cosine], dim=-1)
 
     def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
         patches = visual[:, -self.num_patches :]
@@ -154,6 +181,8 @@ class AuxHead(torch.nn.Module):
         parts = self.patch(patches).split(list(PATCH_LABELS.values()), -1)
         parts += self.object_counts(patches).split(list(OBJECT_COUNT_LABELS.values()), -1)
         out = dict(zip(ALL_PATCH_LABELS, parts, strict=True))
+        for key in self.word_ids:
+            out[key] = self._tie_to_words(key, out[key], patches)
         out["counts"] = self.counts(summary).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
         facts = self.facts(summary).split([n * c for n, c in FACT_SLOTS.values()], -1)
         for (key, shape), logits in zip(FACT_SLOTS.items(), facts, strict=True):
@@ -161,8 +190,40 @@ class AuxHead(torch.nn.Module):
         return out
 
 
-def aux_head_for(target: TargetConfig) -> AuxHead:
-    return AuxHead(target.text_hidden, target.num_patches)
+TIED_WORDS = {"colour": COLOURS, "shape": SHAPES, "size": SIZES}
+
+
+def attribute_word_ids(tokenizer) -> dict[str, list[int]]:
+    """For each key of TIED_WORDS, the token id of each class's word with its leading space
+    (" red", " circle", " small"), in class order; each must be one token."""
+    ids = {}
+    for key, values in TIED_WORDS.items():
+        ids[key] = []
+        for value in values:
+            tokens = tokenizer(" " + value.value, add_special_tokens=False)["input_ids"]
+            if len(tokens) != 1:
+                raise ValueError(f"word {value.value!r} is {len(tokens)} tokens, need one")
+            ids[key].append(tokens[0])
+    return ids
+
+
+def aux_head_for(target: TargetConfig, model=None, tokenizer=None) -> AuxHead:
+    """The run's auxiliary heads; given the model and tokenizer, the colour, shape and size
+    heads are tied to the words' text embeddings (``TrainConfig.word_tied_heads``)."""
+    if model is None:
+        return AuxHead(target.text_hidden, target.num_patches)
+    return AuxHead(
+        target.text_hidden,
+        target.num_patches,
+        model.get_input_embeddings(),
+        attribute_word_ids(tokenizer),
+    )
+
+
+def _head_of_run(cfg: TrainConfig, model, tokenizer) -> AuxHead:
+    if cfg.word_tied_heads:
+        return aux_head_for(cfg.target, model, tokenizer)
+    return aux_head_for(cfg.target)
 
 
 def run_progress(state: TrainState, cfg: TrainConfig) -> float:
@@ -393,7 +454,7 @@ def evaluate_aux_heads(cfg: TrainConfig, scenes: int = 256) -> dict:
     them), and when the run trained facts the fraction right per kind over the slots that name
     one object (``fact_*``)."""
     model, processor, ckpt = _model_of_checkpoint(cfg)
-    head = aux_head_for(cfg.target)
+    head = _head_of_run(cfg, model, processor.tokenizer)
     # Runs made before some heads existed lack their weights; only trained heads are reported.
     head.load_state_dict(ckpt["head"], strict=False)
     world = WorldConfig(cfg.target.image_size, cfg.target.patch_size)
@@ -522,7 +583,7 @@ def train_target(cfg: TrainConfig, stop_at_step: int | None = None) -> Path:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
-    head = aux_head_for(cfg.target)
+    head = _head_of_run(cfg, model, tokenizer)
     optimizer = _optimizer(model, head, cfg)
     state = load_checkpoint(cfg, model, head, optimizer)
     model.train()
