@@ -6,8 +6,9 @@ shape, size and image region of the object it holds (or none) and, with
 ``object_count_targets`` (default), how many objects share its colour and its shape; from the
 class token, the scene's counts (all objects, per colour, per shape), and with ``fact_targets``
 also the facts about its uniquely named objects (``scenes.scene_facts``: the colour of the
-circle, the shape of the red object, ...). The heads exist only in training; they are not part
-of the saved target.
+circle, the shape of the red object, ...). With ``word_tied_heads`` the colour, shape and size
+heads score a patch by its cosine with the text embeddings of the class words. The heads exist
+only in training; they are not part of the saved target.
 
 Two phases: while progress < ``vision_pretrain_fraction`` only the vision tower, projector and
 heads train, on the auxiliary loss alone (``vision_batch_size`` images per step, about 5x
