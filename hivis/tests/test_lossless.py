@@ -21,10 +21,13 @@ def test_lossless_every_family(family, tmp_path):
         report = verify_family(family, cases=4, workdir=str(tmp_path))
     assert report.failures == ()
     assert report.identical == report.total == 4
-    # No call hivis makes into transformers uses a deprecated keyword (such as
-    # past_key_values from transformers 5.24 on): deprecations point at the caller.
-    ours = [w for w in caught if "hivis" in w.filename and "deprecated" in str(w.message)]
-    assert ours == [], [str(w.message) for w in ours]
+    # hivis passes its KV cache under the keyword the installed transformers declares:
+    # from 5.24 on, `past_key_values` is deprecated (the warning is attributed to torch's
+    # Module.__call__, so it is matched by its text; transformers itself no longer uses it).
+    old_keyword = [
+        str(w.message) for w in caught if "`past_key_values` is deprecated" in str(w.message)
+    ]
+    assert old_keyword == [], old_keyword
 
 
 def test_adaptive_backoff_is_lossless(tiny_target):
