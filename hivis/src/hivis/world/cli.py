@@ -177,6 +177,16 @@ def _add_tokenizer(sub) -> None:
     p.set_defaults(func=_cmd_tokenizer)
 
 
+def _switch(parser, defaults: dict, field: str, help: str) -> None:
+    """``--field-name`` / ``--no-field-name`` for the boolean TrainConfig field ``field``."""
+    parser.add_argument(
+        "--" + field.replace("_", "-"),
+        action=argparse.BooleanOptionalAction,
+        default=defaults[field],
+        help=help,
+    )
+
+
 def _add_train_target(sub) -> None:
     from hivis.world.train import TrainConfig
 
@@ -201,17 +211,17 @@ def _add_train_target(sub) -> None:
         default=d["extra_questions"],
         help="questions per image added to one of each task type (counting, colour of)",
     )
-    p.add_argument(
-        "--word-tied-heads",
-        action=argparse.BooleanOptionalAction,
-        default=d["word_tied_heads"],
-        help="colour/shape/size heads score patches by cosine with the words' text embeddings",
+    _switch(
+        p,
+        d,
+        "word_tied_heads",
+        "colour/shape/size heads score patches by cosine with the words' text embeddings",
     )
-    p.add_argument(
-        "--balanced-extra-questions",
-        action=argparse.BooleanOptionalAction,
-        default=d["balanced_extra_questions"],
-        help="extra counting questions ask about a count drawn uniformly from the scene's counts",
+    _switch(
+        p,
+        d,
+        "balanced_extra_questions",
+        "extra counting questions ask about a count drawn uniformly from the scene's counts",
     )
     p.add_argument(
         "--vision-fraction",
@@ -224,11 +234,11 @@ def _add_train_target(sub) -> None:
         action="store_true",
         help="stop training the vision tower after the vision phase",
     )
-    p.add_argument(
-        "--object-count-targets",
-        action=argparse.BooleanOptionalAction,
-        default=d["object_count_targets"],
-        help="also train every object patch on how many objects share its colour / its shape",
+    _switch(
+        p,
+        d,
+        "object_count_targets",
+        "also train every object patch on how many objects share its colour / its shape",
     )
     p.add_argument(
         "--fact-targets",
