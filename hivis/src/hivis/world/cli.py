@@ -57,6 +57,9 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         extra_questions=args.extra_questions,
         balanced_extra_questions=args.balanced_extra_questions,
         word_tied_heads=args.word_tied_heads,
+        lookup_weight=args.lookup_weight,
+        lookup_layer=args.lookup_layer,
+        lookup_head=args.lookup_head,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -246,6 +249,15 @@ def _add_train_target(sub) -> None:
         help="also train the class token on the facts of uniquely named objects "
         "(scenes.scene_facts)",
     )
+    p.add_argument(
+        "--lookup-weight",
+        type=float,
+        default=d["lookup_weight"],
+        help="weight of the look-up loss: one attention head puts the answer's attention on "
+        "the objects its question asks about (hivis.world.lookup); 0 = off",
+    )
+    p.add_argument("--lookup-layer", type=int, default=d["lookup_layer"], help="text layer")
+    p.add_argument("--lookup-head", type=int, default=d["lookup_head"], help="its head")
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--threads", type=int, default=d["threads"])

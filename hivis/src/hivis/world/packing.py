@@ -29,7 +29,10 @@ class PackedBatch:
     position_ids ``[B, T]``; labels ``[B, T]``: the token that position t must predict (the
     next token of its segment's answer) or IGNORE; segment_ids ``[B, T]``: index into
     ``segment_tasks`` of the segment whose answer position t predicts, else -1;
-    pixel_values ``[B, 3, H, W]``; segment_tasks: the task type of each segment.
+    pixel_values ``[B, 3, H, W]``; segment_tasks: the task type of each segment;
+    lookup_keys ``[B, T, T]`` bool or None: True at (query t, key s) when the answer position t
+    should look at position s, the visual token of an object its question is about (see
+    ``hivis.world.lookup``); a query row with no True is not supervised.
     """
 
     input_ids: torch.Tensor
@@ -39,6 +42,7 @@ class PackedBatch:
     segment_ids: torch.Tensor
     pixel_values: torch.Tensor
     segment_tasks: list[TaskType]
+    lookup_keys: torch.Tensor | None = None
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         """Keyword arguments of the target's forward for this batch."""
@@ -58,6 +62,7 @@ class _Row:
     segment_ids: list[int]
     spans: list[tuple[int, int]]  # [start, end) of each segment within the row
     prefix_len: int
+    lookups: list[tuple[int, int]]  # (query position, key position) pairs to look at
 
 
 def _split_at_image(ids: list[int], image_id: int) -> tuple[list[int], list[int]]:
@@ -69,7 +74,11 @@ def _split_at_image(ids: list[int], image_id: int) -> tuple[list[int], list[int]
     return ids[:at], ids[at + 1 :]
 
 
-def _pack_row(tasks, tokenizer, image_id: int, num_visual: int, tasks_out: list) -> _Row:
+def _pack_row(
+    tasks, tokenizer, image_id: int, num_visual: int, tasks_out: list, referents=None
+) -> _Row:
+    """One row; ``referents``: per task, indices of the visual tokens its answer should look
+    at (None: no look-up supervision)."""
     full = tokenizer(
         [prompt_text(t.question) + answer_text(t.answer) for t in tasks], add_special_tokens=False
     )["input_ids"]
@@ -85,8 +94,10 @@ def _pack_row(tasks, tokenizer, image_id: int, num_visual: int, tasks_out: list)
         [-1] * len(prefix),
         [],
         len(prefix),
+        [],
     )
-    for task, ids, prompt in zip(tasks, full, prompts, strict=True):
+    referents = referents if referents is not None else [()] * len(tasks)
+    for task, ids, prompt, looked_at in zip(tasks, full, prompts, referents, strict=True):
         this_head, segment = _split_at_image(ids, image_id)
         if this_head != head:
             raise ValueError("all prompts of one row must share the text before the image")
@@ -100,6 +111,8 @@ def _pack_row(tasks, tokenizer, image_id: int, num_visual: int, tasks_out: list)
             target = segment[j + 1] if answer_start - 1 <= j < len(segment) - 1 else IGNORE
             row.labels.append(target)
             row.segment_ids.append(seg_index if target != IGNORE else -1)
+            if target != IGNORE:
+                row.lookups += [(len(row.ids) - 1, len(head) + v) for v in looked_at]
         row.spans.append((start, len(row.ids)))
     return row
 
@@ -117,18 +130,47 @@ def _row_mask(row: _Row, length: int) -> torch.Tensor:
     return mask
 
 
+def _lookup_keys(rows: list[_Row], length: int) -> torch.Tensor:
+    keys = torch.zeros(len(rows), length, length, dtype=torch.bool)
+    for b, row in enumerate(rows):
+        if row.lookups:
+            queries, targets = zip(*row.lookups, strict=True)
+            keys[b, list(queries), list(targets)] = True
+    return keys
+
+
 def pack_batch(
-    items: list[tuple[Image.Image, list[Task]]], processor, num_visual_tokens: int
+    items: list[tuple[Image.Image, list[Task]]],
+    processor,
+    num_visual_tokens: int,
+    referents: list[list[tuple[int, ...]]] | None = None,
 ) -> PackedBatch:
-    """Pack ``items`` (one image and its tasks per row) into one ``PackedBatch``."""
+    """Pack ``items`` (one image and its tasks per row) into one ``PackedBatch``.
+
+    ``referents`` (optional, for look-up supervision): per item, per task, the indices in
+    ``[0, num_visual_tokens)`` of the visual tokens its answer should look at; the batch's
+    ``lookup_keys`` then marks them for every answer position of the task."""
     if not items or any(not tasks for _, tasks in items):
         raise ValueError("every row needs an image and at least one task")
+    if referents is not None and [len(r) for r in referents] != [len(t) for _, t in items]:
+        raise ValueError("referents needs one entry per task of every item")
+    if referents is not None and any(
+        not 0 <= v < num_visual_tokens for item in referents for task in item for v in task
+    ):
+        raise ValueError(f"referent visual-token indices must be in [0, {num_visual_tokens})")
     tokenizer = processor.tokenizer
     image_id = tokenizer.convert_tokens_to_ids(tokenizer.image_token)
     segment_tasks: list[TaskType] = []
     rows = [
-        _pack_row(tasks, tokenizer, image_id, num_visual_tokens, segment_tasks)
-        for _, tasks in items
+        _pack_row(
+            tasks,
+            tokenizer,
+            image_id,
+            num_visual_tokens,
+            segment_tasks,
+            referents[i] if referents is not None else None,
+        )
+        for i, (_, tasks) in enumerate(items)
     ]
     length = max(len(r.ids) for r in rows)
     pad = tokenizer.pad_token_id
@@ -147,6 +189,7 @@ def pack_batch(
         segment_ids=torch.tensor([padded(r.segment_ids, -1) for r in rows]),
         pixel_values=pixel_values,
         segment_tasks=segment_tasks,
+        lookup_keys=_lookup_keys(rows, length) if referents is not None else None,
     )
 
 

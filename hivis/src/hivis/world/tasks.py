@@ -7,7 +7,7 @@ from the rng), so the model can only answer right by reading the image.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
@@ -33,9 +33,16 @@ class TaskType(Enum):
 
 @dataclass(frozen=True)
 class Task:
+    """One question and its answer. ``referents``: indices into ``scene.objects`` of the objects
+    the question asks about (the ones to look at to answer it: every red object for "how many
+    red objects?", the square for "what colour is the square?"); empty when the question names
+    no object or none is there. Training can use them to supervise where the text model
+    looks (``hivis.world.lookup``); they are not part of the text."""
+
     task_type: TaskType
     question: str
     answer: str
+    referents: tuple[int, ...] = field(default=(), compare=False)
 
 
 def position_phrase(obj: SceneObject, image_size: int) -> str:
@@ -92,7 +99,12 @@ def count_all(scene: Scene, rng: np.random.Generator) -> Task:
         "What is the number of objects?",
     ]
     answer = count_phrase(len(scene.objects), "object", "objects") + "."
-    return Task(TaskType.COUNT_ALL, _pick(rng, questions), answer)
+    everything = tuple(range(len(scene.objects)))
+    return Task(TaskType.COUNT_ALL, _pick(rng, questions), answer, everything)
+
+
+def _indices(scene: Scene, chosen: Callable[[SceneObject], bool]) -> tuple[int, ...]:
+    return tuple(i for i, o in enumerate(scene.objects) if chosen(o))
 
 
 def _colour_counts(scene: Scene) -> dict[Colour, int]:
@@ -127,9 +139,9 @@ def count_colour(scene: Scene, rng: np.random.Generator, balanced: bool = False)
         f"Count the {colour} objects.",
         f"What is the number of {colour} objects?",
     ]
-    n = sum(o.colour.value == colour for o in scene.objects)
-    answer = count_phrase(n, f"{colour} object", f"{colour} objects") + "."
-    return Task(TaskType.COUNT_COLOUR, _pick(rng, questions), answer)
+    referents = _indices(scene, lambda o: o.colour is pick)
+    answer = count_phrase(len(referents), f"{colour} object", f"{colour} objects") + "."
+    return Task(TaskType.COUNT_COLOUR, _pick(rng, questions), answer, referents)
 
 
 def count_shape(scene: Scene, rng: np.random.Generator, balanced: bool = False) -> Task:
@@ -146,9 +158,9 @@ def count_shape(scene: Scene, rng: np.random.Generator, balanced: bool = False) 
         f"How many {plural} are in the image?",
         f"Count the {plural}.",
     ]
-    n = sum(o.shape is shape for o in scene.objects)
-    answer = count_phrase(n, shape.value, plural) + "."
-    return Task(TaskType.COUNT_SHAPE, _pick(rng, questions), answer)
+    referents = _indices(scene, lambda o: o.shape is shape)
+    answer = count_phrase(len(referents), shape.value, plural) + "."
+    return Task(TaskType.COUNT_SHAPE, _pick(rng, questions), answer, referents)
 
 
 def _unique(scene: Scene, key: Callable[[SceneObject], tuple]) -> list[SceneObject]:
@@ -169,7 +181,8 @@ def colour_of(scene: Scene, rng: np.random.Generator) -> Task | None:
     else:
         return None
     questions = [f"What colour is the {name}?", f"Which colour does the {name} have?"]
-    return Task(TaskType.COLOUR_OF, _pick(rng, questions), f"The {name} is {obj.colour.value}.")
+    answer = f"The {name} is {obj.colour.value}."
+    return Task(TaskType.COLOUR_OF, _pick(rng, questions), answer, (scene.objects.index(obj),))
 
 
 def shape_of(scene: Scene, rng: np.random.Generator) -> Task | None:
@@ -179,7 +192,8 @@ def shape_of(scene: Scene, rng: np.random.Generator) -> Task | None:
     obj = _pick(rng, candidates)
     c = obj.colour.value
     questions = [f"What shape is the {c} object?", f"What kind of shape is the {c} one?"]
-    return Task(TaskType.SHAPE_OF, _pick(rng, questions), f"The {c} object is a {obj.shape.value}.")
+    answer = f"The {c} object is a {obj.shape.value}."
+    return Task(TaskType.SHAPE_OF, _pick(rng, questions), answer, (scene.objects.index(obj),))
 
 
 def position_of(scene: Scene, rng: np.random.Generator) -> Task | None:
@@ -190,7 +204,8 @@ def position_of(scene: Scene, rng: np.random.Generator) -> Task | None:
     name = f"{obj.colour.value} {obj.shape.value}"
     questions = [f"Where is the {name}?", f"Where is the {name} located?"]
     where = position_phrase(obj, scene.image_size)
-    return Task(TaskType.POSITION_OF, _pick(rng, questions), f"The {name} is {where}.")
+    answer = f"The {name} is {where}."
+    return Task(TaskType.POSITION_OF, _pick(rng, questions), answer, (scene.objects.index(obj),))
 
 
 def relation(scene: Scene, rng: np.random.Generator) -> Task | None:

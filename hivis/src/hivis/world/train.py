@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hivis.world.dataset import Split, make_sample
+from hivis.world.lookup import captured_query_key, lookup_loss, referent_tokens
 from hivis.world.model import TargetConfig, build_target, save_target
 from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_match
 from hivis.world.scenes import (
@@ -102,6 +103,9 @@ class TrainConfig:
     fact_targets: bool = False
     object_count_targets: bool = True
     word_tied_heads: bool = False
+    lookup_weight: float = 0.0
+    lookup_layer: int = 3
+    lookup_head: int = 0
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
     log_every: int = 10
@@ -124,6 +128,16 @@ class TrainConfig:
             raise ValueError("need 0 <= curriculum_fraction <= 1 and cpu_budget_core_min > 0")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.aux_weight >= 0):
             raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, aux_weight >= 0")
+        if self.lookup_weight < 0:
+            raise ValueError(f"lookup_weight must be >= 0, got {self.lookup_weight}")
+        if not 0 <= self.lookup_layer < self.target.text_layers:
+            raise ValueError(
+                f"lookup_layer must be in [0, {self.target.text_layers}), got {self.lookup_layer}"
+            )
+        if not 0 <= self.lookup_head < self.target.text_heads:
+            raise ValueError(
+                f"lookup_head must be in [0, {self.target.text_heads}), got {self.lookup_head}"
+            )
         if not Path(self.tokenizer_dir).is_dir():
             raise FileNotFoundError(
                 f"tokenizer directory {self.tokenizer_dir} does not exist "
@@ -312,9 +326,12 @@ def make_batch(
     num_visual: int,
     extra_questions: int = 0,
     balanced_extra: bool = False,
+    lookup: bool = False,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
-    (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``)."""
+    (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``); with
+    ``lookup`` the batch carries ``lookup_keys`` (the visual tokens of each question's
+    referents, ``hivis.world.lookup``)."""
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     items = [
         (
@@ -323,7 +340,15 @@ def make_batch(
         )
         for i, s in enumerate(samples)
     ]
-    return pack_batch(items, processor, num_visual), _aux_labels(samples, world.patch_size)
+    referents = None
+    if lookup:
+        class_token = num_visual > world.grid**2
+        referents = [
+            referent_tokens(s.scene, tasks, world.patch_size, class_token)
+            for s, (_, tasks) in zip(samples, items, strict=True)
+        ]
+    batch = pack_batch(items, processor, num_visual, referents)
+    return batch, _aux_labels(samples, world.patch_size)
 
 
 def make_vision_batch(
@@ -518,11 +543,23 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         cfg.target.num_visual_tokens,
         cfg.extra_questions,
         cfg.balanced_extra_questions,
+        lookup=cfg.lookup_weight > 0,
     )
-    answer, aux_loss, logits = forward_losses(
-        model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
-    )
-    (answer + cfg.aux_weight * aux_loss).backward()
+    with captured_query_key(model, cfg.lookup_layer) as captured:
+        answer, aux_loss, logits = forward_losses(
+            model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
+        )
+    look = torch.zeros(())
+    if batch.lookup_keys is not None:
+        look = lookup_loss(
+            model,
+            captured,
+            batch.position_ids,
+            batch.attention_mask,
+            batch.lookup_keys,
+            cfg.lookup_head,
+        )
+    (answer + cfg.aux_weight * aux_loss + cfg.lookup_weight * look).backward()
     with torch.no_grad():
         exact = segment_exact_match(logits.detach(), batch)
     by_task = {}
@@ -534,6 +571,7 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         "images": batch_size,
         "loss": answer.item(),
         "aux_loss": aux_loss.item(),
+        "lookup_loss": look.item(),
         "train_exact": exact.float().mean().item(),
         "train_exact_by_task": by_task,
         "tokens": int(batch.input_ids.numel()),
