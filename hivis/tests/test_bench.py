@@ -83,3 +83,35 @@ def test_bench_rejects_bad_config():
         BenchConfig(reps=0)
     with pytest.raises(ValueError, match="autoregressive"):
         BenchConfig(methods=(Method.HIVIS,))
+
+
+def test_bench_prefix_cache_prefills_each_image_once_and_stays_lossless():
+    import hivis
+    from hivis.world.shipped import load_world, test_cases
+
+    tasks = (TaskType.COUNT_ALL, TaskType.COUNT_COLOUR)
+    cfg = BenchConfig(
+        scenes=2,
+        tasks=tasks,
+        methods=(Method.AUTOREGRESSIVE, Method.HIVIS),
+        reps=1,
+        sampling_acceptance=False,
+        prefix_cache=True,
+    )
+    report = run_bench(cfg, progress=False)
+    by = {m["method"]: m for m in report["methods"]}
+    assert report["questions"] == 4
+    # Of each scene's two questions the second reuses all but its question tokens.
+    for entry in by.values():
+        assert 0.4 < entry["reused_prefix_fraction"] < 0.5
+    assert by["hivis"]["identical_fraction"] == 1.0
+    # The prefix-cached reference is the target's own cold greedy output.
+    world = load_world(None, ())
+    cache = hivis.PrefixCache()
+    for case in test_cases(2, tasks):
+        cold = hivis.autoregressive(world.target, [case.image], case.prompt, 96)
+        warm = hivis.autoregressive(world.target, [case.image], case.prompt, 96, prefix_cache=cache)
+        assert warm.token_ids == cold.token_ids
+    assert cache.hits == 2 and cache.misses == 2
+    with pytest.raises(ValueError, match="assisted"):
+        BenchConfig(prefix_cache=True)

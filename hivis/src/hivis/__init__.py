@@ -13,6 +13,7 @@ from hivis.api import autoregressive, generate
 from hivis.drafter import DrafterConfig, DrafterMismatchError, HiViSDrafter
 from hivis.engine import GenerationConfig, GenerationResult
 from hivis.metrics import GenerationMetrics
+from hivis.prefix import PrefixCache
 from hivis.targets import SUPPORTED_FAMILIES, Family, UnsupportedFamilyError, load_target
 from hivis.tree import DraftTree, TreeConfig
 from hivis.verify import NonFiniteLogitsError
@@ -28,6 +29,7 @@ __all__ = [
     "GenerationResult",
     "HiViSDrafter",
     "NonFiniteLogitsError",
+    "PrefixCache",
     "TreeConfig",
     "UnsupportedFamilyError",
     "autoregressive",

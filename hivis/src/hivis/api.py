@@ -15,6 +15,7 @@ from hivis.engine import (
     autoregressive_generate,
     speculative_generate,
 )
+from hivis.prefix import PrefixCache
 from hivis.targets import HFTarget, load_target
 from hivis.tree import TreeConfig
 
@@ -83,6 +84,7 @@ def generate(
     eos_token_id: int | list[int] | None = None,
     seed: int | None = None,
     adaptive: bool = True,
+    prefix_cache: PrefixCache | None = None,
 ) -> GenerationResult:
     """Lossless speculative generation; returns text, new token ids and metrics.
 
@@ -93,16 +95,19 @@ def generate(
     ``temperature`` 0 the output equals the target's greedy ``generate``; at T > 0 it is
     distributed as the target's sampling at that temperature. ``adaptive`` lets the engine
     pause drafting while the drafter's proposals keep failing (see :mod:`hivis.engine`).
-    Every input is checked before any compute.
+    ``prefix_cache``: a :class:`~hivis.PrefixCache` shared by the questions about one image,
+    so each prefills only what follows the shared prefix (:mod:`hivis.prefix`). Every input is
+    checked before any compute.
     """
     config = _config(max_new_tokens, temperature, tree, stop_strings, eos_token_id, seed)
     config = dataclasses.replace(config, adaptive=bool(adaptive))
     target = _as_target(target)
     proposer = _as_proposer(drafter, target)
+    _check_prefix_cache(prefix_cache)
     prepared = target.prepare(images, prompt)
     modules = [target.model] + ([proposer] if isinstance(proposer, torch.nn.Module) else [])
     with _eval_mode(*modules):
-        return speculative_generate(target, proposer, prepared, config)
+        return speculative_generate(target, proposer, prepared, config, prefix_cache)
 
 
 def autoregressive(
@@ -114,10 +119,18 @@ def autoregressive(
     stop_strings=(),
     eos_token_id: int | list[int] | None = None,
     seed: int | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> GenerationResult:
-    """Baseline: the target alone with its KV cache, in the same harness and metrics."""
+    """Baseline: the target alone with its KV cache, in the same harness and metrics
+    (``prefix_cache`` as in :func:`generate`)."""
     config = _config(max_new_tokens, temperature, None, stop_strings, eos_token_id, seed)
     target = _as_target(target)
+    _check_prefix_cache(prefix_cache)
     prepared = target.prepare(images, prompt)
     with _eval_mode(target.model):
-        return autoregressive_generate(target, prepared, config)
+        return autoregressive_generate(target, prepared, config, prefix_cache)
+
+
+def _check_prefix_cache(prefix_cache) -> None:
+    if prefix_cache is not None and not isinstance(prefix_cache, PrefixCache):
+        raise TypeError(f"prefix_cache must be a hivis.PrefixCache, got {type(prefix_cache)}")

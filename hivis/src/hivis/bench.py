@@ -21,9 +21,17 @@ Definitions (per method, over all questions):
   tokens;
 * ``identical_fraction`` = fraction of questions whose output token ids equal the target's own
   greedy output (the autoregressive run);
+* ``reused_prefix_fraction`` = prompt tokens taken from a prefix cache / all prompt tokens
+  (0 without ``prefix_cache``);
 * ``prefill_share`` = fraction of the method's time spent in the target's prefill (the same
   work for every method): autoregressive's value p bounds every speedup at 1 / p, reached only
   if decoding cost nothing (:func:`speedup_ceiling`).
+
+With ``prefix_cache`` every method but ``assisted`` (HF ``generate``, which keeps no cache
+between calls) asks a scene's questions in order through one :class:`hivis.PrefixCache` per
+method, as a chat about an image would: the scene's first question prefills the whole prompt
+(the cache is cleared before each of its runs), the later ones only their question tokens.
+Autoregressive uses the cache too, so the speedups compare like with like.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ class BenchConfig:
     prompt_lookup_tokens: int = 4
     threads: int = 2  # both cores (measured faster for every method)
     seed: int = 0
+    prefix_cache: bool = False
 
     def __post_init__(self) -> None:
         for name in ("scenes", "reps", "max_new_tokens", "threads", "prompt_lookup_tokens"):
@@ -85,10 +94,16 @@ class BenchConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if Method.AUTOREGRESSIVE not in self.methods:
             raise ValueError("the methods must include autoregressive (speedups are relative)")
+        if self.prefix_cache and Method.ASSISTED in self.methods:
+            raise ValueError(
+                "assisted (HF generate) keeps no prefix cache between calls; leave it out of "
+                "a prefix-cache bench"
+            )
 
 
 def run_method(world: WorldModels, method: Method, case: TestCase, cfg: BenchConfig, **kw):
-    """One generation of ``case`` by ``method``; returns a GenerationResult."""
+    """One generation of ``case`` by ``method``; returns a GenerationResult. ``kw`` goes to
+    ``hivis.generate`` / ``hivis.autoregressive`` (temperature, seed, prefix_cache)."""
     import hivis
     from hivis.baselines import hf_generate
 
@@ -122,21 +137,50 @@ class CaseRuns:
         return self.greedy[method][0].token_ids == reference
 
 
-def measure_case(world: WorldModels, case: TestCase, cfg: BenchConfig, index: int) -> CaseRuns:
+class PrefixCaches:
+    """One :class:`hivis.PrefixCache` per method for a prefix-cache bench (else none):
+    ``for_run`` hands a method its cache, emptied first when the case opens a new scene, so
+    every run of a scene's first question prefills the whole prompt."""
+
+    def __init__(self, cfg: BenchConfig):
+        from hivis.prefix import PrefixCache
+
+        self.caches = {m: PrefixCache() for m in cfg.methods} if cfg.prefix_cache else {}
+        self.scene: str | None = None
+        self.new_scene = False
+
+    def open(self, case: TestCase) -> None:
+        self.new_scene = case.uid != self.scene
+        self.scene = case.uid
+
+    def for_run(self, method: Method) -> dict:
+        if method not in self.caches:
+            return {}
+        if self.new_scene:
+            self.caches[method].clear()
+        return {"prefix_cache": self.caches[method]}
+
+
+def measure_case(
+    world: WorldModels, case: TestCase, cfg: BenchConfig, index: int, caches: PrefixCaches
+) -> CaseRuns:
     """Warm up, then ``reps`` interleaved rounds over the methods (rotating their order)."""
     runs = CaseRuns(case, {m: [] for m in cfg.methods})
+    caches.open(case)
     for method in cfg.methods:  # warm-up: first-call allocations stay out of the timings
-        run_method(world, method, case, cfg)
+        run_method(world, method, case, cfg, **caches.for_run(method))
     for rep in range(cfg.reps):
         shift = (index + rep) % len(cfg.methods)
         for method in cfg.methods[shift:] + cfg.methods[:shift]:
-            runs.greedy[method].append(run_method(world, method, case, cfg))
+            runs.greedy[method].append(
+                run_method(world, method, case, cfg, **caches.for_run(method))
+            )
     if cfg.sampling_acceptance:
         for method in cfg.methods:
             if method.drafter is not None:
                 seed = cfg.seed * 100_003 + index
                 runs.sampled[method] = run_method(
-                    world, method, case, cfg, temperature=1.0, seed=seed
+                    world, method, case, cfg, temperature=1.0, seed=seed, **caches.for_run(method)
                 )
     return runs
 
@@ -164,6 +208,10 @@ def summarise(method: Method, runs: list[CaseRuns]) -> dict:
         "acceptance_length_t1": None,
         "questions": len(runs),
         "new_tokens": tokens,
+        "reused_prefix_fraction": sum(r.metrics.reused_prefix_length for r in first)
+        / sum(r.metrics.target_prefill_length for r in first)
+        if timed_phases
+        else 0.0,
     }
     if timed_phases:
         decode_base = sum(r.median_s(Method.AUTOREGRESSIVE, decode=True) for r in runs)
@@ -219,8 +267,9 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
     cases = test_cases(cfg.scenes, cfg.tasks, cfg.seed, cfg.start)
     load_before = os.getloadavg()
     started = time.perf_counter()
+    caches = PrefixCaches(cfg)
     runs = [
-        measure_case(world, case, cfg, i)
+        measure_case(world, case, cfg, i, caches)
         for i, case in enumerate(tqdm(cases, desc="bench", disable=not progress))
     ]
     config = asdict(cfg)

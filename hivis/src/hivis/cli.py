@@ -152,6 +152,12 @@ def _add_bench(subparsers) -> None:
     shape.add_argument("--tree", type=parse_tree, help="TOTAL,DEPTH,TOPK for the drafters")
     shape.add_argument("--chain", type=_chain, help="chain drafting of this depth")
     cmd.add_argument("--no-sampling", action="store_true", help="skip the T = 1 acceptance")
+    cmd.add_argument(
+        "--prefix-cache",
+        action="store_true",
+        help="ask each scene's questions in order through a prefix cache per method (the "
+        "image is prefilled once per scene); assisted is left out",
+    )
     cmd.add_argument("--threads", type=int, default=d["threads"].default)
     cmd.add_argument(
         "--tune-tree",
@@ -175,7 +181,7 @@ def _run_bench(args) -> int:
     )
     from hivis.world.tasks import TaskType
 
-    methods = tuple(Method)
+    methods = tuple(m for m in Method if not (args.prefix_cache and m is Method.ASSISTED))
     if args.method:
         methods = tuple(m for m in Method if m.value in args.method or m is Method.AUTOREGRESSIVE)
     cfg = BenchConfig(
@@ -187,6 +193,7 @@ def _run_bench(args) -> int:
         max_new_tokens=args.max_new_tokens,
         sampling_acceptance=not args.no_sampling,
         threads=args.threads,
+        prefix_cache=args.prefix_cache,
         **({"tree": args.tree or args.chain} if (args.tree or args.chain) else {}),
     )
     if args.tune_tree:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from hivis.metrics import GenerationMetrics
+from hivis.prefix import PrefixCache, prefill_with_cache
 from hivis.targets.base import HFTarget, PreparedPrompt
 from hivis.tree import DraftTree, TreeConfig, build_tree
 from hivis.verify import check_finite, verify_greedy, verify_sampling
@@ -142,14 +143,15 @@ def _generator(seed: int | None, device) -> torch.Generator | None:
     return gen
 
 
-def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, metrics):
-    """Prefill the target and choose the first new token (timed as the prefill).
+def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, metrics, reuse):
+    """Prefill the target (reusing the :class:`~hivis.prefix.PrefixCache` ``reuse`` if not
+    None) and choose the first new token (timed as the prefill).
 
     Returns (cache, hidden [1, L, H], generated tokens [1], whether generation already ended).
     """
     start = time.perf_counter()
     cache = target.new_cache()
-    logits, hidden = target.prefill(prompt, cache)
+    logits, hidden, metrics.reused_prefix_length = prefill_with_cache(target, prompt, cache, reuse)
     check_finite(logits)
     generated: list[int] = []
     done = stop.extend(generated, [_choose(logits[0], config.temperature, generator)])
@@ -166,14 +168,20 @@ def _result(target: HFTarget, generated: list[int], metrics, start: float) -> Ge
 
 
 def speculative_generate(
-    target: HFTarget, proposer, prompt: PreparedPrompt, config: GenerationConfig
+    target: HFTarget,
+    proposer,
+    prompt: PreparedPrompt,
+    config: GenerationConfig,
+    prefix_cache: PrefixCache | None = None,
 ) -> GenerationResult:
     """Speculative decoding of ``prompt`` with ``proposer`` (a drafter or test proposer)."""
     metrics = GenerationMetrics(target_prefill_length=prompt.length)
     generator = _generator(config.seed, "cpu")
     stop = StopRule(target, config)
     start = time.perf_counter()
-    cache, hidden, generated, done = _prefill(target, prompt, config, stop, generator, metrics)
+    cache, hidden, generated, done = _prefill(
+        target, prompt, config, stop, generator, metrics, prefix_cache
+    )
     session = proposer.begin(target, prompt, hidden, generated[0])
     metrics.drafter_prefill_length = session.prefill_length
     run = _Run(target, session, cache, generated, stop, config, generator, metrics)
@@ -252,14 +260,19 @@ def root_only(token: int, device) -> DraftTree:
 
 
 def autoregressive_generate(
-    target: HFTarget, prompt: PreparedPrompt, config: GenerationConfig
+    target: HFTarget,
+    prompt: PreparedPrompt,
+    config: GenerationConfig,
+    prefix_cache: PrefixCache | None = None,
 ) -> GenerationResult:
     """Baseline: plain decoding with the target's KV cache, one forward per token."""
     metrics = GenerationMetrics(target_prefill_length=prompt.length)
     generator = _generator(config.seed, "cpu")
     stop = StopRule(target, config)
     start = time.perf_counter()
-    cache, _, generated, done = _prefill(target, prompt, config, stop, generator, metrics)
+    cache, _, generated, done = _prefill(
+        target, prompt, config, stop, generator, metrics, prefix_cache
+    )
     position = prompt.next_position
     while not done:
         t1 = time.perf_counter()

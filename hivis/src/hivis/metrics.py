@@ -7,6 +7,8 @@
   verification forward).
 * ``drafter_prefill_ratio``: rows in the drafter's prefill / tokens in the target's prefill
   (HiViS removes every visual position, so this is small for image-heavy prompts).
+  ``target_prefill_length`` is the whole prompt; ``reused_prefix_length`` of its tokens came
+  from a :class:`hivis.PrefixCache` instead of being computed (0 without one).
 * ``prefill_s``, ``draft_s``, ``verify_s``: wall-clock split; verify covers the target's tree
   forward, the acceptance decision and cache compaction.
 * ``tokens_per_s``: generated tokens / total wall-clock time of the generation.
@@ -24,6 +26,7 @@ class GenerationMetrics:
     new_tokens: int = 0
     target_prefill_length: int = 0
     drafter_prefill_length: int = 0
+    reused_prefix_length: int = 0
     verify_steps: int = 0
     committed_in_steps: int = 0
     accepted_per_step: list[int] = field(default_factory=list)

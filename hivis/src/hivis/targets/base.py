@@ -58,6 +58,10 @@ class TargetModel(Protocol):
         self, prompt: PreparedPrompt, cache: DynamicCache
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def prefill_from(
+        self, prompt: PreparedPrompt, start: int, cache: DynamicCache
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
     def forward_tree(
         self,
         tokens: torch.Tensor,
@@ -153,6 +157,29 @@ class HFTarget:
             use_cache=True,
             **prompt.vision_inputs,
             **cache_kwargs(self.inner, cache),
+        )
+        hidden = out.last_hidden_state
+        return self.lm_head(hidden[:, -1]), hidden
+
+    def prefill_from(
+        self, prompt: PreparedPrompt, start: int, cache: DynamicCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run prompt tokens ``start:`` on a ``cache`` that holds the prompt's first ``start``
+        rows (see :mod:`hivis.prefix`). Every image must lie before ``start``: the rest is
+        text, run through the text model with the prompt's own positions. Returns (logits
+        ``[1, V]`` for the next token, hidden ``[1, L - start, H]``)."""
+        if cache.get_seq_length() != start or not 0 < start < prompt.length:
+            raise ValueError(
+                f"prefill_from needs 0 < start < {prompt.length} and a cache of start rows; "
+                f"got start {start}, cache of {cache.get_seq_length()}"
+            )
+        if bool(prompt.visual_mask[start:].any()):
+            raise ValueError("prefill_from: an image lies after the reused prefix")
+        out = self.language_model(
+            inputs_embeds=self.embed_tokens(prompt.input_ids[:, start:].to(self.device)),
+            position_ids=self.native_positions(prompt.positions[:, start:].to(self.device)),
+            use_cache=True,
+            **cache_kwargs(self.language_model, cache),
         )
         hidden = out.last_hidden_state
         return self.lm_head(hidden[:, -1]), hidden
