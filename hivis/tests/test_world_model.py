@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from hivis.world.aux_heads import COUNT_CLASSES, attribute_word_ids, aux_head_for, aux_losses
 from hivis.world.cli import main as world_cli
 from hivis.world.dataset import Split, make_sample
 from hivis.world.evaluate import Breakdown, EvalMode, evaluate, generate_answers
@@ -40,14 +41,10 @@ from hivis.world.scenes import (
 from hivis.world.tasks import NUMBER_WORDS, count_colour, count_shape
 from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
 from hivis.world.train import (
-    COUNT_CLASSES,
     TrainConfig,
     TrainState,
     _optimizer,
     _with_extra_questions,
-    attribute_word_ids,
-    aux_head_for,
-    aux_losses,
     evaluate_aux_heads,
     export_checkpoint,
     forward_losses,

@@ -1,14 +1,15 @@
 """Training the world's target from scratch on CPU.
 
 Loss = cross-entropy of the answer tokens (packed questions, see ``packing``) + ``aux_weight`` *
-auxiliary loss: linear heads on the projected visual tokens predict, for each patch, the colour,
-shape, size and image region of the object it holds (or none) and, with
+auxiliary loss (``aux_heads``: linear heads on the projected visual tokens predict, for each
+patch, the colour, shape, size and image region of the object it holds and, with
 ``object_count_targets`` (default), how many objects share its colour and its shape; from the
-class token, the scene's counts (all objects, per colour, per shape), and with ``fact_targets``
-also the facts about its uniquely named objects (``scenes.scene_facts``: the colour of the
-circle, the shape of the red object, ...). With ``word_tied_heads`` the colour, shape and size
-heads score a patch by its cosine with the text embeddings of the class words. The heads exist
-only in training; they are not part of the saved target.
+class token, the scene's counts, and with ``fact_targets`` also the facts about its uniquely
+named objects; with ``word_tied_heads`` the colour, shape and size heads score a patch by its
+cosine with the text embeddings of the class words) + ``lookup_weight`` * look-up loss
+(``lookup``: head ``lookup_head`` of text layer ``lookup_layer`` is taught to put each answer
+position's attention on the visual tokens of the objects its question names). The heads and
+the look-up target exist only in training; they are not part of the saved target.
 
 Two phases: while progress < ``vision_pretrain_fraction`` only the vision tower, projector and
 heads train, on the auxiliary loss alone (``vision_batch_size`` images per step, about 5x
@@ -48,28 +49,26 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from hivis.world.aux_heads import (
+    AuxHead,
+    aux_head_for,
+    aux_labels,
+    aux_losses,
+    visual_tokens,
+)
 from hivis.world.dataset import Split, make_sample
 from hivis.world.lookup import captured_query_key, lookup_loss, referent_tokens
 from hivis.world.model import TargetConfig, build_target, save_target
 from hivis.world.packing import IGNORE, PackedBatch, pack_batch, segment_exact_match
 from hivis.world.scenes import (
-    ALL_PATCH_LABELS,
     COLOURS,
-    COUNT_KEYS,
     FACT_SLOTS,
     OBJECT_COUNT_LABELS,
     PATCH_LABELS,
-    SHAPES,
-    SIZES,
     WorldConfig,
-    patch_labels,
     render_scene,
-    scene_counts,
-    scene_facts,
 )
 from hivis.world.tasks import colour_of, count_colour, count_shape
-
-COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
 
 
 @dataclass
@@ -145,96 +144,6 @@ class TrainConfig:
             )
 
 
-class AuxHead(torch.nn.Module):
-    """Linear heads on the projected visual tokens ``[B, N, hidden]``.
-
-    Per patch (the last ``num_patches`` tokens): logits ``[B, num_patches, classes]`` for each
-    key of PATCH_LABELS and OBJECT_COUNT_LABELS. From the class token (the first token) when
-    the target keeps it, else from the mean of the patch tokens: ``"counts"``
-    ``[B, len(COUNT_KEYS), COUNT_CLASSES]`` and for each key of FACT_SLOTS
-    ``[B, slots, classes]``.
-    """
-
-    def __init__(
-        self,
-        hidden: int,
-        num_patches: int,
-        embeddings: torch.nn.Embedding | None = None,
-        word_ids: dict[str, list[int]] | None = None,
-    ) -> None:
-        super().__init__()
-        self.num_patches = num_patches
-        self.patch = torch.nn.Linear(hidden, sum(PATCH_LABELS.values()))
-        self.counts = torch.nn.Linear(hidden, len(COUNT_KEYS) * COUNT_CLASSES)
-        # Created last, so the heads above start from the same random draws with or without
-        # the optional targets (a run without them is the same run as before they existed).
-        self.object_counts = torch.nn.Linear(hidden, sum(OBJECT_COUNT_LABELS.values()))
-        self.facts = torch.nn.Linear(hidden, sum(n * c for n, c in FACT_SLOTS.values()))
-        self.word_ids = word_ids or {}
-        # A list, so the target's embedding is neither a submodule nor part of the state dict.
-        self._embeddings = [embeddings]
-        if self.word_ids:
-            if embeddings is None:
-                raise ValueError("word-tied heads need the target's input embeddings")
-            self.word_scale = torch.nn.Parameter(torch.tensor(10.0))
-
-    def _tie_to_words(self, key: str, logits: torch.Tensor, patches: torch.Tensor):
-        """Replace the logits of classes 1.. of ``key`` (class 0, no object, keeps the
-        Linear's) by ``word_scale`` x the cosine between each patch token and the text
-        embedding of the class's word (" red", " circle", ...). The projected visual tokens
-        then point along the words' embeddings, which both move: "attend to the red patches"
-        becomes one similarity match for every colour instead of a pairing learnt per colour.
-        logits ``[B, P, classes]``, patches ``[B, P, hidden]``."""
-        words = self._embeddings[0].weight[self.word_ids[key]]  # [classes - 1, hidden]
-        cosine = F.normalize(patches, dim=-1) @ F.normalize(words, dim=-1).T
-        return torch.cat([logits[..., :1], self.word_scale * cosine], dim=-1)
-
-    def forward(self, visual: torch.Tensor) -> dict[str, torch.Tensor]:
-        patches = visual[:, -self.num_patches :]
-        has_class_token = visual.shape[1] > self.num_patches
-        summary = visual[:, 0] if has_class_token else patches.mean(1)
-        parts = self.patch(patches).split(list(PATCH_LABELS.values()), -1)
-        parts += self.object_counts(patches).split(list(OBJECT_COUNT_LABELS.values()), -1)
-        out = dict(zip(ALL_PATCH_LABELS, parts, strict=True))
-        for key in self.word_ids:
-            out[key] = self._tie_to_words(key, out[key], patches)
-        out["counts"] = self.counts(summary).unflatten(-1, (len(COUNT_KEYS), COUNT_CLASSES))
-        facts = self.facts(summary).split([n * c for n, c in FACT_SLOTS.values()], -1)
-        for (key, shape), logits in zip(FACT_SLOTS.items(), facts, strict=True):
-            out[key] = logits.unflatten(-1, shape)
-        return out
-
-
-TIED_WORDS = {"colour": COLOURS, "shape": SHAPES, "size": SIZES}
-
-
-def attribute_word_ids(tokenizer) -> dict[str, list[int]]:
-    """For each key of TIED_WORDS, the token id of each class's word with its leading space
-    (" red", " circle", " small"), in class order; each must be one token."""
-    ids = {}
-    for key, values in TIED_WORDS.items():
-        ids[key] = []
-        for value in values:
-            tokens = tokenizer(" " + value.value, add_special_tokens=False)["input_ids"]
-            if len(tokens) != 1:
-                raise ValueError(f"word {value.value!r} is {len(tokens)} tokens, need one")
-            ids[key].append(tokens[0])
-    return ids
-
-
-def aux_head_for(target: TargetConfig, model=None, tokenizer=None) -> AuxHead:
-    """The run's auxiliary heads; given the model and tokenizer, the colour, shape and size
-    heads are tied to the words' text embeddings (``TrainConfig.word_tied_heads``)."""
-    if model is None:
-        return AuxHead(target.text_hidden, target.num_patches)
-    return AuxHead(
-        target.text_hidden,
-        target.num_patches,
-        model.get_input_embeddings(),
-        attribute_word_ids(tokenizer),
-    )
-
-
 def _head_of_run(cfg: TrainConfig, model, tokenizer) -> AuxHead:
     if cfg.word_tied_heads:
         return aux_head_for(cfg.target, model, tokenizer)
@@ -303,19 +212,6 @@ def _with_extra_questions(
     return list(sample.tasks) + [task for task in made if task is not None]
 
 
-def _aux_labels(samples, patch_size: int) -> dict[str, torch.Tensor]:
-    labels = [patch_labels(s.scene, patch_size) for s in samples]
-    aux = {
-        k: torch.from_numpy(np.stack([lab[k].reshape(-1) for lab in labels]))
-        for k in ALL_PATCH_LABELS
-    }
-    aux["counts"] = torch.from_numpy(np.stack([scene_counts(s.scene) for s in samples]))
-    facts = [scene_facts(s.scene) for s in samples]
-    for key in FACT_SLOTS:
-        aux[key] = torch.from_numpy(np.stack([f[key] for f in facts]))
-    return aux
-
-
 def make_batch(
     split: Split,
     start: int,
@@ -348,7 +244,7 @@ def make_batch(
             for s, (_, tasks) in zip(samples, items, strict=True)
         ]
     batch = pack_batch(items, processor, num_visual, referents)
-    return batch, _aux_labels(samples, world.patch_size)
+    return batch, aux_labels(samples, world.patch_size)
 
 
 def make_vision_batch(
@@ -359,38 +255,7 @@ def make_vision_batch(
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     images = [render_scene(s.scene) for s in samples]
     pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    return pixels, _aux_labels(samples, world.patch_size)
-
-
-def visual_tokens(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Projected visual tokens ``[B, num_visual, text_hidden]`` (what the text model reads)."""
-    out = model.model.get_image_features(
-        pixel_values=pixel_values,
-        vision_feature_layer=model.config.vision_feature_layer,
-        vision_feature_select_strategy=model.config.vision_feature_select_strategy,
-    )
-    return torch.stack(list(out.pooler_output))
-
-
-def aux_losses(
-    preds: dict[str, torch.Tensor],
-    aux: dict[str, torch.Tensor],
-    facts: bool = False,
-    object_counts: bool = False,
-) -> torch.Tensor:
-    """Sum over the keys of PATCH_LABELS of the per-patch cross-entropy averaged over all
-    patches plus that averaged over the patches that hold an object (a few of hundreds: without
-    the second term "no object" would dominate), plus the cross-entropies of the scene counts
-    (``aux["counts"]`` ``[B, len(COUNT_KEYS)]``) and, with ``facts``, of each kind of fact
-    (``[B, slots]``); with ``object_counts`` the patch terms include OBJECT_COUNT_LABELS."""
-    occupied = aux["colour"].flatten() > 0
-    total = F.cross_entropy(preds["counts"].flatten(0, 1), aux["counts"].flatten())
-    for key in FACT_SLOTS if facts else ():
-        total = total + F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten())
-    for key in (*PATCH_LABELS, *(OBJECT_COUNT_LABELS if object_counts else ())):
-        per_patch = F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten(), reduction="none")
-        total = total + per_patch.mean() + per_patch[occupied].sum() / occupied.sum().clamp(min=1)
-    return total
+    return pixels, aux_labels(samples, world.patch_size)
 
 
 def forward_losses(
