@@ -190,6 +190,10 @@ def test_lookup_options_are_checked(tokenizer_dir, tmp_path):
         TrainConfig(tmp_path, tokenizer_dir, lookup_layer=8)
     with pytest.raises(ValueError, match="lookup_head"):
         TrainConfig(tmp_path, tokenizer_dir, lookup_head=4)
+    # By default the middle text layer: 3 of the default 8, 0 of a 2-layer target.
+    assert TrainConfig(tmp_path, tokenizer_dir).lookup_layer_index == 3
+    assert TrainConfig(tmp_path, tokenizer_dir, target=TINY).lookup_layer_index == 0
+    assert TrainConfig(tmp_path, tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
 
 
 def test_lookup_tasks_of_a_sample_carry_referents_in_its_scene():

@@ -256,7 +256,12 @@ def _add_train_target(sub) -> None:
         help="weight of the look-up loss: one attention head puts the answer's attention on "
         "the objects its question asks about (hivis.world.lookup); 0 = off",
     )
-    p.add_argument("--lookup-layer", type=int, default=d["lookup_layer"], help="text layer")
+    p.add_argument(
+        "--lookup-layer",
+        type=int,
+        default=d["lookup_layer"],
+        help="text layer of the look-up head (default: text_layers // 2 - 1)",
+    )
     p.add_argument("--lookup-head", type=int, default=d["lookup_head"], help="its head")
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     aux_weight: float = 1.0
     extra_questions: int = 6
-    balanced_extra_questions: bool = False
+    balanced_extra_questions: bool = True
     curriculum_fraction: float = 0.15
     vision_pretrain_fraction: float = 0.15
     vision_batch_size: int = 32
@@ -102,8 +103,8 @@ class TrainConfig:
     fact_targets: bool = False
     object_count_targets: bool = True
     word_tied_heads: bool = False
-    lookup_weight: float = 0.0
-    lookup_layer: int = 3
+    lookup_weight: float = 1.0
+    lookup_layer: int | None = None  # None: the middle of the text model (text_layers // 2 - 1)
     lookup_head: int = 0
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
@@ -129,7 +130,7 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 <= min_lr_ratio <= 1, aux_weight >= 0")
         if self.lookup_weight < 0:
             raise ValueError(f"lookup_weight must be >= 0, got {self.lookup_weight}")
-        if not 0 <= self.lookup_layer < self.target.text_layers:
+        if not 0 <= self.lookup_layer_index < self.target.text_layers:
             raise ValueError(
                 f"lookup_layer must be in [0, {self.target.text_layers}), got {self.lookup_layer}"
             )
@@ -142,6 +143,14 @@ class TrainConfig:
                 f"tokenizer directory {self.tokenizer_dir} does not exist "
                 f"(create it with `world tokenizer --out DIR`)"
             )
+
+    @property
+    def lookup_layer_index(self) -> int:
+        """The text layer whose head the look-up loss trains (the middle one by default: the
+        layers before it bring the question's words to the answer positions)."""
+        if self.lookup_layer is not None:
+            return self.lookup_layer
+        return max(0, self.target.text_layers // 2 - 1)
 
 
 def _head_of_run(cfg: TrainConfig, model, tokenizer) -> AuxHead:
@@ -410,7 +419,12 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         cfg.balanced_extra_questions,
         lookup=cfg.lookup_weight > 0,
     )
-    with captured_query_key(model, cfg.lookup_layer) as captured:
+    looking = (
+        captured_query_key(model, cfg.lookup_layer_index)
+        if cfg.lookup_weight > 0
+        else nullcontext({})
+    )
+    with looking as captured:
         answer, aux_loss, logits = forward_losses(
             model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
         )
