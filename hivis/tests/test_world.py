@@ -124,10 +124,6 @@ def test_world_scene_counts_of_a_hand_built_scene():
     red = labels["colour"] == 1
     assert (labels["colour_count"][red] == 2).all() and red.sum() == 2
     assert (labels["shape_count"][labels["shape"] > 0] == 1).all()
-    occupied = labels["colour"] > 0
-    assert (labels["scene_count"][occupied] == 3).all() and (
-        labels["scene_count"][~occupied] == 0
-    ).all()
 
 
 def test_world_facts_of_a_hand_built_scene():

@@ -220,11 +220,10 @@ PATCH_LABELS = {
     "size": 1 + len(SIZES),
     "region": 10,
 }
-# Per object patch: how many objects of the scene share its colour / its shape, and how many
-# objects the scene holds (0 = no object; at most 8). A question such as "how many red
-# objects?" can then be answered by attending to any red object, the same skill as "what shape
-# is the red object?", and "how many objects?" by attending to any object.
-OBJECT_COUNT_LABELS = {"colour_count": 9, "shape_count": 9, "scene_count": 9}
+# Per object patch: how many objects of the scene share its colour / its shape (0 = no object;
+# at most 8). A question such as "how many red objects?" can then be answered by attending to
+# any red object, the same skill as "what shape is the red object?".
+OBJECT_COUNT_LABELS = {"colour_count": 9, "shape_count": 9}
 ALL_PATCH_LABELS = {**PATCH_LABELS, **OBJECT_COUNT_LABELS}
 
 
@@ -241,14 +240,13 @@ def patch_labels(scene: Scene, patch_size: int) -> dict[str, np.ndarray]:
     count per key of PATCH_LABELS: 0 = no object in the patch, else 1 + the index in COLOURS
     (``colour``), SHAPES (``shape``), SIZES (``size``) or of ``region_of`` (``region``) of the
     object the patch holds; for each key of OBJECT_COUNT_LABELS the number of objects sharing
-    that object's colour or shape, or in the scene (``scene_count``)."""
+    that object's colour or shape."""
     grid = scene.image_size // patch_size
     labels = {key: np.zeros((grid, grid), dtype=np.int64) for key in ALL_PATCH_LABELS}
     for obj in scene.objects:
         row, col = cell_of(obj, patch_size)
         labels["colour_count"][row, col] = sum(o.colour is obj.colour for o in scene.objects)
         labels["shape_count"][row, col] = sum(o.shape is obj.shape for o in scene.objects)
-        labels["scene_count"][row, col] = len(scene.objects)
         labels["colour"][row, col] = 1 + COLOURS.index(obj.colour)
         labels["shape"][row, col] = 1 + SHAPES.index(obj.shape)
         labels["size"][row, col] = 1 + SIZES.index(obj.size)
