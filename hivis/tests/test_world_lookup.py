@@ -102,6 +102,17 @@ def test_lookup_referent_tokens_follow_the_patch_grid():
     assert [cell_of(o, 16) for o in SCENE.objects] == [(0, 0), (2, 4), (4, 1)]
 
 
+def test_lookup_of_count_all_can_go_to_the_class_token():
+    rng = np.random.default_rng(0)
+    tasks = [count_all(SCENE, rng), count_colour(SCENE, rng, balanced=True)]
+    on_class = referent_tokens(SCENE, tasks, 16, class_token=True, count_all_on_class_token=True)
+    on_objects = referent_tokens(SCENE, tasks, 16, class_token=True)
+    assert on_class[0] == (0,) and on_objects[0] == (1, 1 + 16, 1 + 25)
+    assert on_class[1] == on_objects[1]  # other questions keep their objects
+    with pytest.raises(ValueError, match="class token"):
+        referent_tokens(SCENE, tasks, 16, class_token=False, count_all_on_class_token=True)
+
+
 def test_lookup_keys_mark_every_answer_position_of_a_question_with_referents(target):
     _, processor = target
     tasks = [count_all(SCENE, np.random.default_rng(0)), _draws(shape_of, SCENE, n=1)[0]]
@@ -194,6 +205,12 @@ def test_lookup_options_are_checked(tokenizer_dir, tmp_path):
     assert TrainConfig(tmp_path, tokenizer_dir).lookup_layer_index == 3
     assert TrainConfig(tmp_path, tokenizer_dir, target=TINY).lookup_layer_index == 0
     assert TrainConfig(tmp_path, tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
+    no_class = TargetConfig(class_token=False)
+    with pytest.raises(ValueError, match="class token"):
+        TrainConfig(tmp_path, tokenizer_dir, target=no_class)
+    assert not TrainConfig(
+        tmp_path, tokenizer_dir, target=no_class, count_all_on_class_token=False
+    ).count_all_on_class_token
 
 
 def test_lookup_tasks_of_a_sample_carry_referents_in_its_scene():

@@ -60,6 +60,7 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         lookup_weight=args.lookup_weight,
         lookup_layer=args.lookup_layer,
         lookup_head=args.lookup_head,
+        count_all_on_class_token=args.count_all_on_class_token,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -263,6 +264,13 @@ def _add_train_target(sub) -> None:
         help="text layer of the look-up head (default: text_layers // 2 - 1)",
     )
     p.add_argument("--lookup-head", type=int, default=d["lookup_head"], help="its head")
+    _switch(
+        p,
+        d,
+        "count_all_on_class_token",
+        'the look-up of "how many objects?" goes to the class token (the scene total), not '
+        "to every object",
+    )
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--threads", type=int, default=d["threads"])

@@ -26,18 +26,32 @@ import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from hivis.world.scenes import Scene, cell_of
-from hivis.world.tasks import Task
+from hivis.world.tasks import Task, TaskType
 
 
 def referent_tokens(
-    scene: Scene, tasks: list[Task], patch_size: int, class_token: bool
+    scene: Scene,
+    tasks: list[Task],
+    patch_size: int,
+    class_token: bool,
+    count_all_on_class_token: bool = False,
 ) -> list[tuple[int, ...]]:
     """Per task, the indices among the image's visual tokens (class token first when kept,
-    then the patches row-major) of the patches holding its referents."""
+    then the patches row-major) of the patches holding its referents.
+
+    With ``count_all_on_class_token`` (and the class token kept), "how many objects?" looks at
+    the class token instead of every object: the total is a property of the whole scene, which
+    the vision tower is trained to write into the class token, while no single object patch
+    holds it (the head's average over five object patches does not say "five")."""
+    if count_all_on_class_token and not class_token:
+        raise ValueError("count_all_on_class_token needs the class token among the visual tokens")
     grid = scene.image_size // patch_size
     offset = int(class_token)
     tokens = []
     for task in tasks:
+        if count_all_on_class_token and task.task_type is TaskType.COUNT_ALL:
+            tokens.append((0,))
+            continue
         cells = [cell_of(scene.objects[i], patch_size) for i in task.referents]
         tokens.append(tuple(offset + row * grid + col for row, col in cells))
     return tokens

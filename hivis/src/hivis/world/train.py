@@ -106,6 +106,7 @@ class TrainConfig:
     lookup_weight: float = 1.0
     lookup_layer: int | None = None  # None: the middle of the text model (text_layers // 2 - 1)
     lookup_head: int = 0
+    count_all_on_class_token: bool = True
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
     log_every: int = 10
@@ -134,6 +135,8 @@ class TrainConfig:
             raise ValueError(
                 f"lookup_layer must be in [0, {self.target.text_layers}), got {self.lookup_layer}"
             )
+        if self.count_all_on_class_token and not self.target.class_token:
+            raise ValueError("count_all_on_class_token needs a target that keeps the class token")
         if not 0 <= self.lookup_head < self.target.text_heads:
             raise ValueError(
                 f"lookup_head must be in [0, {self.target.text_heads}), got {self.lookup_head}"
@@ -232,11 +235,13 @@ def make_batch(
     extra_questions: int = 0,
     balanced_extra: bool = False,
     lookup: bool = False,
+    count_all_on_class_token: bool = False,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
     (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``); with
     ``lookup`` the batch carries ``lookup_keys`` (the visual tokens of each question's
-    referents, ``hivis.world.lookup``)."""
+    referents, ``hivis.world.lookup``; ``count_all_on_class_token``: "how many objects?" looks
+    at the class token)."""
     samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
     items = [
         (
@@ -249,7 +254,7 @@ def make_batch(
     if lookup:
         class_token = num_visual > world.grid**2
         referents = [
-            referent_tokens(s.scene, tasks, world.patch_size, class_token)
+            referent_tokens(s.scene, tasks, world.patch_size, class_token, count_all_on_class_token)
             for s, (_, tasks) in zip(samples, items, strict=True)
         ]
     batch = pack_batch(items, processor, num_visual, referents)
@@ -418,6 +423,7 @@ def _joint_step(model, head, cfg: TrainConfig, state: TrainState, world, progres
         cfg.extra_questions,
         cfg.balanced_extra_questions,
         lookup=cfg.lookup_weight > 0,
+        count_all_on_class_token=cfg.count_all_on_class_token,
     )
     looking = (
         captured_query_key(model, cfg.lookup_layer_index)
