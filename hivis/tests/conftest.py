@@ -7,7 +7,7 @@ import torch
 from transformers.utils import logging
 
 from hivis.targets import Family, load_target
-from hivis.testing import TinySpec, build_tiny_target
+from hivis.testing import TINY_WORLD_TARGET, TinySpec, build_tiny_target
 
 logging.disable_progress_bar()
 torch.set_num_threads(1)
@@ -43,3 +43,26 @@ def tiny_target(target_dir):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def world_tokenizer_dir(tmp_path_factory):
+    """A world tokenizer trained on 200 scenes, saved in Hugging Face format."""
+    from hivis.world.tokenizer import save_tokenizer, train_tokenizer
+
+    path = tmp_path_factory.mktemp("world-tok")
+    save_tokenizer(train_tokenizer(vocab_size=640, scenes=200), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def world_target(world_tokenizer_dir):
+    """(model in eval mode, processor) of a random-weight TINY_WORLD_TARGET. Shared: tests
+    that train copy its weights into a model of their own."""
+    from transformers import AutoTokenizer
+
+    from hivis.world.model import build_target
+
+    tokenizer = AutoTokenizer.from_pretrained(world_tokenizer_dir)
+    model, processor = build_target(TINY_WORLD_TARGET, tokenizer, seed=0)
+    return model.eval(), processor

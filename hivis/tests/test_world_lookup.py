@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer
 
+from hivis.testing import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from hivis.world.dataset import Split, make_sample
 from hivis.world.lookup import captured_query_key, lookup_loss, referent_tokens
-from hivis.world.model import TargetConfig, build_target
+from hivis.world.model import TargetConfig
 from hivis.world.packing import IGNORE, pack_batch
 from hivis.world.scenes import (
     Background,
@@ -17,28 +17,11 @@ from hivis.world.scenes import (
     SceneObject,
     Shape,
     Size,
-    WorldConfig,
     cell_of,
     render_scene,
 )
 from hivis.world.tasks import TaskType, colour_of, count_all, count_colour, count_shape, shape_of
-from hivis.world.tokenizer import save_tokenizer, train_tokenizer
 from hivis.world.train import TrainConfig, make_batch
-
-TINY = TargetConfig(
-    image_size=96,
-    patch_size=16,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    vision_intermediate=64,
-    text_hidden=32,
-    text_layers=2,
-    text_heads=2,
-    text_intermediate=64,
-    max_positions=512,
-)
-TINY_WORLD = WorldConfig(96, 16, 1, 3)
 
 
 def _object(shape, colour, row, col):
@@ -54,19 +37,6 @@ SCENE = Scene(
     Background.WHITE,
     96,
 )
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok")
-    save_tokenizer(train_tokenizer(vocab_size=640, scenes=200), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def target(tokenizer_dir):
-    model, processor = build_target(TINY, AutoTokenizer.from_pretrained(tokenizer_dir), seed=0)
-    return model.eval(), processor
 
 
 def _draws(maker, scene, n=40, **kwargs):
@@ -113,12 +83,14 @@ def test_lookup_of_count_all_can_go_to_the_class_token():
         referent_tokens(SCENE, tasks, 16, class_token=False, count_all_on_class_token=True)
 
 
-def test_lookup_keys_mark_every_answer_position_of_a_question_with_referents(target):
-    _, processor = target
+def test_lookup_keys_mark_every_answer_position_of_a_question_with_referents(world_target):
+    _, processor = world_target
     tasks = [count_all(SCENE, np.random.default_rng(0)), _draws(shape_of, SCENE, n=1)[0]]
     tasks.append(next(t for t in _draws(count_colour, SCENE, n=200) if not t.referents))
     referents = [referent_tokens(SCENE, tasks, 16, class_token=True)]
-    batch = pack_batch([(render_scene(SCENE), tasks)], processor, TINY.num_visual_tokens, referents)
+    batch = pack_batch(
+        [(render_scene(SCENE), tasks)], processor, TINY_WORLD_TARGET.num_visual_tokens, referents
+    )
     head_len = int(
         (batch.input_ids[0] == processor.tokenizer.convert_tokens_to_ids("<image>")).nonzero()[0, 0]
     )
@@ -133,16 +105,33 @@ def test_lookup_keys_mark_every_answer_position_of_a_question_with_referents(tar
     supervised = batch.lookup_keys[0].any(-1)
     assert (batch.segment_ids[0][supervised] >= 0).all()
     with pytest.raises(ValueError, match="one entry per task"):
-        pack_batch([(render_scene(SCENE), tasks)], processor, TINY.num_visual_tokens, [[()]])
+        pack_batch(
+            [(render_scene(SCENE), tasks)], processor, TINY_WORLD_TARGET.num_visual_tokens, [[()]]
+        )
     with pytest.raises(ValueError, match="visual-token indices"):
-        pack_batch([(render_scene(SCENE), tasks[:1])], processor, TINY.num_visual_tokens, [[(99,)]])
+        pack_batch(
+            [(render_scene(SCENE), tasks[:1])],
+            processor,
+            TINY_WORLD_TARGET.num_visual_tokens,
+            [[(99,)]],
+        )
 
 
 @pytest.mark.parametrize("layer, head", [(0, 0), (1, 1)])
-def test_lookup_loss_is_minus_log_of_the_layers_attention_on_the_referents(target, layer, head):
-    model, processor = target
+def test_lookup_loss_is_minus_log_of_the_layers_attention_on_the_referents(
+    world_target, layer, head
+):
+    model, processor = world_target
     batch, _ = make_batch(
-        Split.TRAIN, 0, 3, 0, TINY_WORLD, processor, TINY.num_visual_tokens, 2, lookup=True
+        Split.TRAIN,
+        0,
+        3,
+        0,
+        TINY_WORLD_SCENES,
+        processor,
+        TINY_WORLD_TARGET.num_visual_tokens,
+        2,
+        lookup=True,
     )
     assert batch.lookup_keys.any()
     # Only eager attention returns its weights, and it adds the mask to the scores, so it gets
@@ -170,12 +159,20 @@ def test_lookup_loss_is_minus_log_of_the_layers_attention_on_the_referents(targe
     assert not attention.q_proj._forward_hooks and not attention.k_proj._forward_hooks
 
 
-def test_lookup_loss_trains_the_head_to_look_at_the_referents(target):
-    model, processor = target
+def test_lookup_loss_trains_the_head_to_look_at_the_referents(world_target):
+    model, processor = world_target
     model = type(model)(model.config)  # a fresh copy: the fixture stays untouched
-    model.load_state_dict(target[0].state_dict())
+    model.load_state_dict(world_target[0].state_dict())
     batch, _ = make_batch(
-        Split.TRAIN, 0, 2, 0, TINY_WORLD, processor, TINY.num_visual_tokens, 2, lookup=True
+        Split.TRAIN,
+        0,
+        2,
+        0,
+        TINY_WORLD_SCENES,
+        processor,
+        TINY_WORLD_TARGET.num_visual_tokens,
+        2,
+        lookup=True,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -194,27 +191,29 @@ def test_lookup_loss_trains_the_head_to_look_at_the_referents(target):
     assert min(losses[-3:]) < 0.5 * losses[0]
 
 
-def test_lookup_options_are_checked(tokenizer_dir, tmp_path):
+def test_lookup_options_are_checked(world_tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="lookup_weight"):
-        TrainConfig(tmp_path, tokenizer_dir, lookup_weight=-1.0)
+        TrainConfig(tmp_path, world_tokenizer_dir, lookup_weight=-1.0)
     with pytest.raises(ValueError, match="lookup_layer"):
-        TrainConfig(tmp_path, tokenizer_dir, lookup_layer=8)
+        TrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=8)
     with pytest.raises(ValueError, match="lookup_head"):
-        TrainConfig(tmp_path, tokenizer_dir, lookup_head=4)
+        TrainConfig(tmp_path, world_tokenizer_dir, lookup_head=4)
     # By default the middle text layer: 3 of the default 8, 0 of a 2-layer target.
-    assert TrainConfig(tmp_path, tokenizer_dir).lookup_layer_index == 3
-    assert TrainConfig(tmp_path, tokenizer_dir, target=TINY).lookup_layer_index == 0
-    assert TrainConfig(tmp_path, tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
+    assert TrainConfig(tmp_path, world_tokenizer_dir).lookup_layer_index == 3
+    assert (
+        TrainConfig(tmp_path, world_tokenizer_dir, target=TINY_WORLD_TARGET).lookup_layer_index == 0
+    )
+    assert TrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
     no_class = TargetConfig(class_token=False)
     with pytest.raises(ValueError, match="class token"):
-        TrainConfig(tmp_path, tokenizer_dir, target=no_class)
+        TrainConfig(tmp_path, world_tokenizer_dir, target=no_class)
     assert not TrainConfig(
-        tmp_path, tokenizer_dir, target=no_class, count_all_on_class_token=False
+        tmp_path, world_tokenizer_dir, target=no_class, count_all_on_class_token=False
     ).count_all_on_class_token
 
 
 def test_lookup_tasks_of_a_sample_carry_referents_in_its_scene():
-    sample = make_sample(0, Split.TRAIN, 3, TINY_WORLD)
+    sample = make_sample(0, Split.TRAIN, 3, TINY_WORLD_SCENES)
     for task in sample.tasks:
         assert all(0 <= i < len(sample.scene.objects) for i in task.referents)
         if task.task_type in (TaskType.COLOUR_OF, TaskType.SHAPE_OF, TaskType.POSITION_OF):

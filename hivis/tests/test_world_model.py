@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from hivis.testing import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from hivis.world.aux_heads import COUNT_CLASSES, attribute_word_ids, aux_head_for, aux_losses
 from hivis.world.cli import main as world_cli
 from hivis.world.dataset import Split, make_sample
 from hivis.world.evaluate import Breakdown, EvalMode, evaluate, generate_answers
-from hivis.world.model import TargetConfig, build_target, save_target, sincos_2d
+from hivis.world.model import TargetConfig, save_target, sincos_2d
 from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.scenes import (
     ALL_PATCH_LABELS,
@@ -33,13 +34,12 @@ from hivis.world.scenes import (
     SceneObject,
     Shape,
     Size,
-    WorldConfig,
     render_scene,
     scene_counts,
     scene_facts,
 )
 from hivis.world.tasks import NUMBER_WORDS, count_colour, count_shape
-from hivis.world.tokenizer import answer_text, prompt_text, save_tokenizer, train_tokenizer
+from hivis.world.tokenizer import answer_text, prompt_text
 from hivis.world.train import (
     TrainConfig,
     TrainState,
@@ -53,39 +53,11 @@ from hivis.world.train import (
     train_target,
 )
 
-TINY = TargetConfig(
-    image_size=96,
-    patch_size=16,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    vision_intermediate=64,
-    text_hidden=32,
-    text_layers=2,
-    text_heads=2,
-    text_intermediate=64,
-    max_positions=512,
-)
-TINY_WORLD = WorldConfig(96, 16, 1, 3)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok")
-    save_tokenizer(train_tokenizer(vocab_size=640, scenes=200), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def target(tokenizer_dir):
-    from transformers import AutoTokenizer
-
-    model, processor = build_target(TINY, AutoTokenizer.from_pretrained(tokenizer_dir), seed=0)
-    return model.eval(), processor
-
 
 def _items(count, start=0):
-    samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD) for i in range(start, start + count)]
+    samples = [
+        make_sample(0, Split.TRAIN, i, TINY_WORLD_SCENES) for i in range(start, start + count)
+    ]
     return [(render_scene(s.scene), list(s.tasks)) for s in samples]
 
 
@@ -121,15 +93,15 @@ def test_world_sincos_rows_are_distinct_and_bounded():
     assert torch.cdist(table, table).add(torch.eye(256)).min() > 1e-3  # all rows differ
 
 
-def test_world_target_saves_reloads_and_generates(target, tmp_path):
-    model, processor = target
+def test_world_target_saves_reloads_and_generates(world_target, tmp_path):
+    model, processor = world_target
     save_target(model, processor, tmp_path / "t")
     again = AutoModelForImageTextToText.from_pretrained(tmp_path / "t").eval()
     proc = AutoProcessor.from_pretrained(tmp_path / "t")
     image, tasks = _items(1)[0]
     inputs = proc(images=image, text=prompt_text(tasks[0].question), return_tensors="pt")
     image_id = proc.tokenizer.convert_tokens_to_ids("<image>")
-    assert (inputs["input_ids"] == image_id).sum() == TINY.num_visual_tokens
+    assert (inputs["input_ids"] == image_id).sum() == TINY_WORLD_TARGET.num_visual_tokens
     with torch.no_grad():
         reference = model(**inputs).logits
         reloaded = again(**inputs).logits
@@ -145,10 +117,10 @@ def test_world_target_saves_reloads_and_generates(target, tmp_path):
     assert size < 0.6 * (tmp_path / "t" / "model.safetensors").stat().st_size
 
 
-def test_world_packed_logits_equal_separate_passes(target):
-    model, processor = target
+def test_world_packed_logits_equal_separate_passes(world_target):
+    model, processor = world_target
     items = _items(2)
-    batch = pack_batch(items, processor, TINY.num_visual_tokens)
+    batch = pack_batch(items, processor, TINY_WORLD_TARGET.num_visual_tokens)
     with torch.no_grad():
         packed = model(**batch.model_inputs()).logits
         seg = 0
@@ -167,9 +139,9 @@ def test_world_packed_logits_equal_separate_passes(target):
     assert seg == len(batch.segment_tasks)
 
 
-def test_world_segment_exact_match_hand_case(target):
-    _, processor = target
-    batch = pack_batch(_items(1), processor, TINY.num_visual_tokens)
+def test_world_segment_exact_match_hand_case(world_target):
+    _, processor = world_target
+    batch = pack_batch(_items(1), processor, TINY_WORLD_TARGET.num_visual_tokens)
     vocab = 700
     logits = torch.zeros(*batch.labels.shape, vocab)
     supervised = batch.labels != IGNORE
@@ -182,12 +154,12 @@ def test_world_segment_exact_match_hand_case(target):
     assert not result[1] and result[0] and result[2:].all()
 
 
-def test_world_greedy_generate_agrees_with_teacher_forced_argmax(target):
+def test_world_greedy_generate_agrees_with_teacher_forced_argmax(world_target):
     """The first generated token is the argmax at the packed answer-start position."""
-    model, processor = target
+    model, processor = world_target
     image, tasks = _items(1)[0]
     answers = generate_answers(model, processor, [image] * 2, [t.question for t in tasks[:2]], 1)
-    batch = pack_batch([(image, tasks[:2])], processor, TINY.num_visual_tokens)
+    batch = pack_batch([(image, tasks[:2])], processor, TINY_WORLD_TARGET.num_visual_tokens)
     with torch.no_grad():
         logits = model(**batch.model_inputs()).logits
     for seg in range(2):
@@ -197,13 +169,15 @@ def test_world_greedy_generate_agrees_with_teacher_forced_argmax(target):
         assert answers[seg] == expected
 
 
-def test_world_a_few_training_steps_reduce_the_loss(target):
-    model, processor = target
+def test_world_a_few_training_steps_reduce_the_loss(world_target):
+    model, processor = world_target
     model = type(model)(model.config)  # fresh copy, the fixture stays untouched
-    model.load_state_dict(target[0].state_dict())
+    model.load_state_dict(world_target[0].state_dict())
     model.train()
-    head = aux_head_for(TINY)
-    batch, aux = make_batch(Split.TRAIN, 0, 4, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
+    head = aux_head_for(TINY_WORLD_TARGET)
+    batch, aux = make_batch(
+        Split.TRAIN, 0, 4, 0, TINY_WORLD_SCENES, processor, TINY_WORLD_TARGET.num_visual_tokens
+    )
     opt = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=1e-2)
     losses = []
     for _ in range(15):
@@ -217,9 +191,9 @@ def test_world_a_few_training_steps_reduce_the_loss(target):
     assert losses[-1][1] < 0.8 * losses[0][1]
 
 
-def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
+def test_world_train_target_resumes_exactly(world_tokenizer_dir, tmp_path, capsys):
     common = dict(
-        tokenizer_dir=Path(tokenizer_dir),
+        tokenizer_dir=Path(world_tokenizer_dir),
         max_steps=4,
         batch_size=2,
         warmup_steps=1,
@@ -229,7 +203,7 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
         log_every=1,
         cpu_budget_core_min=1e6,
         threads=1,
-        target=TINY,
+        target=TINY_WORLD_TARGET,
     )
     whole = train_target(TrainConfig(out_dir=tmp_path / "whole", **common))
     train_target(TrainConfig(out_dir=tmp_path / "split", **common), stop_at_step=2)
@@ -262,14 +236,16 @@ def test_world_train_target_resumes_exactly(tokenizer_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == report
 
 
-def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenizer_dir, tmp_path):
-    model, processor = target
+def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(
+    world_target, world_tokenizer_dir, tmp_path
+):
+    model, processor = world_target
     model = type(model)(model.config)
-    model.load_state_dict(target[0].state_dict())
+    model.load_state_dict(world_target[0].state_dict())
     model.train()
     cfg = TrainConfig(
         out_dir=tmp_path,
-        tokenizer_dir=Path(tokenizer_dir),
+        tokenizer_dir=Path(world_tokenizer_dir),
         max_steps=4,
         batch_size=2,
         early_batch_size=2,
@@ -280,9 +256,9 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenize
         fact_targets=True,
         object_count_targets=True,
         cpu_budget_core_min=1e6,
-        target=TINY,
+        target=TINY_WORLD_TARGET,
     )
-    head = aux_head_for(TINY)
+    head = aux_head_for(TINY_WORLD_TARGET)
     optimizer = _optimizer(model, head, cfg)
     vision = model.model.vision_tower
     text = model.model.language_model
@@ -306,7 +282,7 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(target, tokenize
 
 
 def test_world_extra_questions_cycle_counting_and_colour_of():
-    sample = make_sample(0, Split.TRAIN, 5, TINY_WORLD)
+    sample = make_sample(0, Split.TRAIN, 5, TINY_WORLD_SCENES)
     tasks = _with_extra_questions(sample, 6, seed=0, index=5)
     assert tasks[: len(sample.tasks)] == list(sample.tasks)
     extra = [t.task_type.value for t in tasks[len(sample.tasks) :]]
@@ -315,7 +291,7 @@ def test_world_extra_questions_cycle_counting_and_colour_of():
     assert _with_extra_questions(sample, 6, seed=0, index=5) == tasks  # deterministic
     # two identical circles: no object can be named by its shape, so no colour question
     twin = SceneObject(Shape.CIRCLE, Colour.RED, Size.SMALL, 24.0, 24.0, RGB[Colour.RED], 10.0)
-    scene = Scene((twin, replace(twin, x=72.0)), Background.GRAY, TINY_WORLD.image_size)
+    scene = Scene((twin, replace(twin, x=72.0)), Background.GRAY, TINY_WORLD_SCENES.image_size)
     kinds = [
         t.task_type.value
         for t in _with_extra_questions(SimpleNamespace(scene=scene, tasks=()), 3, 0, 0)
@@ -329,7 +305,7 @@ def test_world_balanced_counting_questions_make_every_count_equally_likely():
     # natural picks give "no" far less often; answers always match the scene.
     red = SceneObject(Shape.CIRCLE, Colour.RED, Size.SMALL, 24.0, 24.0, RGB[Colour.RED], 10.0)
     blue = replace(red, shape=Shape.SQUARE, colour=Colour.BLUE, rgb=RGB[Colour.BLUE], x=40.0)
-    scene = Scene((red, replace(red, x=72.0), blue), Background.GRAY, TINY_WORLD.image_size)
+    scene = Scene((red, replace(red, x=72.0), blue), Background.GRAY, TINY_WORLD_SCENES.image_size)
     rng = np.random.default_rng(0)
     for maker in (count_colour, count_shape):
         answers = Counter(maker(scene, rng, balanced=True).answer.split()[2] for _ in range(3000))
@@ -344,9 +320,11 @@ def test_world_balanced_counting_questions_make_every_count_equally_likely():
     assert [t.task_type.value for t in extra][:2] == ["count_colour", "count_shape"]
 
 
-def test_world_train_config_rejects_bad_values(tokenizer_dir, tmp_path):
+def test_world_train_config_rejects_bad_values(world_tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="warmup_steps"):
-        TrainConfig(out_dir=tmp_path, tokenizer_dir=tokenizer_dir, max_steps=5, warmup_steps=5)
+        TrainConfig(
+            out_dir=tmp_path, tokenizer_dir=world_tokenizer_dir, max_steps=5, warmup_steps=5
+        )
     with pytest.raises(FileNotFoundError, match="world tokenizer"):
         TrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
 
@@ -355,13 +333,15 @@ def _logits_for(target: torch.Tensor, classes: int, scale: float) -> torch.Tenso
     return scale * torch.nn.functional.one_hot(target, classes).float()
 
 
-def test_world_aux_losses_uniform_and_perfect_predictions(target):
-    processor = target[1]
-    _, aux = make_batch(Split.TRAIN, 0, 3, 0, TINY_WORLD, processor, TINY.num_visual_tokens)
+def test_world_aux_losses_uniform_and_perfect_predictions(world_target):
+    processor = world_target[1]
+    _, aux = make_batch(
+        Split.TRAIN, 0, 3, 0, TINY_WORLD_SCENES, processor, TINY_WORLD_TARGET.num_visual_tokens
+    )
     b, n = aux["colour"].shape
     assert n == (96 // 16) ** 2  # one label per patch; the class token carries the counts
     assert aux["counts"].shape == (b, len(COUNT_KEYS))
-    samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD) for i in range(3)]
+    samples = [make_sample(0, Split.TRAIN, i, TINY_WORLD_SCENES) for i in range(3)]
     assert aux["counts"].tolist() == [scene_counts(s.scene).tolist() for s in samples]
     # the object patches are exactly one per object
     assert (aux["colour"] > 0).sum(1).tolist() == [len(s.scene.objects) for s in samples]
@@ -393,8 +373,8 @@ def test_world_aux_losses_uniform_and_perfect_predictions(target):
 
 
 def test_world_aux_head_reads_counts_from_the_class_token():
-    head = aux_head_for(TINY)
-    visual = torch.randn(2, TINY.num_visual_tokens, TINY.text_hidden)
+    head = aux_head_for(TINY_WORLD_TARGET)
+    visual = torch.randn(2, TINY_WORLD_TARGET.num_visual_tokens, TINY_WORLD_TARGET.text_hidden)
     out = head(visual)
     assert out["counts"].shape == (2, len(COUNT_KEYS), COUNT_CLASSES)
     assert out["colour"].shape == (2, 36, PATCH_LABELS["colour"])
@@ -404,19 +384,21 @@ def test_world_aux_head_reads_counts_from_the_class_token():
     assert torch.equal(head(changed)["colour"], out["colour"])
 
 
-def test_world_word_tied_heads_score_patches_by_cosine_with_the_words(target, tokenizer_dir):
-    model, processor = target
+def test_world_word_tied_heads_score_patches_by_cosine_with_the_words(
+    world_target, world_tokenizer_dir
+):
+    model, processor = world_target
     model = type(model)(model.config)
-    model.load_state_dict(target[0].state_dict())
+    model.load_state_dict(world_target[0].state_dict())
     tokenizer = processor.tokenizer
     ids = attribute_word_ids(tokenizer)
     assert [tokenizer.decode(i).strip() for i in ids["colour"]] == [c.value for c in COLOURS]
-    head = aux_head_for(TINY, model, tokenizer)
+    head = aux_head_for(TINY_WORLD_TARGET, model, tokenizer)
     embedding = model.get_input_embeddings().weight
-    visual = torch.randn(1, TINY.num_visual_tokens, TINY.text_hidden)
+    visual = torch.randn(1, TINY_WORLD_TARGET.num_visual_tokens, TINY_WORLD_TARGET.text_hidden)
     visual[0, 1] = 3.0 * embedding[ids["colour"][2]].detach()  # first patch: along " blue"
     out = head(visual)
-    plain = aux_head_for(TINY)
+    plain = aux_head_for(TINY_WORLD_TARGET)
     plain.load_state_dict(head.state_dict(), strict=False)
     # class 0 (no object) and the untied keys are the plain Linear's
     assert torch.equal(out["colour"][..., 0], plain(visual)["colour"][..., 0])
@@ -435,8 +417,8 @@ def test_world_word_tied_heads_score_patches_by_cosine_with_the_words(target, to
         attribute_word_ids(lambda text, **kw: {"input_ids": [5, 6]})
 
 
-def test_world_eval_breakdown_splits_each_task_without_losing_answers(target):
-    model, processor = target
+def test_world_eval_breakdown_splits_each_task_without_losing_answers(world_target):
+    model, processor = world_target
     whole = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 3, batch_size=2)
     for breakdown in Breakdown:
         parts = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 3, 0, 2, breakdown)
