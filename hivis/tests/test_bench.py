@@ -10,6 +10,7 @@ from hivis.bench import (
     BenchConfig,
     Method,
     format_by_task,
+    format_step_costs,
     format_table,
     run_bench,
     speedup_ceiling,
@@ -65,6 +66,13 @@ def test_bench_definitions(report):
     assert by["eagle"]["drafter_prefill_ratio"] > 0.95
     assert "| hivis |" in format_table(report)
     assert "| describe | 1 |" in format_by_task(report)
+    # Autoregressive drafts nothing; every method verifies and prefills.
+    assert ar["draft_ms_per_step"] == 0.0
+    for entry in (ar, by["hivis"], by["eagle"], by["text-only"]):
+        assert entry["verify_ms_per_step"] > 0.0 and entry["prefill_ms"] > 0.0
+    for name in ("hivis", "text-only", "eagle"):
+        assert by[name]["draft_ms_per_step"] > 0.0
+    assert format_step_costs(report).count(" per step: ") == 4  # assisted has no phases
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):

@@ -23,6 +23,8 @@ Definitions (per method, over all questions):
   greedy output (the autoregressive run);
 * ``reused_prefix_fraction`` = prompt tokens taken from a prefix cache / all prompt tokens
   (0 without ``prefix_cache``);
+* ``draft_ms_per_step``, ``verify_ms_per_step``, ``prefill_ms``: where the time goes (see
+  ``_step_costs``);
 * ``prefill_share`` = fraction of the method's time spent in the target's prefill (the same
   work for every method): autoregressive's value p bounds every speedup at 1 / p, reached only
   if decoding cost nothing (:func:`speedup_ceiling`).
@@ -218,6 +220,7 @@ def summarise(method: Method, runs: list[CaseRuns]) -> dict:
         decode_spent = sum(r.median_s(method, True) for r in runs)
         entry["decode_speedup"] = decode_base / decode_spent
         entry["prefill_share"] = 1.0 - decode_spent / spent
+        entry.update(_step_costs(runs, method))
     if method.drafter is not None:
         entry["drafter_prefill_ratio"] = statistics.mean(
             r.metrics.drafter_prefill_ratio for r in first
@@ -226,6 +229,20 @@ def summarise(method: Method, runs: list[CaseRuns]) -> dict:
             entry["acceptance_length_t1"] = _acceptance([r.sampled[method] for r in runs])
     entry["by_task"] = _by_task(method, runs)
     return entry
+
+
+def _step_costs(runs: list[CaseRuns], method: Method) -> dict:
+    """Mean milliseconds per target forward after the prefill, over every greedy run:
+    ``draft_ms_per_step`` (the drafter's calls and tree building), ``verify_ms_per_step``
+    (the target's tree pass or decode step, verification, cache compaction); and
+    ``prefill_ms``, the mean target prefill per question."""
+    results = [r for case in runs for r in case.greedy[method]]
+    steps = sum(r.metrics.verify_steps for r in results) or 1
+    return {
+        "draft_ms_per_step": 1e3 * sum(r.metrics.draft_s for r in results) / steps,
+        "verify_ms_per_step": 1e3 * sum(r.metrics.verify_s for r in results) / steps,
+        "prefill_ms": 1e3 * statistics.mean(r.metrics.prefill_s for r in results),
+    }
 
 
 def _by_task(method: Method, runs: list[CaseRuns]) -> dict:
@@ -321,6 +338,18 @@ def format_table(report: dict) -> str:
             f"| {_fmt(prefill, '{:.1f} %')} "
             f"| {m['identical_fraction']:.3f} |"
         )
+    return "\n".join(lines)
+
+
+def format_step_costs(report: dict) -> str:
+    """One line per hivis-engine method: prefill, then milliseconds per target forward."""
+    lines = ["time per question and per target forward after the prefill (means):"]
+    for m in report["methods"]:
+        if "verify_ms_per_step" in m:
+            lines.append(
+                f"  {m['method']:<15} prefill {m['prefill_ms']:6.1f} ms | per step: draft "
+                f"{m['draft_ms_per_step']:.2f} ms + verify {m['verify_ms_per_step']:.2f} ms"
+            )
     return "\n".join(lines)
 
 

@@ -173,6 +173,7 @@ def _run_bench(args) -> int:
         BenchConfig,
         Method,
         format_by_task,
+        format_step_costs,
         format_table,
         run_bench,
         speedup_ceiling,
@@ -211,6 +212,8 @@ def _run_bench(args) -> int:
             f"\nautoregressive spends {100 / ceiling:.0f} % of its time in the prefill, which "
             f"every method repeats: no method can exceed {ceiling:.2f}x on these questions"
         )
+    print()
+    print(format_step_costs(report))
     print()
     print(format_by_task(report))
     if args.json:
