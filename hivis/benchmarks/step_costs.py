@@ -5,7 +5,7 @@ step, a target tree pass.
 
 * drafter: the HiViS drafter with a 20-row prefix in its KV cache, one call on ``--rows`` tree
   rows (logits included), through the HF decoder layer and through ``hivis.lean_layer``
-  (checked to give the same logits);
+  (checked to give the same logits), and the lean call part by part;
 * target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
   ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node).
 
@@ -73,6 +73,7 @@ def main() -> None:
 
         same = torch.equal(call(None), call(lean))
         hf, ours = median_ms(lambda: call(None)), median_ms(lambda: call(lean))
+        parts = drafter_parts(drafter, lean, (ids, feats, pos, mask), cache, base)
         decode, tree = target_costs(world.target, args.tree_nodes)
     print(
         f"threads {args.threads}: drafter call on {args.rows} rows: HF layer {hf:.3f} ms, lean "
@@ -80,6 +81,35 @@ def main() -> None:
         f"step {decode:.2f} ms, {args.tree_nodes}-node tree pass {tree:.2f} ms "
         f"({tree / decode:.2f} decode steps)"
     )
+    print("lean drafter call, part by part: " + ", ".join(f"{k} {v:.3f} ms" for k, v in parts))
+
+
+def drafter_parts(drafter, lean, inputs, cache, base: int) -> list[tuple[str, float]]:
+    """Milliseconds of each part of a lean drafter call: embedding + cat + fc (the fused
+    input), the rotary cos/sin tables, the decoder layer, the LM head."""
+    ids, feats, pos, mask = inputs
+    embed, head = drafter._shared
+    residual = drafter.residual[1].expand(*ids.shape, -1)
+    fused = drafter.fc(torch.cat([embed(ids), feats, residual], dim=-1))
+    rope = drafter.rotary(fused, pos[0])
+
+    def layer():
+        out = lean(fused, mask, rope, cache)
+        for cached in cache.layers:
+            cached.keys = cached.keys[:, :, :base]
+            cached.values = cached.values[:, :, :base]
+        return out
+
+    out = layer()
+    return [
+        (
+            "fused input",
+            median_ms(lambda: drafter.fc(torch.cat([embed(ids), feats, residual], -1))),
+        ),
+        ("rotary tables", median_ms(lambda: drafter.rotary(fused, pos[0]))),
+        ("decoder layer", median_ms(layer)),
+        ("LM head", median_ms(lambda: drafter.logits(out))),
+    ]
 
 
 def target_costs(target, nodes: int) -> tuple[float, float]:
