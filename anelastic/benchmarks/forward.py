@@ -50,9 +50,9 @@ def receiver_x() -> np.ndarray:
 
 def run_ours(reps: int, threads: int, space_order: int) -> dict:
     from anelastic.acquisition import Receivers, Source, ricker
+    from anelastic.forward.simulation import Simulation, TimeAxis
     from anelastic.model import Grid, Model
     from anelastic.physics import PhysicsConfig
-    from anelastic.solver import Simulation, TimeAxis
 
     grid = Grid((N, N), (H, H))
     vp = p1_velocity()

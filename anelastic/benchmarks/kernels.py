@@ -52,10 +52,10 @@ CASES = (
 
 def _our_event(space_order: int):
     from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
-    from anelastic.kernels import Event
+    from anelastic.forward.simulation import TimeAxis
+    from anelastic.kernel.compute import Event
     from anelastic.model import Grid, Model
     from anelastic.physics import PhysicsConfig
-    from anelastic.solver import TimeAxis
 
     grid = Grid((p1.N, p1.N), (p1.H, p1.H))
     model = Model(grid, p1.p1_velocity(), 0.0, 2000.0, p1.Q, np.inf, f_ref=p1.F0)
@@ -68,10 +68,10 @@ def _our_event(space_order: int):
 
 
 def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
-    from anelastic.kernels import KernelSettings, Storage, compute_kernels, kernel_fit
-    from anelastic.misfit import Misfit
-    from anelastic.schedule import parse_bytes
-    from anelastic.solver import Simulation
+    from anelastic.forward.simulation import Simulation
+    from anelastic.kernel.compute import KernelSettings, Storage, compute_kernels, kernel_fit
+    from anelastic.kernel.misfit import Misfit
+    from anelastic.kernel.schedule import parse_bytes
 
     event = _our_event(space_order)
     fit = kernel_fit(event.model, event.config, p1.F0)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Source, ricker
+from anelastic.forward.simulation import TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig
-from anelastic.solver import TimeAxis
 
 SMALL_GRID = Grid((61, 61), (10.0, 10.0))
 SMALL_CONFIG = PhysicsConfig(space_order=4, pml_width=10)

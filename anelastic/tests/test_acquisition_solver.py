@@ -4,7 +4,7 @@ import numpy as np
 from conftest import SMALL_CONFIG, SMALL_TIME, small_problem
 
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
-from anelastic.solver import Simulation
+from anelastic.forward.simulation import Simulation
 
 
 def bilinear(field: np.ndarray, origin, spacing, point) -> float:

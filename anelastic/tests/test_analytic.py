@@ -4,7 +4,7 @@ the elastodynamic equation itself, the force balance around the source, and a kn
 import numpy as np
 import pytest
 
-from anelastic import analytic
+from anelastic.checks import solutions
 
 RHO = 2000.0
 VP = 2000.0
@@ -44,7 +44,7 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_acoustic_3d_lossless_is_delayed_derivative():
     r = 600.0
-    p = analytic.acoustic_pressure_trace(T, ricker(T), r, RHO, constant(RHO * VP**2), dim=3)
+    p = solutions.acoustic_pressure_trace(T, ricker(T), r, RHO, constant(RHO * VP**2), dim=3)
     expected = ricker_derivative(T - r / VP) / (4 * np.pi * VP**2 * r)
     assert rel_l2(p, expected) < 1e-4
 
@@ -53,7 +53,7 @@ def test_acoustic_2d_lossless_matches_time_domain_green_function():
     # p = (1/c^2) (g * s')(t) with g(t) = H(t - r/c) / (2 pi sqrt(t^2 - r^2/c^2)); the
     # substitution tau = (r/c) cosh(u) removes the square-root singularity.
     r = 600.0
-    p = analytic.acoustic_pressure_trace(T, ricker(T), r, RHO, constant(RHO * VP**2), dim=2)
+    p = solutions.acoustic_pressure_trace(T, ricker(T), r, RHO, constant(RHO * VP**2), dim=2)
     expected = np.zeros(NT)
     for n, t in enumerate(T):
         if t * VP > r:
@@ -72,7 +72,7 @@ def test_elastic_green_2d_solves_the_elastodynamic_equation(q):
     x0, z0 = 300.0, -200.0
     stencil = range(-2, 3)
     g = {
-        (a, b): analytic.elastic_green_2d(
+        (a, b): solutions.elastic_green_2d(
             omega, (x0 + a * h, z0 + b * h), RHO, constant(lam), constant(mu)
         )[..., 0]
         for a in stencil
@@ -104,7 +104,7 @@ def test_elastic_green_2d_balances_the_point_force():
     eps, h, n = 0.5, 1e-4, 256
 
     def displacement(x, z):
-        green = analytic.elastic_green_2d(omega, (x, z), RHO, constant(lam), constant(mu))
+        green = solutions.elastic_green_2d(omega, (x, z), RHO, constant(lam), constant(mu))
         return green[..., 0] @ force
 
     total = np.zeros(2, dtype=complex)
@@ -124,7 +124,7 @@ def test_elastic_velocity_on_the_force_axis_is_p_dominated_far_away():
     # and vx peaks at the P traveltime.
     r = 1500.0
     mu, lam = RHO * VS**2, RHO * VP**2 - 2 * RHO * VS**2
-    vx, vz = analytic.elastic_velocity_trace_2d(
+    vx, vz = solutions.elastic_velocity_trace_2d(
         T, ricker(T), (r, 0.0), RHO, constant(lam), constant(mu), (1.0, 0.0)
     )
     assert np.abs(vz).max() < 1e-9 * np.abs(vx).max()
@@ -139,18 +139,18 @@ def test_q_from_spectral_ratio_recovers_constant_q(dim):
     r_near, r_far = 400.0, 1400.0
     t = np.arange(4096) * DT
     wavelet = ricker(t)
-    near = analytic.acoustic_pressure_trace(t, wavelet, r_near, RHO, modulus, dim)
-    far = analytic.acoustic_pressure_trace(t, wavelet, r_far, RHO, modulus, dim)
-    q_est = analytic.q_from_spectral_ratio(near, far, DT, r_near, r_far, VP, 4.0, 25.0, dim)
+    near = solutions.acoustic_pressure_trace(t, wavelet, r_near, RHO, modulus, dim)
+    far = solutions.acoustic_pressure_trace(t, wavelet, r_far, RHO, modulus, dim)
+    q_est = solutions.q_from_spectral_ratio(near, far, DT, r_near, r_far, VP, 4.0, 25.0, dim)
     assert abs(q_est - q) / q < 0.05
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="dim"):
-        analytic.scalar_green(np.array([1.0]), 10.0, dim=1)
+        solutions.scalar_green(np.array([1.0]), 10.0, dim=1)
     with pytest.raises(ValueError, match="distance"):
-        analytic.acoustic_pressure_trace(T, ricker(T), 0.0, RHO, constant(1.0), dim=2)
+        solutions.acoustic_pressure_trace(T, ricker(T), 0.0, RHO, constant(1.0), dim=2)
     with pytest.raises(ValueError, match="uniformly"):
-        analytic.acoustic_pressure_trace(T**2, ricker(T), 10.0, RHO, constant(1.0), dim=2)
+        solutions.acoustic_pressure_trace(T**2, ricker(T), 10.0, RHO, constant(1.0), dim=2)
     with pytest.raises(ValueError, match="r_near < r_far"):
-        analytic.q_from_spectral_ratio(T, T, DT, 10.0, 5.0, VP, 1.0, 2.0, 2)
+        solutions.q_from_spectral_ratio(T, T, DT, 10.0, 5.0, VP, 1.0, 2.0, 2)

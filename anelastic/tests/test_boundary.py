@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Source, ricker
+from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import BoundaryKind, PhysicsConfig
-from anelastic.solver import Simulation, TimeAxis
 
 
 def residual_ratio(boundary: BoundaryKind) -> float:

@@ -8,9 +8,9 @@ from conftest import small_problem
 from obspy import read
 
 from anelastic.acquisition import Component, Seismograms
-from anelastic.cli import main
-from anelastic.demo import QP, run_demo
-from anelastic.solver import Simulation
+from anelastic.app.cli import main
+from anelastic.app.demo import QP, run_demo
+from anelastic.forward.simulation import Simulation
 
 SMALL_TOML = """
 [model]

@@ -1,6 +1,6 @@
 """Sensitivity kernels: exactness, storage strategies, resume, refusals, CLI.
 
-All runs use the small float64 problem of ``anelastic.verify_kernels`` so that the compiled
+All runs use the small float64 problem of ``anelastic.checks.kernels`` so that the compiled
 operators are shared between tests.
 """
 
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Seismograms
-from anelastic.kernels import Event, KernelSettings, Storage, compute_kernels, named_kernels
-from anelastic.misfit import Misfit, MisfitKind
+from anelastic.checks.kernels import NT, _event, verify_kernels
+from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels, named_kernels
+from anelastic.kernel.misfit import Misfit, MisfitKind
+from anelastic.kernel.snapshots import SnapshotStore, StoreMismatchError
 from anelastic.physics import PhysicsKind
-from anelastic.snapshots import SnapshotStore, StoreMismatchError
-from anelastic.verify_kernels import NT, _event, verify_kernels
 
 WAVEFORM = Misfit(MisfitKind.WAVEFORM)
 
@@ -79,7 +79,7 @@ def test_resume_after_interrupted_forward(tmp_path, monkeypatch):
 
 
 def test_interrupted_kernel_pass_restarts(tmp_path, monkeypatch):
-    from anelastic.adjoint import KernelOperators
+    from anelastic.kernel.operators import KernelOperators
 
     event = _event(PhysicsKind.VISCOACOUSTIC)
     reference = compute_kernels(event, _settings(tmp_path / "clean"))
@@ -114,7 +114,7 @@ def test_mismatched_store_is_refused(tmp_path):
 
 
 def test_reverse_storage_refuses_attenuation_before_compute():
-    from anelastic.reconstruction import ReverseUnstableError
+    from anelastic.kernel.reconstruction import ReverseUnstableError
 
     event = _event(PhysicsKind.VISCOACOUSTIC)
     begin = time.perf_counter()
@@ -222,7 +222,7 @@ window = [0.1, 0.35]
 def test_kernel_command_writes_every_output(tmp_path):
     import xarray as xr
 
-    from anelastic.cli import main
+    from anelastic.app.cli import main
 
     config = tmp_path / "kernel.toml"
     config.write_text(CONFIG.format(nt=NT))
@@ -245,9 +245,9 @@ def test_kernel_command_writes_every_output(tmp_path):
 def test_q_kernel_exact_where_q_varies():
     """Q varying in space (per-point SLS weights, the 'general' coefficient layout): the Q and
     vp kernels still predict central finite differences."""
-    from anelastic.kernels import kernel_fit
+    from anelastic.checks.kernels import F0, REL_STEP, _blob, _chi
+    from anelastic.kernel.compute import kernel_fit
     from anelastic.model import gaussian_anomaly
-    from anelastic.verify_kernels import F0, REL_STEP, _blob, _chi
 
     event = _event(PhysicsKind.VISCOACOUSTIC)
     model = gaussian_anomaly(event.model, (250.0, 200.0), 80.0, {"qp": 0.5})

@@ -4,7 +4,7 @@ finite differences), and the processing operators' algebra."""
 import numpy as np
 import pytest
 
-from anelastic.misfit import BandPass, Misfit, MisfitKind, TimeWindow
+from anelastic.kernel.misfit import BandPass, Misfit, MisfitKind, TimeWindow
 
 DT = 2e-3
 NT = 600

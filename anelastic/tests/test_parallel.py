@@ -4,7 +4,7 @@ order; a failing event is reported by index and the others' results are kept."""
 import numpy as np
 import pytest
 
-from anelastic.parallel import EventsFailed, run_events
+from anelastic.app.parallel import EventsFailed, run_events
 
 
 def fake_event_kernels(event):

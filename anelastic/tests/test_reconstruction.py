@@ -8,16 +8,16 @@ domain, relative to the field's max |forward| over the compared steps.
 import numpy as np
 import pytest
 
-from anelastic import reconstruction
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
-from anelastic.model import Grid, gaussian_anomaly, homogeneous
-from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
-from anelastic.reconstruction import (
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.kernel import reconstruction
+from anelastic.kernel.reconstruction import (
     ForwardReconstruction,
     ReverseUnstableError,
     reversed_attenuating_growth,
 )
-from anelastic.solver import Simulation, TimeAxis
+from anelastic.model import Grid, gaussian_anomaly, homogeneous
+from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
 
 ACOUSTIC = PhysicsKind.VISCOACOUSTIC
 ELASTIC = PhysicsKind.VISCOELASTIC

@@ -2,7 +2,7 @@
 
 import pytest
 
-from anelastic.schedule import (
+from anelastic.kernel.schedule import (
     checkpoint_cost,
     chunk_length_for_budget,
     chunks,

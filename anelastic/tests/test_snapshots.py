@@ -4,7 +4,7 @@ made for another run."""
 import numpy as np
 import pytest
 
-from anelastic.snapshots import SnapshotStore, StoreMismatchError
+from anelastic.kernel.snapshots import SnapshotStore, StoreMismatchError
 
 IDENTITY = {"shape": [20, 30], "dt": 1e-3, "nt": 100, "chunk": 10, "physics": "viscoacoustic"}
 

@@ -5,9 +5,9 @@ import pytest
 from conftest import small_problem
 
 from anelastic.acquisition import Component
+from anelastic.forward.simulation import Simulation, SimulationBlowUp
+from anelastic.forward.state import SolverState
 from anelastic.physics import FieldRole
-from anelastic.solver import Simulation, SimulationBlowUp
-from anelastic.state import SolverState
 
 
 def _run_reference():

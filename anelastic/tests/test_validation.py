@@ -7,9 +7,9 @@ import pytest
 from conftest import small_problem
 
 from anelastic.acquisition import Receivers, Source, ricker
-from anelastic.config import parse_config
+from anelastic.app.config import parse_config
+from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.physics import PhysicsConfig
-from anelastic.solver import Simulation, TimeAxis
 
 
 def test_cfl_violation_reports_largest_stable_dt():

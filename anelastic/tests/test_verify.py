@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from anelastic import analytic
-from anelastic.cli import main
-from anelastic.verify import run_case, viscoacoustic_homogeneous_traces
+from anelastic.app.cli import main
+from anelastic.checks import solutions
+from anelastic.checks.analytic import run_case, viscoacoustic_homogeneous_traces
 
 
 @pytest.mark.parametrize("name", ["viscoacoustic_2d_homogeneous", "viscoacoustic_3d_homogeneous"])
@@ -19,7 +19,7 @@ def test_analytic_case_within_tolerance(name):
 def test_q_from_spectral_ratio_matches_input_q():
     q_input = 50.0
     traces, sim, offsets = viscoacoustic_homogeneous_traces(dim=2, q=q_input)
-    q = analytic.q_from_spectral_ratio(
+    q = solutions.q_from_spectral_ratio(
         traces[:, 0], traces[:, 1], sim.time.dt, offsets[0], offsets[1], 2000.0, 5.0, 20.0, 2
     )
     assert q == pytest.approx(q_input, rel=0.10)

@@ -9,20 +9,21 @@ import dataclasses
 import numpy as np
 import pytest
 
-from anelastic import analytic, solver
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
-from anelastic.model import Grid, homogeneous
-from anelastic.physics import BoundaryKind, FieldRole, PhysicsConfig, PhysicsKind
-from anelastic.physics.elastic_moduli import bulk_quality
-from anelastic.physics.stencils import midpoint_weights, staggered_stencil
-from anelastic.physics.viscoelastic import Viscoelastic
-from anelastic.verify import relative_l2
-from anelastic.verify_elastic import (
+from anelastic.checks import solutions
+from anelastic.checks.analytic import relative_l2
+from anelastic.checks.elastic import (
     ELASTIC_2D,
     OFFSETS,
     elastic_point_force_error,
     point_force_problem,
 )
+from anelastic.forward import simulation
+from anelastic.model import Grid, homogeneous
+from anelastic.physics import BoundaryKind, FieldRole, PhysicsConfig, PhysicsKind
+from anelastic.physics.stencils import midpoint_weights, staggered_stencil
+from anelastic.physics.viscoelastic import Viscoelastic
+from anelastic.physics.viscoelastic.moduli import bulk_quality
 
 BAND = (1.0, 100.0)
 
@@ -41,7 +42,7 @@ def test_phase_velocities_at_f_ref_equal_model_velocities(ndim):
     w = np.array([2 * np.pi * 10.0])
     p_modulus = lam(w) + 2 * mu(w)
     for modulus, v in ((p_modulus, 2000.0), (mu(w), 1000.0)):
-        k = analytic.wavenumber(w, 2000.0, modulus)
+        k = solutions.wavenumber(w, 2000.0, modulus)
         assert abs(w[0] / k.real[0] / v - 1) < 1e-9
 
 
@@ -111,14 +112,16 @@ def test_viscoelastic_2d_point_force_matches_analytic():
     assert error <= 0.03
     # The attenuation is visible: the elastic solution misses this record by far more.
     model, source, receivers, time, config = point_force_problem(40.0, 25.0)
-    sim = solver.Simulation(model, [source], receivers, time, config, threads=1, instance="verify")
+    sim = simulation.Simulation(
+        model, [source], receivers, time, config, threads=1, instance="verify"
+    )
     lam_q, mu_q = sim.physics.lame_moduli_at(source.position)
     rho, vp, vs = ELASTIC_2D["rho"], ELASTIC_2D["vp"], ELASTIC_2D["vs"]
     lam_e = lambda w: np.full(w.shape, rho * (vp**2 - 2 * vs**2), complex)  # noqa: E731
     mu_e = lambda w: np.full(w.shape, rho * vs**2, complex)  # noqa: E731
     args = (time.times, source.wavelet(time.times), OFFSETS[0], rho)
-    vx_q, _ = analytic.elastic_velocity_trace_2d(*args, lam_q, mu_q, source.direction)
-    vx_e, _ = analytic.elastic_velocity_trace_2d(*args, lam_e, mu_e, source.direction)
+    vx_q, _ = solutions.elastic_velocity_trace_2d(*args, lam_q, mu_q, source.direction)
+    vx_e, _ = solutions.elastic_velocity_trace_2d(*args, lam_e, mu_e, source.direction)
     assert relative_l2(vx_e, vx_q) > 0.1
 
 
@@ -145,13 +148,13 @@ def test_q_infinity_is_exactly_the_elastic_scheme(monkeypatch):
     """With all SLS weights 0 the attenuating code path gives the elastic result exactly
     (IEEE equality of every trace and field) and its memory variables stay exactly 0."""
     model, source, receivers, time, config = point_force_problem(np.inf, np.inf)
-    elastic = solver.Simulation(
+    elastic = simulation.Simulation(
         model, [source], receivers, time, config, threads=1, instance="verify"
     )
     assert elastic.physics.n_memory == 0
     ref, ref_state = elastic.run(), elastic.state()
-    monkeypatch.setattr(solver, "physics_class", lambda kind: _ZeroWeightViscoelastic)
-    forced = solver.Simulation(
+    monkeypatch.setattr(simulation, "physics_class", lambda kind: _ZeroWeightViscoelastic)
+    forced = simulation.Simulation(
         model, [source], receivers, time, config, threads=1, instance="verify"
     )
     assert forced.physics.n_memory == 3
@@ -175,14 +178,14 @@ def _sponge_problem():
         PhysicsKind.VISCOELASTIC, space_order=4, pml_width=30, boundary=BoundaryKind.SPONGE
     )
     receivers = Receivers(positions, (Component.P, Component.VX))
-    return model, [source], receivers, solver.TimeAxis(2e-3, 500), config
+    return model, [source], receivers, simulation.TimeAxis(2e-3, 500), config
 
 
 def test_explosion_with_sponge_boundary():
     """Explosive (isotropic stress) source, sponge boundary: P moveout between two receivers
     gives vp (within 3 %), and the sponge absorbs (velocity at the end < 5 % of step 150)."""
     vp, dt = 2000.0, 2e-3
-    sim = solver.Simulation(*_sponge_problem(), threads=1, instance="sponge")
+    sim = simulation.Simulation(*_sponge_problem(), threads=1, instance="sponge")
     sim.advance(150)
     early = np.abs(sim.state().fields["vx"]).max()
     p = sim.run().data[Component.P]
@@ -205,10 +208,10 @@ class _GeneralLayoutViscoelastic(Viscoelastic):
 def test_general_coefficient_layout_matches_uniform(monkeypatch):
     """The per-point memory coefficients (used when Q varies in space) give the same traces
     as the folded constants on a uniform-Q model (float32 rounding only)."""
-    uniform = solver.Simulation(*_sponge_problem(), threads=1, instance="sponge")
+    uniform = simulation.Simulation(*_sponge_problem(), threads=1, instance="sponge")
     ref = uniform.run()
-    monkeypatch.setattr(solver, "physics_class", lambda kind: _GeneralLayoutViscoelastic)
-    general = solver.Simulation(*_sponge_problem(), threads=1, instance="general")
+    monkeypatch.setattr(simulation, "physics_class", lambda kind: _GeneralLayoutViscoelastic)
+    general = simulation.Simulation(*_sponge_problem(), threads=1, instance="general")
     assert "mmu0_xz" in {c.name for c in general.physics.coefficient_specs()}
     seis = general.run()
     for comp in (Component.P, Component.VX):

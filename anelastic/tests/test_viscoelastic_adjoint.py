@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
-from anelastic.adjoint import KernelOperators
 from anelastic.attenuation import default_band, fit_sls
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.forward.state import SolverState
+from anelastic.kernel.operators import KernelOperators
+from anelastic.kernel.schedule import chunks
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
 from anelastic.physics.viscoelastic import Viscoelastic
-from anelastic.physics.viscoelastic_adjoint import ViscoelasticAdjoint
-from anelastic.schedule import chunks
-from anelastic.solver import Simulation, TimeAxis
-from anelastic.state import SolverState
+from anelastic.physics.viscoelastic.adjoint import ViscoelasticAdjoint
 
 GRID = Grid((60, 50), (10.0, 10.0))
 TIME = TimeAxis(1e-3, 300)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.forward.state import SolverState
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import FieldRole, PhysicsConfig, PhysicsKind
-from anelastic.solver import Simulation, TimeAxis
-from anelastic.state import SolverState
 
 VP, RHO = 2000.0, 2000.0
 VS = VP / np.sqrt(3.0)  # Poisson solid: Rayleigh speed 0.9194 vs

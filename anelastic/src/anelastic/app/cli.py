@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_forward(config_path: Path, out: Path, progress: bool = True) -> int:
-    from anelastic import plot
-    from anelastic.config import load_config
-    from anelastic.solver import Simulation
+    from anelastic.app import plot
+    from anelastic.app.config import load_config
+    from anelastic.forward.simulation import Simulation
 
     cfg = load_config(config_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +101,8 @@ def _add_kernel(sub) -> None:
 
 
 def run_kernel_command(args) -> int:
-    from anelastic.kernel_run import run_kernel
-    from anelastic.parallel import EventsFailed
+    from anelastic.app.parallel import EventsFailed
+    from anelastic.app.runs import run_kernel
 
     try:
         summary = run_kernel(
@@ -122,7 +122,7 @@ def run_kernel_command(args) -> int:
 
 
 def run_verify_kernels(as_json: bool) -> int:
-    from anelastic.verify_kernels import verify_kernels
+    from anelastic.checks.kernels import verify_kernels
 
     report = verify_kernels()
     if as_json:
@@ -140,14 +140,14 @@ def run_verify_kernels(as_json: bool) -> int:
 
 
 def run_demo_command(out: Path) -> int:
-    from anelastic.demo import run_demo
+    from anelastic.app.demo import run_demo
 
     summary = run_demo(out)
     print(f"physics: {summary['physics']}")
     print(f"input Q = {summary['q_input']:g}    Q recovered by spectral ratio = "
           f"{summary['q_recovered']:.1f}")  # fmt: skip
     if "storage_table" in summary:
-        from anelastic.demo_kernels import format_table
+        from anelastic.app.demo_kernels import format_table
 
         print(f"{summary['kernel_physics']} traveltime kernel, exact vs dispersion-only: "
               f"||difference|| / ||K_alpha|| = {summary['kernel_rel_difference']:.2f}")  # fmt: skip
@@ -157,7 +157,7 @@ def run_demo_command(out: Path) -> int:
 
 
 def run_verify(cases: list[str] | None, as_json: bool) -> int:
-    from anelastic.verify import run_all
+    from anelastic.checks.analytic import run_all
 
     results = run_all(cases)
     if as_json:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from anelastic import plot
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.app import plot
+from anelastic.checks.spectral import measure_q
+from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind, physics_class
-from anelastic.solver import Simulation, TimeAxis
-from anelastic.spectral import measure_q
 
 SHAPE, SPACING = (181, 101), 10.0
 VP, VS, RHO, QP, QS, F0 = 2000.0, 1200.0, 2000.0, 30.0, 20.0, 12.0
@@ -107,7 +107,7 @@ def run_demo(out_dir: str | Path, threads: int | None = None, kernels: bool = Tr
         "outputs": ["seismograms.png", "traces.png", "wavefield.png"],
     }
     if kernels:
-        from anelastic.demo_kernels import run_kernel_demo
+        from anelastic.app.demo_kernels import run_kernel_demo
 
         extra = run_kernel_demo(out, threads)
         summary["outputs"] += extra.pop("kernel_outputs")

@@ -6,7 +6,7 @@ Both run on chunk-local time: local index tau = n - chunk.start.
   fields and coefficients) plus copies of the quantities the adjoint needs into a RAM buffer of
   N frames (``TimeFunction(save=N)``): frame tau holds step ``start + tau``.
 - The adjoint operator is the exact transpose of the forward step (see
-  :mod:`anelastic.physics.viscoacoustic_adjoint`) on its own fields, run backwards over the
+  :mod:`anelastic.physics.viscoacoustic.adjoint`) on its own fields, run backwards over the
   chunk (loop index t computes step ``start + t`` from step ``start + t + 1``), with the adjoint
   source injected and the coefficient gradients accumulated in the same loop nest.
 
@@ -19,18 +19,18 @@ from __future__ import annotations
 import numpy as np
 from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
+from anelastic.forward.propagator import forward_equations, make_coefficient
 from anelastic.physics.base import PhysicsKind
-from anelastic.propagator import forward_equations, make_coefficient
 
 
 def adjoint_scheme(physics):
     """The adjoint stencils of a rheology (refuses those without one)."""
     if physics.kind is PhysicsKind.VISCOACOUSTIC:
-        from anelastic.physics.viscoacoustic_adjoint import ViscoacousticAdjoint
+        from anelastic.physics.viscoacoustic.adjoint import ViscoacousticAdjoint
 
         return ViscoacousticAdjoint(physics)
     if physics.kind is PhysicsKind.VISCOELASTIC:
-        from anelastic.physics.viscoelastic_adjoint import ViscoelasticAdjoint
+        from anelastic.physics.viscoelastic.adjoint import ViscoelasticAdjoint
 
         return ViscoelasticAdjoint(physics)  # refuses configurations it cannot transpose
     raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics")

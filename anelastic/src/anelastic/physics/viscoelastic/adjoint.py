@@ -55,8 +55,8 @@ from anelastic.physics.stencils import (
     derivative_at_node,
     devito_staggered_weights,
 )
-from anelastic.physics.viscoacoustic_adjoint import COEFFICIENT_STEP, node_buoyancy_gradient
-from anelastic.physics.viscoelastic import _sponge_name
+from anelastic.physics.viscoacoustic.adjoint import COEFFICIENT_STEP, node_buoyancy_gradient
+from anelastic.physics.viscoelastic.rheology import _sponge_name
 
 PARAMETERS = ("rho", "vp", "vs", "qp", "qs")
 

@@ -1,8 +1,8 @@
 """Storage strategies of the kernel pass: how the adjoint gets the forward field, backwards.
 
 Every strategy ends with the same adjoint over chunks, last chunk first, reading a RAM buffer of
-forward frames (:class:`anelastic.adjoint.KernelOperators`); they differ in how a chunk's buffer
-is filled:
+forward frames (:class:`anelastic.kernel.operators.KernelOperators`); they differ in how a
+chunk's buffer is filled:
 
 - ``checkpoint`` (the paper's method, the default): the forward run writes the complete solver
   state at the start of every chunk of N steps to a :class:`SnapshotStore`; the kernel pass
@@ -12,7 +12,7 @@ is filled:
   exact reference), else the whole run is replayed once into frame files on disk, N at a time,
   which the adjoint then reads back last to first; 3 nt steps either way.
 - ``reverse``: the forward field is rebuilt backwards from the final state and a boundary ring
-  (:mod:`anelastic.reconstruction`); only possible without attenuation (running a dissipative
+  (:mod:`anelastic.kernel.reconstruction`); only possible without attenuation (running a dissipative
   scheme backwards amplifies roundoff exponentially); 3 nt steps.
 - ``dispersion-only``: SPECFEM's approximation: the kernel run uses the model with Q = inf at
   the velocities of ``f_ref`` (dispersed moduli, no memory variables), rebuilt backwards like
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anelastic.acquisition import Component
-from anelastic.schedule import Chunk, chunks
-from anelastic.snapshots import SnapshotStore
-from anelastic.state import SolverState
+from anelastic.forward.state import SolverState
+from anelastic.kernel.schedule import Chunk, chunks
+from anelastic.kernel.snapshots import SnapshotStore
 
 TRACE_PREFIX = "__traces_"
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from anelastic.acquisition import Seismograms
-from anelastic.config import RunConfig, load_config
-from anelastic.kernels import DEFAULT_BUDGET, Event, KernelSettings, compute_kernels
-from anelastic.schedule import parse_bytes
-from anelastic.solver import Simulation
-from anelastic.storage import Storage
+from anelastic.app.config import RunConfig, load_config
+from anelastic.forward.simulation import Simulation
+from anelastic.kernel.compute import DEFAULT_BUDGET, Event, KernelSettings, compute_kernels
+from anelastic.kernel.schedule import parse_bytes
+from anelastic.kernel.storage import Storage
 
 GRADIENT_PREFIX = "dchi_d"
 
@@ -56,7 +56,7 @@ def run_kernel(
         total, summaries = event_task(jobs[0], progress=progress)
         per_event = {0: summaries}
     else:
-        from anelastic.parallel import run_events
+        from anelastic.app.parallel import run_events
 
         result = run_events(event_task, jobs, scheduler=scheduler, n_workers=workers)
         total, per_event = result.total, result.per_event
@@ -125,7 +125,7 @@ def write_outputs(out: Path, arrays: dict[str, np.ndarray], cfg: RunConfig, summ
     """npy per array, kernels.nc (xarray), kernels.png, summary.json."""
     import xarray as xr
 
-    from anelastic import plot
+    from anelastic.app import plot
 
     grid = cfg.model.grid
     for name, array in arrays.items():

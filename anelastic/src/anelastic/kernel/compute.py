@@ -31,13 +31,11 @@ import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source
 from anelastic.attenuation import default_band, fit_sls
-from anelastic.misfit import Misfit
-from anelastic.model import Model
-from anelastic.physics import PhysicsConfig, PhysicsKind
-from anelastic.schedule import chunk_length_for_budget, parse_bytes
-from anelastic.snapshots import SnapshotStore
-from anelastic.solver import Simulation, TimeAxis
-from anelastic.storage import (
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.kernel.misfit import Misfit
+from anelastic.kernel.schedule import chunk_length_for_budget, parse_bytes
+from anelastic.kernel.snapshots import SnapshotStore
+from anelastic.kernel.storage import (
     KernelRestart,
     PassLog,
     Storage,
@@ -49,6 +47,8 @@ from anelastic.storage import (
     residual_digest,
     store_identity,
 )
+from anelastic.model import Model
+from anelastic.physics import PhysicsConfig, PhysicsKind
 
 DEFAULT_BUDGET = "2GiB"
 # The SLS weight table extends this factor below the smallest Q, so that kernels (and their
@@ -70,7 +70,7 @@ class Event:
 
 @dataclass(frozen=True)
 class KernelSettings:
-    """How the kernel pass stores the forward field (see :mod:`anelastic.storage`)."""
+    """How the kernel pass stores the forward field (see :mod:`anelastic.kernel.storage`)."""
 
     misfit: Misfit
     storage: Storage = Storage.CHECKPOINT
@@ -159,7 +159,7 @@ def _validate(event: Event, settings: KernelSettings) -> None:
         raise ValueError(f"observed dt {event.observed.dt} differs from the run's {event.time.dt}")
     attenuating = bool(np.isfinite(event.model.qp).any() or np.isfinite(event.model.qs).any())
     if settings.storage is Storage.REVERSE and attenuating:
-        from anelastic.reconstruction import ReverseUnstableError
+        from anelastic.kernel.reconstruction import ReverseUnstableError
 
         raise ReverseUnstableError(
             "--storage reverse rebuilds the forward field by running the scheme backwards in "
@@ -187,7 +187,7 @@ def _simulation(event: Event, settings: KernelSettings, fit) -> Simulation:
 
 def _frame_bytes(sim) -> int:
     """Bytes of one replay-buffer frame (the forward quantities the adjoint reads per step)."""
-    from anelastic.adjoint import adjoint_scheme
+    from anelastic.kernel.operators import adjoint_scheme
 
     specs = adjoint_scheme(sim.physics).buffer_specs()
     frame = len(specs) * int(np.prod(sim.physics.model.grid.shape))
@@ -213,7 +213,7 @@ def _bars(progress: bool, nt: int, phases: tuple[str, ...]):
 
 
 def _checkpointed(event, settings, progress):
-    from anelastic.adjoint import kernel_operators
+    from anelastic.kernel.operators import kernel_operators
 
     sim = _simulation(event, settings, kernel_fit(event.model, event.config, _f0(event)))
     full = settings.storage is Storage.FULL
@@ -257,7 +257,7 @@ def _f0(event: Event) -> float:
 
 
 def _reverse(event, settings, progress):
-    from anelastic.reconstruction import ForwardReconstruction
+    from anelastic.kernel.reconstruction import ForwardReconstruction
 
     sim = _simulation(event, settings, None)
     log = PassLog()
@@ -290,7 +290,7 @@ def _dispersed(event: Event) -> Event:
 
 
 def _reconstructed(event, settings, residual, progress, log):
-    from anelastic.reconstruction import ForwardReconstruction
+    from anelastic.kernel.reconstruction import ForwardReconstruction
 
     sim = _simulation(event, settings, None)
     begin = time.perf_counter()
@@ -304,7 +304,7 @@ def _reconstructed(event, settings, residual, progress, log):
 
 
 def _adjoint_from_reconstruction(sim, reconstruction, settings, residual, log, progress):
-    from anelastic.adjoint import kernel_operators
+    from anelastic.kernel.operators import kernel_operators
 
     n = _frames(sim, settings, full=False)
     ops = kernel_operators(sim, n)

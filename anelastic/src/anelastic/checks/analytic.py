@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anelastic import analytic
 from anelastic.acquisition import Component, Receivers, Source, ricker
 from anelastic.attenuation import complex_modulus
+from anelastic.checks import solutions
+from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
-from anelastic.solver import Simulation, TimeAxis
 
-CASE_MODULES = ("anelastic.verify_elastic",)
+CASE_MODULES = ("anelastic.checks.elastic",)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def viscoacoustic_homogeneous_error(dim: int) -> float:
     wavelet = source.wavelet(sim.time.times)
     errors = []
     for k, d in enumerate(offsets):
-        ref = analytic.acoustic_pressure_trace(sim.time.times, wavelet, d, 2000.0, modulus, dim)
+        ref = solutions.acoustic_pressure_trace(sim.time.times, wavelet, d, 2000.0, modulus, dim)
         errors.append(relative_l2(traces[:, k], ref))
     return max(errors)
 

@@ -23,11 +23,11 @@ import time
 import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
-from anelastic.kernels import Event, KernelSettings, Storage, compute_kernels, kernel_fit
-from anelastic.misfit import Misfit, MisfitKind, TimeWindow
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels, kernel_fit
+from anelastic.kernel.misfit import Misfit, MisfitKind, TimeWindow
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
-from anelastic.solver import Simulation, TimeAxis
 
 TOLERANCES = {"checkpoint_vs_full": 1e-6, "gradient_check": 0.02}
 SHAPE, SPACING, F0, NT, DT = (56, 44), 10.0, 12.0, 360, 1e-3
@@ -158,7 +158,7 @@ def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 def available_physics() -> list[PhysicsKind]:
     """Physics whose adjoint is implemented in this build."""
-    from anelastic.adjoint import adjoint_scheme
+    from anelastic.kernel.operators import adjoint_scheme
     from anelastic.physics import physics_class
 
     kinds = []

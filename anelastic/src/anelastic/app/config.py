@@ -42,11 +42,11 @@ from anelastic.acquisition import (
     WaveletKind,
     receiver_line,
 )
-from anelastic.misfit import BandPass, Misfit, MisfitKind, TimeWindow
+from anelastic.forward.simulation import TimeAxis
+from anelastic.kernel.misfit import BandPass, Misfit, MisfitKind, TimeWindow
+from anelastic.kernel.schedule import parse_bytes
+from anelastic.kernel.storage import Storage
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
-from anelastic.schedule import parse_bytes
-from anelastic.solver import TimeAxis
-from anelastic.storage import Storage
 
 SECTIONS = {
     "model",

@@ -1,6 +1,6 @@
 """Viscoelastic velocity-stress scheme (P-SV in 2-D, full 3-D) with L standard linear solids.
 
-PDE (plane strain in 2-D; Fourier convention exp(-i w t), see :mod:`anelastic.analytic`)::
+PDE (plane strain in 2-D; Fourier convention exp(-i w t), see :mod:`anelastic.checks.solutions`)::
 
     rho dv/dt = div sigma + s(t) f delta(x - xs)
     sigma = kappa * tr(eps) I + 2 mu * dev(eps)        (time convolutions with the SLS moduli)
@@ -67,7 +67,6 @@ from anelastic.physics.base import (
     Stage,
 )
 from anelastic.physics.boundary import SPONGE_STRENGTH, _layer_depth, padding
-from anelastic.physics.elastic_moduli import elastic_moduli
 from anelastic.physics.stencils import (
     ONE_SIDED_NODE_WEIGHTS,
     derivative_weights,
@@ -75,6 +74,7 @@ from anelastic.physics.stencils import (
     shifted,
     staggered_stencil,
 )
+from anelastic.physics.viscoelastic.moduli import elastic_moduli
 
 
 class _Row(SubDomain):
@@ -581,7 +581,7 @@ class Viscoelastic(Physics):
         """Exact complex (lambda(w), mu(w)) of the discretised rheology at ``position`` [ndim].
 
         Returns two callables ``omega [nfreq] rad/s -> [nfreq] complex Pa`` (plane strain in
-        2-D: ``lambda = kappa - mu``), as :mod:`anelastic.analytic` expects.
+        2-D: ``lambda = kappa - mu``), as :mod:`anelastic.checks.solutions` expects.
         """
         idx = self.grid_index(position)
         m = self.moduli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anelastic import analytic
+from anelastic.checks import solutions
 
 
 def direct_wave_window(trace: np.ndarray, dt: float, arrival: float, f0: float) -> np.ndarray:
@@ -33,11 +33,11 @@ def measure_q(
     """Q from two traces [nt] of one source at distances ``r_near < r_far`` (m).
 
     Each trace is windowed around its direct arrival (``delay + r / velocity``), then
-    :func:`anelastic.analytic.q_from_spectral_ratio` fits the log spectral ratio over
+    :func:`anelastic.checks.solutions.q_from_spectral_ratio` fits the log spectral ratio over
     ``[f0 / 2, 2 f0]``, corrected for geometrical spreading.
     """
     near_w = direct_wave_window(near, dt, delay + r_near / velocity, f0)
     far_w = direct_wave_window(far, dt, delay + r_far / velocity, f0)
-    return analytic.q_from_spectral_ratio(
+    return solutions.q_from_spectral_ratio(
         near_w, far_w, dt, r_near, r_far, velocity, f0 / 2.0, 2.0 * f0, dim
     )

@@ -42,16 +42,16 @@ from devito import (
     TimeFunction,
 )
 
-from anelastic.physics.base import FieldRole, PhysicsKind
-from anelastic.physics.reverse import reverse_stages
-from anelastic.propagator import (  # also sets OpenMP options before Devito runs
+from anelastic.forward.propagator import (  # also sets OpenMP options before Devito runs
     DirectKernel,
     devito_grid,
     injection_groups,
     make_coefficient,
     make_time_function,
 )
-from anelastic.solver import Simulation
+from anelastic.forward.simulation import Simulation
+from anelastic.physics.base import FieldRole, PhysicsKind
+from anelastic.physics.reverse import reverse_stages
 
 
 class ReverseUnstableError(ValueError):

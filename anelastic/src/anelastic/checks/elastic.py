@@ -1,23 +1,23 @@
-"""Analytic verification of the viscoelastic P-SV physics (2-D point force, homogeneous medium).
+"""Analytic checks of the viscoelastic P-SV physics (2-D point force, homogeneous medium).
 
-Cases register with :func:`anelastic.verify.verification_case` on import (add this module to
-``anelastic.verify.CASE_MODULES``). Each returns the largest relative L2 misfit
-``||v - v_ref|| / ||v_ref||`` over the receivers' vx and vz traces, where ``v_ref`` is
-:func:`anelastic.analytic.elastic_velocity_trace_2d` evaluated with the exact complex Lame moduli
-of the discretised SLS rheology at the source (correspondence principle; Q = inf gives the real
-elastic moduli).
+Cases register with :func:`anelastic.checks.analytic.verification_case` on import (this module
+is listed in ``anelastic.checks.analytic.CASE_MODULES``). Each returns the largest relative L2
+misfit ``||v - v_ref|| / ||v_ref||`` over the receivers' vx and vz traces, where ``v_ref`` is
+:func:`anelastic.checks.solutions.elastic_velocity_trace_2d` evaluated with the exact complex
+Lame moduli of the discretised SLS rheology at the source (correspondence principle; Q = inf
+gives the real elastic moduli).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from anelastic import analytic
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.checks import solutions
+from anelastic.checks.analytic import relative_l2, verification_case
+from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
-from anelastic.solver import Simulation, TimeAxis
-from anelastic.verify import relative_l2, verification_case
 
 ELASTIC_2D = {"vp": 2000.0, "vs": 1150.0, "rho": 2000.0, "h": 10.0, "f0": 8.0, "n": 161}
 FORCE = (0.6, 0.8)
@@ -49,7 +49,7 @@ def elastic_point_force_error(
     rho = ELASTIC_2D["rho"]
     errors = []
     for k, offset in enumerate(OFFSETS):
-        vx, vz = analytic.elastic_velocity_trace_2d(
+        vx, vz = solutions.elastic_velocity_trace_2d(
             time.times, wavelet, offset, rho, lam, mu, source.direction
         )
         errors.append(relative_l2(seis.data[Component.VX][:, k], vx))

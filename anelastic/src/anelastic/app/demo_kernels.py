@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from anelastic import plot
 from anelastic.acquisition import Component, Receivers, Source, ricker
-from anelastic.kernels import Event, KernelSettings, Storage, compute_kernels
-from anelastic.misfit import Misfit, MisfitKind, TimeWindow
+from anelastic.app import plot
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels
+from anelastic.kernel.misfit import Misfit, MisfitKind, TimeWindow
+from anelastic.kernel.schedule import parse_bytes
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
-from anelastic.schedule import parse_bytes
-from anelastic.solver import Simulation, TimeAxis
 
 SHAPE, H, F0, NT, DT = (141, 81), 10.0, 10.0, 900, 1e-3
 VP, VS, RHO, Q = 2000.0, 1150.0, 2000.0, 30.0
@@ -33,7 +33,7 @@ BUDGET = "48MiB"  # RAM for the replay buffer: N frames of the kernel pass
 
 def kernel_physics() -> PhysicsKind:
     """Viscoelastic if its adjoint is in this build, else viscoacoustic."""
-    from anelastic.verify_kernels import available_physics
+    from anelastic.checks.kernels import available_physics
 
     kinds = available_physics()
     return PhysicsKind.VISCOELASTIC if PhysicsKind.VISCOELASTIC in kinds else kinds[0]

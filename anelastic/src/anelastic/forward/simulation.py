@@ -17,10 +17,10 @@ import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source
 from anelastic.attenuation import default_band
+from anelastic.forward.state import SolverState
 from anelastic.model import Grid, Model
 from anelastic.physics import PhysicsConfig, physics_class
 from anelastic.physics.boundary import padding
-from anelastic.state import SolverState
 
 MIN_POINTS_PER_WAVELENGTH = {2: 10.0, 4: 5.0, 6: 4.0, 8: 3.5}
 CHECK_INTERVAL = 250  # steps between blow-up checks (one operator call costs ~5 ms)
@@ -100,7 +100,7 @@ class Simulation:
         padded = pad_model(model, self.pads)
         self.physics = physics_class(self.config.kind)(padded, self.config, time.dt, band, sls_fit)
         _validate_time_step(self.physics, model, time, self.f0, self.config)
-        from anelastic.propagator import get_propagator
+        from anelastic.forward.propagator import get_propagator
 
         self._prop = get_propagator(self, instance)
         self._prop.claim(self)
@@ -176,7 +176,7 @@ class Simulation:
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the time integration."""
-        from anelastic.state import problem_fingerprint
+        from anelastic.forward.state import problem_fingerprint
 
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = problem_fingerprint(self)

@@ -1,0 +1,3 @@
+from anelastic.physics.viscoelastic.rheology import Viscoelastic
+
+__all__ = ["Viscoelastic"]
