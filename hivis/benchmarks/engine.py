@@ -30,10 +30,11 @@ import torch
 from transformers.utils import logging
 
 import hivis
-from hivis.baselines import hf_generate
-from hivis.lossless import reference_generate
+from hivis.hf import generate_prepared, hf_generate
+from hivis.selfcheck.inputs import random_image, random_prompt
+from hivis.selfcheck.proposers import oracle_proposer
+from hivis.selfcheck.zoo import TinySpec, build_tiny_target
 from hivis.targets import Family, load_target
-from hivis.testing import TinySpec, build_tiny_target, oracle_proposer, random_image, random_prompt
 from hivis.tree import TreeConfig
 
 # 8 x 512 text layers (a target step costs several drafter steps), 256 visual tokens per image.
@@ -50,7 +51,7 @@ def _time(fn) -> tuple[float, list[int], dict]:
 
 def _methods(target, drafters, image, prompt, max_new, tree):
     prepared = target.prepare([image], prompt)
-    reference = reference_generate(target, prepared, max_new + 8, None)
+    reference = generate_prepared(target, prepared, max_new + 8)
     vocab = target.vocab_size
 
     def hf(**kw):

@@ -9,7 +9,8 @@ step, a target tree pass.
 * target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
   ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node).
 
-Caches are cropped back after each call. Median of 7 batches (300 drafter calls, 100 target
+Caches are cropped back after each call (``hivis.kv_cache.crop``), so a timed call starts
+from the same cache each time. Median of 7 batches (300 drafter calls, 100 target
 calls each).
 """
 
@@ -21,9 +22,9 @@ import time
 
 import torch
 
+from hivis.kv_cache import crop, growing_cache
 from hivis.lean_layer import lean_layer_for
 from hivis.targets.base import additive_tree_mask
-from hivis.targets.cache import growing_cache
 from hivis.tree import build_tree
 from hivis.world.shipped import DrafterKind, load_world, test_cases
 
@@ -38,14 +39,6 @@ def median_ms(fn, calls: int = 300, batches: int = 7) -> float:
             fn()
         times.append((time.perf_counter() - start) / calls)
     return 1e3 * statistics.median(times)
-
-
-def crop(cache, length: int) -> None:
-    """Cut every layer of ``cache`` back to its first ``length`` rows (views, no copy), so
-    a timed call starts from the same cache each time."""
-    for layer in cache.layers:
-        layer.keys = layer.keys[:, :, :length]
-        layer.values = layer.values[:, :, :length]
 
 
 def main() -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_world import TINY_WORLD_TARGET
 from transformers.utils import logging
 
+from hivis.selfcheck.zoo import TinySpec, build_tiny_target
 from hivis.targets import Family, load_target
-from hivis.testing import TINY_WORLD_TARGET, TinySpec, build_tiny_target
 
 logging.disable_progress_bar()
 torch.set_num_threads(1)

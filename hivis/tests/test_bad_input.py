@@ -9,8 +9,8 @@ import torch
 
 import hivis
 from hivis.cli import main
+from hivis.selfcheck.inputs import random_image
 from hivis.targets import Family, UnsupportedFamilyError, load_target
-from hivis.testing import random_image
 
 
 @pytest.fixture()
@@ -76,13 +76,13 @@ def test_nan_logits_raise(target_dir, drafter):
 
 
 def test_nan_inside_tree_verification_raises(target_dir):
+    from hivis.acceptance import accept_greedy
     from hivis.tree import chain_tree
-    from hivis.verify import verify_greedy
 
     logits = torch.zeros(3, 5)
     logits[1, 2] = float("nan")
     with pytest.raises(hivis.NonFiniteLogitsError):
-        verify_greedy(chain_tree(0, [1, 2]), logits)
+        accept_greedy(chain_tree(0, [1, 2]), logits)
 
 
 def test_unsupported_family_lists_supported(tmp_path):

@@ -8,8 +8,8 @@ import torch
 
 import hivis
 from hivis.cli import main
+from hivis.selfcheck.inputs import random_image
 from hivis.targets import Family
-from hivis.testing import random_image
 
 
 def test_cli_generate_matches_api(tiny_target, target_dir, tmp_path, capsys):

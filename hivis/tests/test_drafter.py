@@ -10,9 +10,10 @@ import torch
 import hivis
 from hivis.drafter import DrafterMismatchError, HiViSDrafter, drafter_rows
 from hivis.engine import GenerationConfig, speculative_generate
+from hivis.selfcheck.inputs import random_image, random_prompt
+from hivis.selfcheck.zoo import TinySpec
 from hivis.targets import Family
 from hivis.targets.inputs import image_token_id
-from hivis.testing import TinySpec, random_image, random_prompt
 
 
 @pytest.mark.parametrize("family", list(Family))
@@ -179,9 +180,9 @@ def test_lean_layer_equals_the_hf_layer(tiny_target, family):
     """The drafter's inference layer (fused projections, plain tensor calls) computes what the
     HF layer computes, on a prefill and on tree rows over a cache; kinds it does not reproduce
     (M-RoPE layers) get None and keep the HF layer."""
+    from hivis.kv_cache import growing_cache
     from hivis.lean_layer import lean_layer_for
     from hivis.targets.base import additive_tree_mask
-    from hivis.targets.cache import growing_cache
 
     target = tiny_target(family)
     torch.manual_seed(6)
@@ -205,3 +206,18 @@ def test_lean_layer_equals_the_hf_layer(tiny_target, family):
             outputs.append((first, rows))
     for hf, ours in zip(*outputs, strict=True):
         torch.testing.assert_close(ours, hf, atol=1e-5, rtol=1e-5)
+
+
+def test_drafter_target_and_scripted_proposer_meet_the_engine_contracts(tiny_target):
+    from hivis.protocols import DraftSession, Proposer, TargetModel
+    from hivis.selfcheck.proposers import oracle_proposer
+
+    target = tiny_target(Family.LLAVA)
+    drafter = HiViSDrafter(target)
+    assert isinstance(target, TargetModel)
+    prompt = target.prepare([random_image(0)], random_prompt(Family.LLAVA, 0))
+    hidden = torch.zeros(1, prompt.length, target.hidden_size)
+    for proposer in (drafter, oracle_proposer([5, 6], target.vocab_size)):
+        assert isinstance(proposer, Proposer)
+        assert isinstance(proposer.begin(target, prompt, hidden, 5), DraftSession)
+    assert not isinstance(object(), Proposer)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import hivis
-from hivis.lossless import reference_generate, verify_family
+from hivis.hf import generate_prepared
+from hivis.selfcheck.inputs import random_image, random_prompt
+from hivis.selfcheck.lossless import verify_family
 from hivis.targets import Family
-from hivis.testing import random_image, random_prompt
 
 
 @pytest.mark.parametrize("family", list(Family))
@@ -36,7 +37,7 @@ def test_adaptive_backoff_is_lossless(tiny_target):
     drafter = hivis.HiViSDrafter(target)
     for seed in range(3):
         image, prompt = random_image(seed), random_prompt(Family.LLAVA, seed)
-        expected = reference_generate(target, target.prepare([image], prompt), 24, None)
+        expected = generate_prepared(target, target.prepare([image], prompt), 24)
         out = hivis.generate(target, drafter, [image], prompt, max_new_tokens=24)
         assert out.token_ids == expected
 
@@ -50,7 +51,7 @@ def test_generation_runs_in_eval_mode_and_restores_training_flags(tiny_target):
     drafter.fc.eval()
     flags = {name: m.training for name, m in drafter.named_modules()}
     image, prompt = random_image(4), random_prompt(Family.LLAVA, 4)
-    expected = reference_generate(target, target.prepare([image], prompt), 16, None)
+    expected = generate_prepared(target, target.prepare([image], prompt), 16)
     out = hivis.generate(target, drafter, [image], prompt, max_new_tokens=16)
     assert out.token_ids == expected
     assert {name: m.training for name, m in drafter.named_modules()} == flags
@@ -65,22 +66,15 @@ def test_stop_string_matches_hf(tiny_target):
     for seed in range(6):
         image, prompt = random_image(seed), random_prompt(Family.QWEN2_VL, seed)
         prepared = target.prepare([image], prompt)
-        full = reference_generate(target, prepared, 16, None)
+        full = generate_prepared(target, prepared, 16)
         words = [target.tokenizer.decode([t]) for t in full[2:]]
         words = [w for w in words if w.isalpha()]
         if not words:
             continue
         stop = words[0]
-        with torch.inference_mode():
-            ref = target.model.generate(
-                input_ids=prepared.input_ids,
-                **prepared.vision_inputs,
-                mm_token_type_ids=prepared.visual_mask[None].int(),
-                max_new_tokens=16,
-                do_sample=False,
-                stop_strings=[stop],
-                tokenizer=target.tokenizer,
-            )[0, prepared.length :].tolist()
+        ref = generate_prepared(
+            target, prepared, 16, stop_strings=[stop], tokenizer=target.tokenizer
+        )
         out = hivis.generate(
             target, drafter, [image], prompt, max_new_tokens=16, stop_strings=[stop]
         )
@@ -91,7 +85,7 @@ def test_stop_string_matches_hf(tiny_target):
 
 
 def test_hf_baselines_in_harness(tiny_target):
-    from hivis.baselines import hf_generate
+    from hivis.hf import hf_generate
 
     target = tiny_target(Family.LLAVA_NEXT)
     image, prompt = random_image(3), random_prompt(Family.LLAVA_NEXT, 3)
@@ -105,7 +99,7 @@ def test_hf_baselines_in_harness(tiny_target):
 
 @pytest.mark.parametrize("family", [Family.LLAVA, Family.QWEN2_VL, Family.IDEFICS3])
 def test_two_images_lossless(tiny_target, family):
-    from hivis.testing import PLACEHOLDER
+    from hivis.selfcheck.zoo import PLACEHOLDER
 
     target = tiny_target(family)
     torch.manual_seed(3)
@@ -115,6 +109,6 @@ def test_two_images_lossless(tiny_target, family):
     prompt = f"{slot} left image {slot} right image what is the color"
     prepared = target.prepare(images, prompt)
     assert int(prepared.visual_mask.sum()) > 0
-    expected = reference_generate(target, prepared, 14, None)
+    expected = generate_prepared(target, prepared, 14)
     out = hivis.generate(target, drafter, images, prompt, max_new_tokens=14, adaptive=False)
     assert out.token_ids == expected

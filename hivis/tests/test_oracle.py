@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 import hivis
-from hivis.lossless import reference_generate
+from hivis.hf import generate_prepared
+from hivis.selfcheck.inputs import random_image, random_prompt
+from hivis.selfcheck.proposers import oracle_proposer
 from hivis.targets import Family
-from hivis.testing import oracle_proposer, random_image, random_prompt
 from hivis.tree import TreeConfig
 
 
@@ -23,7 +24,7 @@ def test_oracle_accepts_full_depth(tiny_target, family, tree):
     prepared = target.prepare([image], prompt)
     # No EOS so the run is long; the reference reaches past the last tree.
     eos = target.vocab_size + 1
-    reference = reference_generate(target, prepared, 40, eos)
+    reference = generate_prepared(target, prepared, 40, eos)
     oracle = oracle_proposer(reference, target.vocab_size)
     out = hivis.generate(
         target, oracle, [image], prompt, max_new_tokens=25, tree=tree, eos_token_id=eos
@@ -43,7 +44,7 @@ def _eos_case(target):
     for seed in range(12, 40):
         image, prompt = random_image(seed), random_prompt(Family.LLAVA, seed)
         prepared = target.prepare([image], prompt)
-        reference = reference_generate(target, prepared, 40, never)
+        reference = generate_prepared(target, prepared, 40, never)
         firsts: dict[int, int] = {}
         for i, token in enumerate(reference):
             firsts.setdefault(token, i)
@@ -58,7 +59,7 @@ def test_eos_inside_an_accepted_run_stops_there(tiny_target):
     # EOS = a token first emitted at index 7: the 2nd token of the 2nd step's run of 5
     # (1 prefill token + 5 per fully accepted depth-4 chain).
     image, prompt, prepared, reference, eos = _eos_case(target)
-    expected = reference_generate(target, prepared, 40, eos)
+    expected = generate_prepared(target, prepared, 40, eos)
     assert expected == reference[:8]
     out = hivis.generate(
         target,
@@ -80,7 +81,7 @@ def test_max_new_tokens_reached_mid_run(tiny_target):
     image, prompt = random_image(13), random_prompt(Family.QWEN2_5_VL, 13)
     prepared = target.prepare([image], prompt)
     never = target.vocab_size + 1
-    reference = reference_generate(target, prepared, 30, never)
+    reference = generate_prepared(target, prepared, 30, never)
     out = hivis.generate(
         target,
         oracle_proposer(reference, target.vocab_size),

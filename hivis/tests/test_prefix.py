@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import hivis
-from hivis.lossless import reference_generate
+from hivis.hf import generate_prepared
 from hivis.prefix import PrefixCache
+from hivis.selfcheck.inputs import random_image
+from hivis.selfcheck.proposers import oracle_proposer
+from hivis.selfcheck.zoo import PLACEHOLDER, WORDS
 from hivis.targets import Family
-from hivis.testing import PLACEHOLDER, WORDS, oracle_proposer, random_image
 
 QUESTIONS = ("red blue", "green green cat dog", "one two three")
 
@@ -29,7 +31,7 @@ def test_prefix_cache_questions_on_one_image_match_the_targets_greedy_output(fam
     for question in QUESTIONS:
         prompt = _prompt(family, question)
         prepared = target.prepare([image], prompt)
-        expected = reference_generate(target, prepared, 12, None)
+        expected = generate_prepared(target, prepared, 12)
         ar = hivis.autoregressive(target, [image], prompt, 12, prefix_cache=ar_cache)
         good = oracle_proposer(expected, target.vocab_size, accuracy=0.8, seed=1)
         spec = hivis.generate(target, good, [image], prompt, 12, prefix_cache=spec_cache)
@@ -51,7 +53,7 @@ def test_prefix_cache_is_refilled_for_a_new_image_and_never_reused_across_images
         image = random_image(seed)
         out = hivis.autoregressive(target, [image], prompt, 8, prefix_cache=cache)
         assert out.metrics.reused_prefix_length == 0
-        assert out.token_ids == reference_generate(target, target.prepare([image], prompt), 8, None)
+        assert out.token_ids == generate_prepared(target, target.prepare([image], prompt), 8)
     assert cache.misses == 3 and cache.hits == 0
     # The identical prompt again: all but its last token come from the cache.
     again = hivis.autoregressive(target, [image], prompt, 8, prefix_cache=cache)

@@ -17,11 +17,13 @@ import torch
 from scipy.stats import chisquare
 
 import hivis
+from hivis.acceptance import accept_sampling
 from hivis.engine import GenerationConfig, speculative_generate
+from hivis.selfcheck.inputs import random_image
+from hivis.selfcheck.proposers import ScriptedProposer
+from hivis.selfcheck.zoo import TinySpec
 from hivis.targets import Family
-from hivis.testing import ScriptedProposer, TinySpec, random_image
 from hivis.tree import TreeConfig, expand_tree
-from hivis.verify import verify_sampling
 
 V = 5
 P_MIN = 1e-3  # seeds are fixed, so these tests are deterministic
@@ -82,7 +84,7 @@ def test_rejection_sampling_keeps_target_distribution(config):
         target = torch.stack(
             [p.get(_path(i, tokens, parents), torch.ones(V) / V).log() for i in range(tree.size)]
         )
-        verdict = verify_sampling(tree, target, 1.0, gen)
+        verdict = accept_sampling(tree, target, 1.0, gen)
         first[verdict.tokens[0]] += 1
         if len(verdict.tokens) > 1:
             second[verdict.tokens[0]][verdict.tokens[1]] += 1

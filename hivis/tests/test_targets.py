@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hivis.selfcheck.inputs import random_image, random_prompt
 from hivis.targets import Family
 from hivis.targets.inputs import image_token_id, prepare_smolvlm_fallback
 from hivis.targets.kwargs import cache_kwargs
-from hivis.testing import random_image, random_prompt
 
 
 def test_smolvlm_fallback_expansion_equals_idefics3_processor(tiny_target):
@@ -63,23 +63,6 @@ def test_tree_forward_equals_sequential_decoding(tiny_target, family):
                     torch.testing.assert_close(step, logits[rows[i]], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(after, step, atol=1e-4, rtol=1e-4)
         assert cache.get_seq_length() == prefix + 4
-
-
-def test_growing_cache_layer_equals_concatenation():
-    from hivis.targets.cache import growing_cache
-
-    cache = growing_cache(1)
-    gen = torch.Generator().manual_seed(0)
-    keys = [torch.randn(1, 2, n, 4, generator=gen) for n in (200, 1, 5, 100, 3)]
-    buffers = []
-    for k in keys:
-        got_k, got_v = cache.update(k, -k, 0)
-        buffers.append(cache.layers[0]._key_buffer.data_ptr())
-    expected = torch.cat(keys, dim=-2)
-    assert torch.equal(got_k, expected) and torch.equal(got_v, -expected)
-    assert cache.get_seq_length() == 309
-    assert buffers[0] == buffers[1] == buffers[2]  # no re-allocation while capacity lasts
-    assert buffers[3] != buffers[2]  # grown once past 256 rows, contents kept
 
 
 def test_cache_keyword_follows_the_forward_signature():

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from hivis.drafter import drafter_rows
+from hivis.selfcheck.inputs import random_image
+from hivis.selfcheck.zoo import build_tiny_target
 from hivis.targets import Family, load_target
-from hivis.testing import build_tiny_target, random_image
 from hivis.train.data import IMAGE_PLACEHOLDER, Record, Role, Turn
 from hivis.train.extract import extract_features, generation_prompt, token_labels
 

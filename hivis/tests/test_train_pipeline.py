@@ -14,8 +14,9 @@ import torch
 import hivis
 from hivis.cli import main as hivis_main
 from hivis.drafter import HiViSDrafter
+from hivis.selfcheck.inputs import random_image
+from hivis.selfcheck.zoo import WORDS, build_tiny_target
 from hivis.targets import Family, load_target
-from hivis.testing import WORDS, build_tiny_target, random_image
 from hivis.train.cli import main as train_main
 from hivis.train.features import FeatureStore
 from hivis.train.objective import LossWeights
@@ -229,7 +230,7 @@ def test_train_feature_store_of_another_target_is_refused(world, tmp_path, capsy
 
 
 def _other_spec():
-    from hivis.testing import TinySpec
+    from hivis.selfcheck.zoo import TinySpec
 
     return TinySpec(seed=7)
 

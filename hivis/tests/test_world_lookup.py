@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 import torch
+from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 
-from hivis.testing import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from hivis.world.dataset import Split, make_sample
 from hivis.world.lookup import captured_query_key, lookup_loss, referent_tokens
 from hivis.world.model import TargetConfig

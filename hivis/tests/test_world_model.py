@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from hivis.testing import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from hivis.world.aux_heads import COUNT_CLASSES, attribute_word_ids, aux_head_for, aux_losses
 from hivis.world.cli import main as world_cli
 from hivis.world.dataset import Split, make_sample

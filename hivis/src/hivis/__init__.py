@@ -9,6 +9,7 @@ Quick start::
     print(out.text, out.metrics.acceptance_length)
 """
 
+from hivis.acceptance import NonFiniteLogitsError
 from hivis.api import autoregressive, generate
 from hivis.drafter import DrafterConfig, DrafterMismatchError, HiViSDrafter
 from hivis.engine import GenerationConfig, GenerationResult
@@ -16,7 +17,6 @@ from hivis.metrics import GenerationMetrics
 from hivis.prefix import PrefixCache
 from hivis.targets import SUPPORTED_FAMILIES, Family, UnsupportedFamilyError, load_target
 from hivis.tree import DraftTree, TreeConfig
-from hivis.verify import NonFiniteLogitsError
 
 __all__ = [
     "SUPPORTED_FAMILIES",

@@ -16,6 +16,7 @@ from hivis.engine import (
     speculative_generate,
 )
 from hivis.prefix import PrefixCache
+from hivis.protocols import Proposer
 from hivis.targets import HFTarget, load_target
 from hivis.tree import TreeConfig
 
@@ -31,7 +32,7 @@ def _as_target(target) -> HFTarget:
 def _as_proposer(drafter, target: HFTarget):
     if isinstance(drafter, (str, Path)):
         return HiViSDrafter.load(drafter, target)
-    if not hasattr(drafter, "begin"):
+    if not isinstance(drafter, Proposer):
         raise TypeError(f"drafter must be a HiViSDrafter or a drafter directory, got {drafter!r}")
     if isinstance(drafter, HiViSDrafter):
         from hivis.drafter import check_fits
@@ -89,9 +90,10 @@ def generate(
     """Lossless speculative generation; returns text, new token ids and metrics.
 
     target: an :class:`~hivis.targets.HFTarget` or a model directory. drafter: a
-    :class:`~hivis.drafter.HiViSDrafter`, a drafter directory, or any proposer with
-    ``begin``. images: PIL images or paths, one per placeholder in ``prompt``. tree: the
-    draft tree (default ``TreeConfig()``; ``TreeConfig.chain(d)`` for a chain). At
+    :class:`~hivis.drafter.HiViSDrafter`, a drafter directory, or any
+    :class:`~hivis.protocols.Proposer`. images: PIL images or paths, one per placeholder in
+    ``prompt``. tree: the draft tree (default ``TreeConfig()``; ``TreeConfig.chain(d)`` for
+    a chain). At
     ``temperature`` 0 the output equals the target's greedy ``generate``; at T > 0 it is
     distributed as the target's sampling at that temperature. ``adaptive`` lets the engine
     pause drafting while the drafter's proposals keep failing (see :mod:`hivis.engine`).

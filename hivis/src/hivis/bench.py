@@ -107,7 +107,7 @@ def run_method(world: WorldModels, method: Method, case: TestCase, cfg: BenchCon
     """One generation of ``case`` by ``method``; returns a GenerationResult. ``kw`` goes to
     ``hivis.generate`` / ``hivis.autoregressive`` (temperature, seed, prefix_cache)."""
     import hivis
-    from hivis.baselines import hf_generate
+    from hivis.hf import hf_generate
 
     images, n = [case.image], cfg.max_new_tokens
     if method is Method.AUTOREGRESSIVE:

@@ -99,7 +99,7 @@ def _add_verify(subparsers) -> None:
 
 
 def _run_lossless(args) -> int:
-    from hivis.lossless import verify_lossless
+    from hivis.selfcheck.lossless import verify_lossless
     from hivis.targets import Family
 
     families = tuple(Family(f) for f in args.family) if args.family else tuple(Family)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from hivis.testing import WORDS, TinySpec, build_tiny_target, random_image
+from hivis.selfcheck.inputs import random_image
+from hivis.selfcheck.zoo import WORDS, TinySpec, build_tiny_target
 
 # Deep enough that a target step costs several one-layer drafter steps (PERFORMANCE.md).
 DEMO_SPEC = TinySpec(

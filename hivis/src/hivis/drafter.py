@@ -31,9 +31,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from hivis.kv_cache import crop, growing_cache
 from hivis.lean_layer import LeanDecoderLayer, lean_layer_for
+from hivis.protocols import TargetModel
 from hivis.targets.base import HFTarget, PreparedPrompt, additive_tree_mask
-from hivis.targets.cache import growing_cache
 from hivis.targets.kwargs import cache_kwargs
 from hivis.tree import DraftTree, TreeConfig, expand_tree
 
@@ -60,7 +61,8 @@ class DrafterMismatchError(ValueError):
 
 
 class HiViSDrafter(nn.Module):
-    """HiViS drafter bound to a target (which supplies the layer kind, embedding, LM head)."""
+    """HiViS drafter bound to a target (which supplies the layer kind, embedding, LM head);
+    a :class:`~hivis.protocols.Proposer` whose sessions are :class:`DrafterSession`."""
 
     def __init__(
         self,
@@ -138,8 +140,11 @@ class HiViSDrafter(nn.Module):
         bias = None if head.bias is None else head.bias.detach()
         return F.linear(hidden, head.weight.detach(), bias)
 
-    def begin(self, target: HFTarget, prompt: PreparedPrompt, hidden, first_token: int):
-        """Start drafting for one generation (see :class:`DrafterSession`)."""
+    def begin(
+        self, target: TargetModel, prompt: PreparedPrompt, hidden: torch.Tensor, first_token: int
+    ) -> DrafterSession:
+        """Start drafting for one generation (see :class:`DrafterSession`); hidden:
+        [1, L, H] the target's last-layer states over the prompt."""
         return DrafterSession(self, prompt, hidden, first_token)
 
     def save(self, directory: str | Path) -> Path:
@@ -211,7 +216,8 @@ def drafter_rows(
 
 
 class DrafterSession:
-    """Per-generation drafter state: its KV cache (committed rows only) and pending rows.
+    """Per-generation drafter state (a :class:`~hivis.protocols.DraftSession`): its KV cache
+    (committed rows only) and pending rows.
 
     Pending rows are committed tokens not yet fed to the drafter, each with the target's
     feature of the previous position; the last pending token is the tree root.
@@ -265,9 +271,7 @@ class DrafterSession:
         grower = _TreeFeeder(self, out[-1], root_position, base)
         root_logits = self.drafter.logits(out[-1])
         tree = expand_tree(grower, int(tokens[0, -1]), root_logits, config, temperature, generator)
-        for layer in self.cache.layers:  # drop the tree rows: views, no copy
-            layer.keys = layer.keys[:, :, :base]
-            layer.values = layer.values[:, :, :base]
+        crop(self.cache, base)  # drop the tree rows: views, no copy
         return tree
 
 

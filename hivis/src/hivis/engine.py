@@ -1,4 +1,6 @@
-"""The generation loop: prefill, then {draft -> verify -> keep accepted path} until a stop.
+"""The generation loop: prefill, then {draft -> the target's tree pass -> accept -> keep the
+accepted path} until a stop. The target and the proposer are used only through their
+contracts (:mod:`hivis.protocols`); acceptance is :mod:`hivis.acceptance`.
 
 Adaptive drafting (``GenerationConfig.adaptive``, on by default): an exponential average of
 accepted draft tokens per step is kept; when it falls below :data:`MIN_ACCEPT` the engine
@@ -20,12 +22,14 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import DynamicCache
 
+from hivis.acceptance import accept_greedy, accept_sampling, check_finite
 from hivis.metrics import GenerationMetrics
 from hivis.prefix import PrefixCache, prefill_with_cache
-from hivis.targets.base import HFTarget, PreparedPrompt
+from hivis.protocols import DraftSession, Proposer, TargetModel
+from hivis.targets.base import PreparedPrompt
 from hivis.tree import DraftTree, TreeConfig, build_tree
-from hivis.verify import check_finite, verify_greedy, verify_sampling
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class GenerationResult:
 class StopRule:
     """Decides how many of a run of new tokens to keep, and whether generation ends."""
 
-    def __init__(self, target: HFTarget, config: GenerationConfig):
+    def __init__(self, target: TargetModel, config: GenerationConfig):
         eos = config.eos_token_ids
         if eos is None:
             eos = target.model.generation_config.eos_token_id
@@ -143,7 +147,7 @@ def _generator(seed: int | None, device) -> torch.Generator | None:
     return gen
 
 
-def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, metrics, reuse):
+def _prefill(target: TargetModel, prompt: PreparedPrompt, config, stop, generator, metrics, reuse):
     """Prefill the target (reusing the :class:`~hivis.prefix.PrefixCache` ``reuse`` if not
     None) and choose the first new token (timed as the prefill).
 
@@ -159,7 +163,7 @@ def _prefill(target: HFTarget, prompt: PreparedPrompt, config, stop, generator, 
     return cache, hidden, generated, done
 
 
-def _result(target: HFTarget, generated: list[int], metrics, start: float) -> GenerationResult:
+def _result(target: TargetModel, generated: list[int], metrics, start: float) -> GenerationResult:
     """Close the metrics (total time from ``start``) and decode the new tokens."""
     metrics.new_tokens = len(generated)
     metrics.total_s = time.perf_counter() - start
@@ -168,8 +172,8 @@ def _result(target: HFTarget, generated: list[int], metrics, start: float) -> Ge
 
 
 def speculative_generate(
-    target: HFTarget,
-    proposer,
+    target: TargetModel,
+    proposer: Proposer,
     prompt: PreparedPrompt,
     config: GenerationConfig,
     prefix_cache: PrefixCache | None = None,
@@ -195,9 +199,9 @@ def speculative_generate(
 class _Run:
     """Mutable state of one speculative generation (batch size 1)."""
 
-    target: HFTarget
-    session: object
-    cache: object
+    target: TargetModel
+    session: DraftSession
+    cache: DynamicCache
     generated: list[int]
     stop: StopRule
     config: GenerationConfig
@@ -226,10 +230,10 @@ def _step(run: _Run) -> bool:
         tree.tokens, tree.depths, tree.ancestor_mask, run.root_position, run.cache
     )
     if config.temperature == 0.0:
-        verdict = verify_greedy(tree, logits)  # also rejects NaN logits
+        verdict = accept_greedy(tree, logits)  # also rejects NaN logits
     else:
         check_finite(logits)
-        verdict = verify_sampling(tree, logits, config.temperature, run.generator)
+        verdict = accept_sampling(tree, logits, config.temperature, run.generator)
     path = torch.tensor(verdict.path, device=logits.device)
     run.target.keep_path(run.cache, prefix_len, path)
     before = len(run.generated)
@@ -260,7 +264,7 @@ def root_only(token: int, device) -> DraftTree:
 
 
 def autoregressive_generate(
-    target: HFTarget,
+    target: TargetModel,
     prompt: PreparedPrompt,
     config: GenerationConfig,
     prefix_cache: PrefixCache | None = None,

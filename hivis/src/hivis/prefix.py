@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from hivis.targets.base import HFTarget, PreparedPrompt
+from hivis.kv_cache import copy_rows, fill
+from hivis.protocols import TargetModel
+from hivis.targets.base import PreparedPrompt
 
 
 @dataclass
@@ -91,8 +93,7 @@ class PrefixCache:
         (copied: later generations must not change the snapshot); returns their hidden
         states ``[1, length, H]``."""
         snap = self._snapshot
-        for layer, keys, values in zip(cache.layers, snap.keys, snap.values, strict=True):
-            layer.update(keys[:, :, :length], values[:, :, :length])
+        fill(cache, snap.keys, snap.values, length)
         self.hits += 1
         self.reused_tokens += length
         return snap.hidden[:, :length]
@@ -101,17 +102,14 @@ class PrefixCache:
         """Keep a copy of the prefill just made: ``cache`` holds exactly the prompt's rows,
         hidden ``[1, L, H]``."""
         self.misses += 1
+        keys, values = copy_rows(cache)
         self._snapshot = _Snapshot(
-            prompt.input_ids.clone(),
-            dict(prompt.vision_inputs),
-            [layer.keys.clone() for layer in cache.layers],
-            [layer.values.clone() for layer in cache.layers],
-            hidden.clone(),
+            prompt.input_ids.clone(), dict(prompt.vision_inputs), keys, values, hidden.clone()
         )
 
 
 def prefill_with_cache(
-    target: HFTarget, prompt: PreparedPrompt, cache, prefix_cache: PrefixCache | None
+    target: TargetModel, prompt: PreparedPrompt, cache, prefix_cache: PrefixCache | None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The target's prefill of ``prompt`` into the empty ``cache``, reusing ``prefix_cache``
     when it can (and refilling it when the images changed). Returns (logits ``[1, V]`` for the

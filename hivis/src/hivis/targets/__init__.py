@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hivis.targets.base import HFTarget, PreparedPrompt, TargetModel, additive_tree_mask
+from hivis.protocols import TargetModel
+from hivis.targets.base import HFTarget, PreparedPrompt, additive_tree_mask
 from hivis.targets.families import (
     SUPPORTED_FAMILIES,
     Family,

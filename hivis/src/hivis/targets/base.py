@@ -1,4 +1,4 @@
-"""The target-model protocol and its one implementation over Hugging Face VLMs.
+"""The one implementation of :class:`hivis.protocols.TargetModel`: Hugging Face VLMs.
 
 The adapter never forks or patches model code: a tree is verified by calling the model's own
 inner module (``model.model``) with a 4-D additive attention mask, explicit position ids (3-D
@@ -10,12 +10,11 @@ written into the user's model object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import DynamicCache
 
-from hivis.targets.cache import growing_cache
+from hivis.kv_cache import full_attention_cache, keep_rows
 from hivis.targets.families import MROPE_FAMILIES, Family
 from hivis.targets.kwargs import cache_kwargs
 
@@ -42,40 +41,6 @@ class PreparedPrompt:
         return int(self.input_ids.shape[1])
 
 
-@runtime_checkable
-class TargetModel(Protocol):
-    """What the engine needs from a target VLM (batch size 1)."""
-
-    family: Family
-    hidden_size: int
-    vocab_size: int
-
-    def prepare(self, images: list, prompt: str) -> PreparedPrompt: ...
-
-    def new_cache(self) -> DynamicCache: ...
-
-    def prefill(
-        self, prompt: PreparedPrompt, cache: DynamicCache
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def prefill_from(
-        self, prompt: PreparedPrompt, start: int, cache: DynamicCache
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def forward_tree(
-        self,
-        tokens: torch.Tensor,
-        depths: torch.Tensor,
-        ancestor_mask: torch.Tensor,
-        root_position: int,
-        cache: DynamicCache,
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    def decode_one(self, token: int, position: int, cache: DynamicCache) -> torch.Tensor: ...
-
-    def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None: ...
-
-
 def additive_tree_mask(
     ancestor_mask: torch.Tensor, prefix_len: int, dtype: torch.dtype
 ) -> torch.Tensor:
@@ -93,7 +58,7 @@ def additive_tree_mask(
 
 
 class HFTarget:
-    """A Hugging Face image-text-to-text model as a :class:`TargetModel`.
+    """A Hugging Face image-text-to-text model as a :class:`~hivis.protocols.TargetModel`.
 
     Built by :func:`hivis.targets.load_target`; ``preparer`` turns (images, prompt) into model
     inputs for the family (see :mod:`hivis.targets.inputs`). ``processor`` is None when the
@@ -135,13 +100,7 @@ class HFTarget:
 
     def new_cache(self) -> DynamicCache:
         """An empty KV cache of in-place growing full-attention layers."""
-        layout = DynamicCache(config=self.model.config)
-        if any(type(layer) is not DynamicLayer for layer in layout.layers):
-            raise ValueError(
-                "hivis supports full-attention caches only; this model's config asks for "
-                "sliding-window or other cache layers"
-            )
-        return growing_cache(len(layout.layers))
+        return full_attention_cache(self.model.config)
 
     def native_positions(self, positions: torch.Tensor) -> torch.Tensor:
         """[R, n] positions -> the model's layout ([3, 1, n] for M-RoPE, [1, n] otherwise)."""
@@ -238,15 +197,7 @@ class HFTarget:
         kept: [m] long indices of accepted tree nodes (root first). Rows are compacted in
         place and the cache is cut to ``prefix_len + m``; nothing is re-allocated.
         """
-        m = int(kept.shape[0])
-        if cache.get_seq_length() == prefix_len + m:
-            return  # the whole forward was accepted (e.g. a lone root): nothing moves
-        rows = kept + prefix_len
-        for layer in cache.layers:
-            for name in ("keys", "values"):
-                full = getattr(layer, name)
-                full[:, :, prefix_len : prefix_len + m] = full[:, :, rows]
-                setattr(layer, name, full[:, :, : prefix_len + m])
+        keep_rows(cache, prefix_len, kept)
 
 
 def _language_model(inner):

@@ -1,9 +1,11 @@
-"""Tiny random-weight VLMs of every supported family, built offline from configs.
+"""The model zoo of the self-checks: tiny random-weight VLMs of every supported family,
+built offline from configs.
 
 Each builder writes a complete Hugging Face model directory (config, safetensors weights,
 tokenizer, image processor and, when this environment can build it, the processor) that loads
 back through ``AutoModelForImageTextToText`` / ``AutoProcessor`` exactly as a user's model does.
-Used by the tests, ``hivis verify lossless`` and the benchmark. Nothing is downloaded.
+Used by ``hivis verify lossless``, the tests, the engine benchmark and the on-the-fly demo.
+Nothing is downloaded.
 
 The tokenizer is a small BPE trained offline on :data:`WORDS` (or word level for
 tiny-vocabulary tests), so prompts made of :data:`WORDS` round-trip exactly.
@@ -11,17 +13,12 @@ tiny-vocabulary tests), so prompts made of :data:`WORDS` round-trip exactly.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from hivis.targets.families import Family
-from hivis.world.model import TargetConfig
-from hivis.world.scenes import WorldConfig
 
 WORDS = (
     "what is the red blue green yellow circle square triangle how many objects are there "
@@ -353,108 +350,3 @@ def _spread_logits(model) -> None:
     with torch.no_grad():
         head = model.get_output_embeddings().weight
         head.mul_(40.0)
-
-
-def random_image(seed: int, size: tuple[int, int] = (20, 24)) -> Image.Image:
-    """A deterministic RGB noise image of ``size`` = (height, width)."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 256, size=(size[0], size[1], 3), dtype=np.uint8)
-    return Image.fromarray(pixels)
-
-
-def random_prompt(family: Family, seed: int, spec: TinySpec = TinySpec()) -> str:
-    """A prompt with one image placeholder and 2-7 words, deterministic in ``seed``."""
-    rng = random.Random(seed)
-    words = WORDS[: spec.vocab_words]
-    before = " ".join(rng.choice(words) for _ in range(rng.randint(0, 2)))
-    after = " ".join(rng.choice(words) for _ in range(rng.randint(2, 5)))
-    return f"{before} {PLACEHOLDER[Family(family)]} {after}".strip()
-
-
-class ScriptedProposer:
-    """A drafter stand-in whose next-token logits are a function of the generated tokens.
-
-    ``logits_fn(tokens)`` gets the generated tokens so far (committed plus the draft path) and
-    returns logits [V] for the next one. Trees are grown by the same
-    :func:`hivis.tree.expand_tree` as the real drafter, so verification sees real trees.
-    """
-
-    def __init__(self, logits_fn):
-        self.logits_fn = logits_fn
-
-    def begin(self, target, prompt, hidden, first_token: int):
-        return _ScriptedSession(self.logits_fn, first_token)
-
-
-class _ScriptedSession:
-    prefill_length = 0
-
-    def __init__(self, logits_fn, first_token: int):
-        self.logits_fn = logits_fn
-        self.committed = [first_token]
-
-    def accept(self, tokens, features, root_position) -> None:
-        self.committed.extend(tokens)
-
-    def draft(self, root_position, config, temperature, generator=None):
-        from hivis.tree import expand_tree
-
-        def path(node, tokens, parents):
-            out = []
-            while node > 0:
-                out.append(tokens[node])
-                node = parents[node]
-            return self.committed + out[::-1]
-
-        def next_logits(nodes, tokens, parents, depth):
-            return torch.stack([self.logits_fn(path(n, tokens, parents)) for n in nodes])
-
-        root_logits = self.logits_fn(list(self.committed))
-        return expand_tree(
-            next_logits, self.committed[-1], root_logits, config, temperature, generator
-        )
-
-
-def _noise(tokens: list[int], vocab: int, salt: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed((hash(tuple(tokens)) + salt) % (2**31))
-    return torch.randn(vocab, generator=gen)
-
-
-def oracle_proposer(reference: list[int], vocab: int, accuracy: float = 1.0, seed: int = 0):
-    """Proposes ``reference`` (the target's own continuation) with peaked logits.
-
-    With ``accuracy`` < 1 the peak sits on a wrong token at a fraction ~(1 - accuracy) of
-    positions (deterministic in the position and ``seed``): a "mostly right" drafter. Off the
-    reference path, logits are deterministic noise.
-    """
-    rng = random.Random(seed)
-    wrong = {i for i in range(len(reference)) if rng.random() > accuracy}
-
-    def logits_fn(tokens: list[int]) -> torch.Tensor:
-        logits = _noise(tokens, vocab, seed)
-        n = len(tokens)
-        if n < len(reference) and tokens == reference[:n]:
-            peak = reference[n] if n not in wrong else (reference[n] + 1) % vocab
-            logits[peak] += 20.0
-        return logits
-
-    return ScriptedProposer(logits_fn)
-
-
-# The embedded world shrunk for tests: 96 px images, 6 x 6 patches of 16 px plus the class
-# token (37 visual tokens), one vision layer of width 32, a two-layer text model of width 32;
-# scenes of 1-3 objects.
-TINY_WORLD_TARGET = TargetConfig(
-    image_size=96,
-    patch_size=16,
-    vision_hidden=32,
-    vision_layers=1,
-    vision_heads=2,
-    vision_intermediate=64,
-    text_hidden=32,
-    text_layers=2,
-    text_heads=2,
-    text_intermediate=64,
-    max_positions=512,
-)
-TINY_WORLD_SCENES = WorldConfig(96, 16, 1, 3)

@@ -18,8 +18,11 @@ import torch
 
 from hivis.api import generate
 from hivis.drafter import HiViSDrafter
+from hivis.hf import generate_prepared
+from hivis.selfcheck.inputs import random_image, random_prompt
+from hivis.selfcheck.proposers import oracle_proposer
+from hivis.selfcheck.zoo import build_tiny_target
 from hivis.targets import Family, load_target
-from hivis.testing import build_tiny_target, oracle_proposer, random_image, random_prompt
 from hivis.tree import TreeConfig
 
 TREES = (TreeConfig(), TreeConfig.chain(3))
@@ -33,32 +36,17 @@ class FamilyReport:
     failures: tuple[str, ...] = ()
 
 
-def reference_generate(target, prepared, max_new_tokens: int, eos: int | None) -> list[int]:
-    """The target's own greedy ``generate`` on a prepared prompt (new tokens only)."""
-    extra = {}
-    if target.mrope:
-        extra["mm_token_type_ids"] = prepared.visual_mask[None].int()
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False)
-    if eos is not None:
-        kwargs["eos_token_id"] = eos
-    with torch.inference_mode():
-        out = target.model.generate(
-            input_ids=prepared.input_ids, **prepared.vision_inputs, **extra, **kwargs
-        )
-    return out[0, prepared.length :].tolist()
-
-
 def _case(target, drafters, seed: int) -> tuple[bool, str]:
     rng = random.Random(seed)
     image, prompt = random_image(seed), random_prompt(target.family, seed)
     prepared = target.prepare([image], prompt)
     max_new = rng.randint(5, 18)
-    long_ref = reference_generate(target, prepared, max_new + 8, None)
+    long_ref = generate_prepared(target, prepared, max_new + 8)
     eos = None
     if seed % 2 == 1 and len(long_ref) > 3:
         # An EOS id that the target emits mid-continuation: it stops inside accepted runs.
         eos = long_ref[rng.randint(1, min(len(long_ref), max_new) - 1)]
-    expected = reference_generate(target, prepared, max_new, eos)
+    expected = generate_prepared(target, prepared, max_new, eos)
     good = oracle_proposer(long_ref, target.vocab_size, accuracy=0.8, seed=seed)
     for name, drafter in (("untrained", drafters), ("good", good)):
         for tree in TREES:

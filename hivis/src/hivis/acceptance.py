@@ -1,4 +1,6 @@
-"""Verification of a draft tree against the target's logits. Pure: never calls the drafter.
+"""Acceptance of a draft tree against the target's logits: which draft tokens the target
+keeps, and the bonus token after them. Pure: never calls the drafter (the target's one pass
+over the tree that produces the logits is :meth:`hivis.protocols.TargetModel.forward_tree`).
 
 Greedy (T = 0): walk from the root, at each node descend into the child whose token equals
 the target's argmax there; stop when none does. The committed tokens are the accepted draft
@@ -27,7 +29,7 @@ from hivis.tree import DraftTree
 
 @dataclass(frozen=True)
 class Verdict:
-    """Outcome of one verification.
+    """Outcome of the acceptance of one draft tree.
 
     path: accepted node indices, root first (the target cache rows to keep).
     tokens: committed tokens = accepted draft tokens then the bonus token.
@@ -55,8 +57,8 @@ def check_finite(logits: torch.Tensor) -> None:
         )
 
 
-def verify_greedy(tree: DraftTree, target_logits: torch.Tensor) -> Verdict:
-    """Greedy verification. target_logits: [n, V] for the tree's nodes.
+def accept_greedy(tree: DraftTree, target_logits: torch.Tensor) -> Verdict:
+    """Greedy acceptance. target_logits: [n, V] for the tree's nodes.
 
     The row maxima travel to the host with the argmax (one sync) to reject NaN/inf logits.
     """
@@ -81,7 +83,7 @@ def _sample(p: torch.Tensor, generator) -> int:
     return int(torch.multinomial(p, 1, generator=generator))
 
 
-def verify_sampling(
+def accept_sampling(
     tree: DraftTree,
     target_logits: torch.Tensor,
     temperature: float,
@@ -89,7 +91,7 @@ def verify_sampling(
 ) -> Verdict:
     """Recursive rejection sampling (module docstring). target_logits: [n, V]."""
     if tree.draft_probs is None and tree.size > 1:
-        raise ValueError("sampling verification needs the tree's draft_probs (a T > 0 tree)")
+        raise ValueError("sampling acceptance needs the tree's draft_probs (a T > 0 tree)")
     # On the CPU, like the draft distributions and the generator (see hivis.tree).
     target_probs = torch.softmax(target_logits.float() / temperature, dim=-1).cpu()
     tokens = tree.tokens.tolist()
