@@ -178,11 +178,11 @@ def _attenuating_problem(q: float = 30.0):
 
 def test_refuses_attenuation_before_any_compute():
     sim = Simulation(*_attenuating_problem(50.0), threads=1)
-    compiled = len(reconstruction._CACHE)
+    compiled = len(reconstruction.INVERSE_STEP_OPERATORS)
     match = "Qp finite at 3600 of 3600 points.*unstable.*1/alpha_l per step.*checkpoint"
     with pytest.raises(ReverseUnstableError, match=match):
         ForwardReconstruction(sim)
-    assert sim.step == 0 and len(reconstruction._CACHE) == compiled
+    assert sim.step == 0 and len(reconstruction.INVERSE_STEP_OPERATORS) == compiled
 
 
 def test_refuses_elastic_attenuation_and_free_surface_naming_both():
@@ -191,10 +191,10 @@ def test_refuses_elastic_attenuation_and_free_surface_naming_both():
     model = model.replace(qp=np.full(shape, 150.0), qs=np.full(shape, 40.0))
     config = PhysicsConfig(ELASTIC, 4, pml_width=10, n_sls=1, free_surface=True)  # fast to build
     sim = Simulation(model, sources, receivers, time, config, threads=1)
-    compiled = len(reconstruction._CACHE)
+    compiled = len(reconstruction.INVERSE_STEP_OPERATORS)
     with pytest.raises(ReverseUnstableError, match="Qp finite.*Qs finite.*Also: .*free surface"):
         ForwardReconstruction(sim)
-    assert sim.step == 0 and len(reconstruction._CACHE) == compiled
+    assert sim.step == 0 and len(reconstruction.INVERSE_STEP_OPERATORS) == compiled
 
 
 def test_reversed_attenuating_field_blows_up_while_the_forward_decays():

@@ -86,8 +86,8 @@ def test_blow_up_names_first_bad_step(monkeypatch):
     again = Simulation(model, sources, receivers, unstable, config)
     again.advance(step)
     assert np.isfinite(again.state().fields["p"]).all()
-    again._prop.apply(again, step, step + 1)
-    assert not again._prop.finite()
+    again.propagator.apply(again, step, step + 1)
+    assert not again.propagator.finite()
 
 
 @pytest.mark.parametrize("layout", ["separable", "general"])

@@ -1,22 +1,17 @@
 """Devito objects of one problem shape: grid, fields, coefficients, sparse points, Operator.
 
-Building and JIT-compiling a Devito Operator costs seconds, so propagators are cached by
-everything that shapes the generated code and the arrays (physics structure, padded shape,
-spacing, source groups, receiver components and counts, nt); a new ``Simulation`` with the same
-key only refills data. One cached propagator serves one live simulation at a time (``claim``).
+Propagators are cached (:data:`PROPAGATORS`, see :mod:`anelastic.forward.cache`) by everything
+that shapes the generated code and the arrays (physics structure, padded shape, spacing, source
+groups, receiver components and counts, nt); a new ``Simulation`` with the same key only
+refills data. One cached propagator serves one live simulation at a time (``claim``).
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 
-# Threads wait passively at the end of each parallel loop. Spinning (libgomp's default) makes a
-# time step 5-20x slower as soon as another process shares the cores (measured on P1); must be
-# set before the OpenMP runtime loads, i.e. before the first operator runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-import numpy as np  # noqa: E402
-from devito import (  # noqa: E402
+import numpy as np
+from devito import (
     Constant,
     Function,
     Grid,
@@ -24,20 +19,17 @@ from devito import (  # noqa: E402
     SpaceDimension,
     SparseTimeFunction,
     TimeFunction,
-    configuration,
 )
 
-from anelastic.acquisition import Component  # noqa: E402
-from anelastic.physics.base import FieldRole  # noqa: E402
-from anelastic.physics.boundary import AbsorbingLayout  # noqa: E402
+from anelastic.acquisition import Component
+from anelastic.forward.cache import Claimable, OperatorCache
+from anelastic.physics.base import CoefficientSpec, FieldRole
+from anelastic.physics.boundary import AbsorbingLayout
 
-configuration["language"] = "openmp"
-configuration["log-level"] = "ERROR"
-
-_CACHE: dict[tuple, Propagator] = {}
+PROPAGATORS: OperatorCache[Propagator] = OperatorCache("forward propagator")
 
 
-def get_propagator(sim, instance: str) -> Propagator:
+def propagator_for(sim, instance: str) -> Propagator:
     """The cached propagator for ``sim``'s shapes (built on first use)."""
     groups = injection_groups(sim)
     signature = tuple((k, len(v)) for k, v in groups.items())
@@ -55,16 +47,9 @@ def get_propagator(sim, instance: str) -> Propagator:
         nrec,
         sim.time.nt,
     )
-    if key not in _CACHE:
-        _CACHE[key] = Propagator(sim.physics, grid, sim.pads, signature, components, nrec, sim)
-    return _CACHE[key]
-
-
-def clear_cache() -> None:
-    """Drop every cached propagator (frees its fields; live simulations become unusable)."""
-    for prop in _CACHE.values():
-        prop.owner = None
-    _CACHE.clear()
+    return PROPAGATORS.get(
+        key, lambda: Propagator(sim.physics, grid, sim.pads, signature, components, nrec, sim, key)
+    )
 
 
 def injection_groups(sim) -> dict[tuple, list[tuple[int, float]]]:
@@ -76,12 +61,26 @@ def injection_groups(sim) -> dict[tuple, list[tuple[int, float]]]:
     return groups
 
 
-class Propagator:
-    """Devito grid, state fields, coefficients, sources, receivers and the compiled Operator."""
+def fill_coefficients(targets: dict, specs: Iterable[CoefficientSpec], dtype) -> None:
+    """Copy each spec's values into ``targets[spec.name]`` (a Constant for 0-d values)."""
+    for spec in specs:
+        target = targets[spec.name]
+        if spec.values.ndim == 0:
+            target.data = dtype(spec.values)
+        else:
+            target.data[:] = spec.values
+
+
+class Propagator(Claimable):
+    """Devito grid, state fields, coefficients, sources, receivers and the compiled Operator.
+
+    ``key``: its key in :data:`PROPAGATORS` (the kernel operators built on it are cached under
+    it too)."""
 
     cheap_state = True
 
-    def __init__(self, physics, grid, pads, signature, components, nrec, sim) -> None:
+    def __init__(self, physics, grid, pads, signature, components, nrec, sim, key=None) -> None:
+        self.key = key
         self.dtype = np.dtype(physics.config.dtype).type
         self.grid = devito_grid(grid, self.dtype)
         self.layout = AbsorbingLayout(self.grid, pads, physics.config.boundary)
@@ -103,7 +102,6 @@ class Propagator:
             for comp in components
         }
         self.operator = Operator(self._equations(physics), name="forward")
-        self.owner: int | None = None
         self._direct: DirectKernel | None = None
 
     def _equations(self, physics) -> list:
@@ -112,11 +110,8 @@ class Propagator:
         )
 
     # --- ownership ---------------------------------------------------------------------
-    def claim(self, sim) -> None:
-        self.owner = id(sim)
-
     def check_owner(self, sim) -> None:
-        if self.owner != id(sim):
+        if not self.is_owned_by(sim):
             raise RuntimeError(
                 "this Simulation's Devito fields were taken over by a newer Simulation with the "
                 "same shapes; create it with a distinct `instance=` name to keep both alive"
@@ -127,12 +122,7 @@ class Propagator:
         """Fill coefficients, boundary profiles, sources and receivers; zero the state."""
         physics = sim.physics
         self._direct = None  # Constants may change: direct calls must re-read the arguments
-        for spec in physics.coefficient_specs():
-            target = self.coeffs[spec.name]
-            if spec.values.ndim == 0:
-                target.data = self.dtype(spec.values)
-            else:
-                target.data[:] = spec.values
+        fill_coefficients(self.coeffs, physics.coefficient_specs(), self.dtype)
         vmax = physics.velocity_bounds()[1]
         self.layout.set_profiles(vmax, sim.f0, sim.time.dt, sim.model.grid.spacing)
         for f in self.fields.values():

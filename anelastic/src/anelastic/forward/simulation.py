@@ -17,7 +17,7 @@ import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source
 from anelastic.attenuation import default_band
-from anelastic.forward.state import SolverState
+from anelastic.forward.state import SolverState, problem_fingerprint
 from anelastic.model import Grid, Model
 from anelastic.physics import PhysicsConfig, physics_class
 from anelastic.physics.boundary import padding
@@ -100,11 +100,12 @@ class Simulation:
         padded = pad_model(model, self.pads)
         self.physics = physics_class(self.config.kind)(padded, self.config, time.dt, band, sls_fit)
         _validate_time_step(self.physics, model, time, self.f0, self.config)
-        from anelastic.forward.propagator import get_propagator
+        # Devito loads with the first simulation, not on import (``anelastic --help``, config).
+        from anelastic.forward.propagator import propagator_for
 
-        self._prop = get_propagator(self, instance)
-        self._prop.claim(self)
-        self._prop.load_problem(self)
+        self.propagator = propagator_for(self, instance)
+        self.propagator.claim(self)
+        self.propagator.load_problem(self)
         self.step = 0
 
     @property
@@ -126,14 +127,14 @@ class Simulation:
         bar = _progress_bar(stop - self.step, progress)
         while self.step < stop:
             chunk_end = min(stop, self.step + CHECK_INTERVAL)
-            start_state = self.state() if self._prop.cheap_state else None
+            start_state = self.state() if self.propagator.cheap_state else None
             if on_step is None:
-                self._prop.apply(self, self.step, chunk_end)
+                self.propagator.apply(self, self.step, chunk_end)
             else:
                 for n in range(self.step, chunk_end):
-                    self._prop.apply_one(self, n)
+                    self.propagator.apply_one(self, n)
                     on_step(n + 1)
-            if not self._prop.finite():
+            if not self.propagator.finite():
                 self._locate_blow_up(start_state, chunk_end)
             bar.update(chunk_end - self.step)
             self.step = chunk_end
@@ -144,8 +145,8 @@ class Simulation:
         if start_state is not None:
             self.restore(start_state)
             for n in range(start_state.step, chunk_end):
-                self._prop.apply(self, n, n + 1)
-                if not self._prop.finite():
+                self.propagator.apply(self, n, n + 1)
+                if not self.propagator.finite():
                     first = n
                     break
         limit = self.physics.stable_dt(self.model.grid.spacing)
@@ -158,12 +159,12 @@ class Simulation:
 
     def state(self) -> SolverState:
         """A copy of the complete solver state at the current step."""
-        self._prop.check_owner(self)
-        return SolverState(self.step, self._prop.read_state(self.step), self.fingerprint())
+        self.propagator.check_owner(self)
+        return SolverState(self.step, self.propagator.read_state(self.step), self.fingerprint())
 
     def restore(self, state: SolverState) -> None:
         """Put the solver in ``state`` (bitwise); later steps continue from ``state.step``."""
-        self._prop.check_owner(self)
+        self.propagator.check_owner(self)
         if state.fingerprint != self.fingerprint():
             raise ValueError(
                 "state was saved by a different problem (model, grid, physics or dt differ); "
@@ -171,13 +172,11 @@ class Simulation:
             )
         if not 0 <= state.step <= self.time.nt:
             raise ValueError(f"state step {state.step} outside [0, {self.time.nt}]")
-        self._prop.write_state(state.step, state.fields)
+        self.propagator.write_state(state.step, state.fields)
         self.step = state.step
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the time integration."""
-        from anelastic.forward.state import problem_fingerprint
-
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = problem_fingerprint(self)
         return self._fingerprint
@@ -186,16 +185,16 @@ class Simulation:
         """Traces recorded so far (zeros after the current step)."""
         if self.receivers is None:
             raise ValueError("this simulation has no receivers")
-        data = self._prop.read_receivers(self)
+        data = self.propagator.read_receivers(self)
         return Seismograms(self.time.dt, self.receivers.positions.copy(), data)
 
     def restore_traces(self, traces: dict[Component, np.ndarray]) -> None:
         """Put back traces [nt, nrec] per component (recorded before a resume point)."""
-        self._prop.write_receivers(self, traces)
+        self.propagator.write_receivers(self, traces)
 
     def wavefield(self, name: str = "p") -> np.ndarray:
         """Field ``name`` at the current step on the physical (unpadded) grid."""
-        full = self._prop.read_state(self.step)[name]
+        full = self.propagator.read_state(self.step)[name]
         window = tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.pads, full.shape, strict=True))
         return full[window]
 

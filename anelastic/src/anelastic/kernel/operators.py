@@ -16,11 +16,17 @@ its two time slots may need swapping (a chunk of odd length ends on the other sl
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
-from anelastic.forward.propagator import forward_equations, make_coefficient
+from anelastic.forward.cache import OperatorCache
+from anelastic.forward.propagator import fill_coefficients, forward_equations, make_coefficient
 from anelastic.physics.base import PhysicsKind
+
+if TYPE_CHECKING:
+    from anelastic.forward.simulation import Simulation
 
 
 def adjoint_scheme(physics):
@@ -36,16 +42,18 @@ def adjoint_scheme(physics):
     raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics")
 
 
-def kernel_operators(sim, n_frames: int) -> KernelOperators:
+KERNEL_OPERATORS: OperatorCache[KernelOperators] = OperatorCache("kernel operators")
+
+
+def kernel_operators(sim: Simulation, n_frames: int) -> KernelOperators:
     """Cached ``KernelOperators`` of ``sim``'s propagator with a buffer of at least ``n_frames``
     (building and compiling the two operators costs seconds; a new simulation with the same
-    shapes reuses them, like the forward propagator; chunks may be shorter than the buffer)."""
-    cache = sim._prop.__dict__.setdefault("kernel_operators", {})
-    fitting = [n for n in cache if n >= n_frames]
-    if not fitting:
-        cache[n_frames] = KernelOperators(sim, n_frames)
-        fitting = [n_frames]
-    ops = cache[min(fitting)]
+    shapes reuses them, like the forward propagator; chunks may be shorter than the buffer).
+    Cached under (propagator key, buffer length); the smallest buffer that fits is reused."""
+    key = sim.propagator.key
+    fitting = [n for prop_key, n in KERNEL_OPERATORS.keys() if prop_key == key and n >= n_frames]
+    n = min(fitting, default=n_frames)
+    ops = KERNEL_OPERATORS.get((key, n), lambda: KernelOperators(sim, n))
     ops.sim = sim
     return ops
 
@@ -57,8 +65,8 @@ class KernelOperators:
     buffer length N. Receivers must record pressure (the adjoint source enters ``adj_p``).
     """
 
-    def __init__(self, sim, n_frames: int) -> None:
-        prop = sim._prop
+    def __init__(self, sim: Simulation, n_frames: int) -> None:
+        prop = sim.propagator
         self.sim, self.prop, self.n_frames = sim, prop, int(n_frames)
         self.scheme = adjoint_scheme(sim.physics)
         grid, dtype = prop.grid, prop.dtype
@@ -102,12 +110,7 @@ class KernelOperators:
         return self.scheme.replay_coefficient_specs()
 
     def _load_replay_coefficients(self) -> None:
-        for spec in self._replay_coefficient_specs():
-            target = self.replay_coeffs[spec.name]
-            if spec.values.ndim == 0:
-                target.data = self.prop.dtype(spec.values)
-            else:
-                target.data[:] = spec.values
+        fill_coefficients(self.replay_coeffs, self._replay_coefficient_specs(), self.prop.dtype)
 
     def _buffer_equations(self) -> list:
         prop = self.prop

@@ -24,7 +24,8 @@ With attenuation the inverse step divides each memory variable by ``alpha_l < 1`
 any error (roundoff included) grows like ``alpha_min^-n``: :class:`ForwardReconstruction` refuses
 such models, and :func:`reversed_attenuating_growth` demonstrates the blow-up numerically.
 
-Inverse-step operators are compiled once per problem shape and cached like the forward's.
+Inverse-step operators are compiled once per problem shape and cached like the forward's
+(:data:`INVERSE_STEP_OPERATORS`).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from devito import (
     TimeFunction,
 )
 
-from anelastic.forward.propagator import (  # also sets OpenMP options before Devito runs
+from anelastic.forward.cache import Claimable, OperatorCache
+from anelastic.forward.propagator import (
     DirectKernel,
     devito_grid,
+    fill_coefficients,
     injection_groups,
     make_coefficient,
     make_time_function,
@@ -161,8 +164,8 @@ class _BoundaryReplay:
         """Advance ``sim`` to ``stop``, keeping the ring of every step and the final state."""
         sim = self.sim
         self._first = sim.step
-        self._op.owner = id(self)  # the ring buffers live in the (shared) operator
-        views = {n: np.asarray(sim._prop.fields[n].data) for n in self.names}  # [2, *shape]
+        self._op.claim(self)  # the ring buffers live in the (shared) operator
+        views = {n: np.asarray(sim.propagator.fields[n].data) for n in self.names}  # [2, *shape]
         self._keep_ring(views, sim.step)
         sim.advance(stop, progress, on_step=lambda n: self._keep_ring(views, n))
         self.forward_steps += stop - self._first
@@ -183,7 +186,7 @@ class _BoundaryReplay:
         self._current = self._last
 
     def _check_owner(self) -> None:
-        if self._op.owner != id(self):
+        if not self._op.is_owned_by(self):
             raise RuntimeError(
                 "the inverse-step operator (and its ring buffers) was taken over by another "
                 "reconstruction with the same shapes; finish one before starting the next"
@@ -299,7 +302,7 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, disable=not enabled, unit="step", leave=False)
 
 
-class ReverseOperator:
+class ReverseOperator(Claimable):
     """Devito grid, fields, coefficients, negated sources and the compiled inverse step.
 
     ``names``: the fields it carries (wavefields, plus memory variables when attenuating);
@@ -334,7 +337,6 @@ class ReverseOperator:
             for k, (group, members) in enumerate(groups.items())
         }
         self.operator = Operator(self._equations(physics), name="reverse")
-        self.owner: int | None = None
         self._call: tuple | None = None
 
     def _ring_buffers(self, names, regions, nt: int) -> dict[str, np.ndarray]:
@@ -381,13 +383,8 @@ class ReverseOperator:
 
     def load(self, sim: Simulation) -> None:
         """Coefficients and source data of ``sim``; zero every field."""
-        for spec in sim.physics.coefficient_specs():
-            target = self.coeffs[spec.name]
-            if spec.values.ndim == 0:
-                target.data = self.dtype(spec.values)
-            else:
-                target.data[:] = spec.values
-        for group, forward_src in sim._prop.sources.items():
+        fill_coefficients(self.coeffs, sim.physics.coefficient_specs(), self.dtype)
+        for group, forward_src in sim.propagator.sources.items():
             src = self.sources[group]
             src.coordinates.data[:] = forward_src.coordinates.data
             src.data[0] = 0
@@ -404,7 +401,7 @@ class ReverseOperator:
         self._call(t, t)
 
 
-_CACHE: dict[tuple, ReverseOperator] = {}
+INVERSE_STEP_OPERATORS: OperatorCache[ReverseOperator] = OperatorCache("inverse step")
 
 
 def get_reverse_operator(sim: Simulation, names: tuple[str, ...], regions: dict):
@@ -421,16 +418,7 @@ def get_reverse_operator(sim: Simulation, names: tuple[str, ...], regions: dict)
         tuple((k, len(v)) for k, v in groups.items()),
         sim.time.nt,
     )
-    if key not in _CACHE:
-        _CACHE[key] = ReverseOperator(sim, names, regions)
-    return _CACHE[key]
-
-
-def clear_cache() -> None:
-    """Drop every cached inverse-step operator (live reconstructions become unusable)."""
-    for op in _CACHE.values():
-        op.owner = None
-    _CACHE.clear()
+    return INVERSE_STEP_OPERATORS.get(key, lambda: ReverseOperator(sim, names, regions))
 
 
 class _Interior(SubDomain):
