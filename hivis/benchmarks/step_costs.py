@@ -26,7 +26,7 @@ from hivis.kv_cache import crop, growing_cache
 from hivis.lean_layer import lean_layer_for
 from hivis.targets.base import additive_tree_mask
 from hivis.tree import build_tree
-from hivis.world.shipped import DrafterKind, load_world, test_cases
+from hivis.world.drafters.shipped import DrafterKind, load_world, test_cases
 
 
 def median_ms(fn, calls: int = 300, batches: int = 7) -> float:

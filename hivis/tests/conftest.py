@@ -49,7 +49,7 @@ def tiny_target(target_dir):
 @pytest.fixture(scope="session")
 def world_tokenizer_dir(tmp_path_factory):
     """A world tokenizer trained on 200 scenes, saved in Hugging Face format."""
-    from hivis.world.tokenizer import save_tokenizer, train_tokenizer
+    from hivis.world.data.tokenizer import save_tokenizer, train_tokenizer
 
     path = tmp_path_factory.mktemp("world-tok")
     save_tokenizer(train_tokenizer(vocab_size=640, scenes=200), path)
@@ -62,7 +62,7 @@ def world_target(world_tokenizer_dir):
     that train copy its weights into a model of their own."""
     from transformers import AutoTokenizer
 
-    from hivis.world.model import build_target
+    from hivis.world.target.model import build_target
 
     tokenizer = AutoTokenizer.from_pretrained(world_tokenizer_dir)
     model, processor = build_target(TINY_WORLD_TARGET, tokenizer, seed=0)

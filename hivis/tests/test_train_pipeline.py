@@ -20,7 +20,7 @@ from hivis.targets import Family, load_target
 from hivis.train.cli import main as train_main
 from hivis.train.features import FeatureStore
 from hivis.train.objective import LossWeights
-from hivis.train.trainer import Stage, TrainConfig, train
+from hivis.train.trainer import DrafterTrainConfig, Stage, train
 
 N_RECORDS = 16
 
@@ -64,7 +64,7 @@ def world(tmp_path_factory):
 
 
 def config(stage=Stage.STAGE1, steps=40, checkpoint_every=0):
-    return TrainConfig(
+    return DrafterTrainConfig(
         stage=stage,
         num_steps=1 if stage is Stage.STAGE1 else 3,
         lr=3e-3,
@@ -238,5 +238,5 @@ def _other_spec():
 def test_train_weights_default_to_the_papers():
     weights = LossWeights()
     assert (weights.w_p, weights.w_v) == (0.1, 1.0)
-    cfg = TrainConfig(max_steps=1)
+    cfg = DrafterTrainConfig(max_steps=1)
     assert cfg.lr == 3e-5 and cfg.betas == (0.9, 0.95) and cfg.grad_clip == 0.5

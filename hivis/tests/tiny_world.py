@@ -1,7 +1,7 @@
 """The embedded world shrunk for tests (imported by the world tests and conftest)."""
 
-from hivis.world.model import TargetConfig
-from hivis.world.scenes import WorldConfig
+from hivis.world.data.scenes import WorldConfig
+from hivis.world.target.model import TargetConfig
 
 # 96 px images, 6 x 6 patches of 16 px plus the class token (37 visual tokens), one vision
 # layer of width 32, a two-layer text model of width 32; scenes of 1-3 objects.

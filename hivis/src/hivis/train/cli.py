@@ -90,7 +90,7 @@ def _run_stage(args) -> int:
     from hivis.targets import load_target
     from hivis.train.extract import target_description
     from hivis.train.features import FeatureStore, check_target
-    from hivis.train.trainer import Stage, TrainConfig, config_to_json, train
+    from hivis.train.trainer import DrafterTrainConfig, Stage, config_to_json, train
 
     target = load_target(args.target)
     store_dir = Path(args.features)
@@ -111,7 +111,7 @@ def _run_stage(args) -> int:
             use_target_features=not args.text_only,
         )
     drafter.train()
-    config = TrainConfig(
+    config = DrafterTrainConfig(
         stage=stage,
         num_steps=1 if stage is Stage.STAGE1 else args.steps,
         lr=args.lr,

@@ -31,7 +31,7 @@ class Stage(Enum):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class DrafterTrainConfig:
     """Optimisation settings (defaults as in the paper's code for stage 1).
 
     num_steps: drafting steps simulated per batch (1 for stage 1, K = 3 for stage 2).
@@ -77,7 +77,7 @@ def batches_per_epoch(num_records: int, batch_size: int) -> int:
     return math.ceil(num_records / batch_size)
 
 
-def global_batch(num_records: int, config: TrainConfig, step: int) -> list[int]:
+def global_batch(num_records: int, config: DrafterTrainConfig, step: int) -> list[int]:
     """Record indices of optimizer step ``step`` (0-based), a pure function of the seed."""
     per_epoch = batches_per_epoch(num_records, config.batch_size)
     epoch, index = divmod(step, per_epoch)
@@ -96,7 +96,7 @@ class TrainResult:
 def train(
     drafter,
     records: list[RecordFeatures],
-    config: TrainConfig,
+    config: DrafterTrainConfig,
     out_dir: str | Path,
     accelerator=None,
     on_step: Callable[[int, dict], None] | None = None,
@@ -225,7 +225,7 @@ def _read_history(out_dir: Path, start: int) -> list[dict]:
     return kept
 
 
-def config_to_json(config: TrainConfig) -> dict:
+def config_to_json(config: DrafterTrainConfig) -> dict:
     data = asdict(config)
     data["stage"] = config.stage.value
     return data

@@ -12,12 +12,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from hivis.world.dataset import Split
-from hivis.world.model import TargetConfig
+from hivis.world.data.dataset import Split
+from hivis.world.target.model import TargetConfig
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from hivis.world.dataset import export_world
+    from hivis.world.data.dataset import export_world
 
     counts = {Split.TRAIN: args.train, Split.VALIDATION: args.validation, Split.TEST: args.test}
     counts = {k: v for k, v in counts.items() if v > 0}
@@ -31,7 +31,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from hivis.world.tokenizer import save_tokenizer, train_tokenizer
+    from hivis.world.data.tokenizer import save_tokenizer, train_tokenizer
 
     tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed)
     save_tokenizer(tokenizer, Path(args.out))
@@ -39,13 +39,11 @@ def _cmd_tokenizer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_target(args: argparse.Namespace) -> int:
-    import torch
+def _target_train_config(args: argparse.Namespace):
+    """The :class:`~hivis.world.target.config.TargetTrainConfig` of ``world train-target``."""
+    from hivis.world.target.config import TargetTrainConfig
 
-    from hivis.world.model import save_target
-    from hivis.world.train import TrainConfig, train_target
-
-    cfg = TrainConfig(
+    return TargetTrainConfig(
         out_dir=Path(args.out),
         tokenizer_dir=Path(args.tokenizer).resolve(),  # train_config.json is read from anywhere
         max_steps=args.max_steps,
@@ -72,6 +70,15 @@ def _cmd_train_target(args: argparse.Namespace) -> int:
         wall_budget_min=args.wall_budget_min,
         target=TargetConfig(text_layers=args.text_layers),
     )
+
+
+def _cmd_train_target(args: argparse.Namespace) -> int:
+    import torch
+
+    from hivis.world.target.model import save_target
+    from hivis.world.target.train import train_target
+
+    cfg = _target_train_config(args)
     target_dir = train_target(cfg)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -86,7 +93,7 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hivis.world.evaluate import Breakdown, EvalMode, evaluate, format_scores
+    from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, format_scores
 
     torch.set_num_threads(args.threads)
     if not (Path(args.target) / "config.json").exists():
@@ -113,8 +120,8 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from hivis.world.pipeline import BuildConfig, DrafterKind, build_world
-    from hivis.world.shipped import default_assets_dir
+    from hivis.world.drafters.pipeline import BuildConfig, DrafterKind, build_world
+    from hivis.world.drafters.shipped import default_assets_dir
 
     cfg = BuildConfig(
         target=Path(args.target),
@@ -139,8 +146,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _add_build(sub) -> None:
-    from hivis.world.pipeline import BuildConfig
-    from hivis.world.shipped import DrafterKind
+    from hivis.world.drafters.pipeline import BuildConfig
+    from hivis.world.drafters.shipped import DrafterKind
 
     d = BuildConfig.__dataclass_fields__
     p = sub.add_parser(
@@ -182,7 +189,8 @@ def _add_tokenizer(sub) -> None:
 
 
 def _switch(parser, defaults: dict, field: str, help: str) -> None:
-    """``--field-name`` / ``--no-field-name`` for the boolean TrainConfig field ``field``."""
+    """``--field-name`` / ``--no-field-name`` for the boolean TargetTrainConfig field
+    ``field``."""
     parser.add_argument(
         "--" + field.replace("_", "-"),
         action=argparse.BooleanOptionalAction,
@@ -192,12 +200,22 @@ def _switch(parser, defaults: dict, field: str, help: str) -> None:
 
 
 def _add_train_target(sub) -> None:
-    from hivis.world.train import TrainConfig
+    from hivis.world.target.config import TargetTrainConfig
 
-    d = {name: f.default for name, f in TrainConfig.__dataclass_fields__.items()}
+    d = {name: f.default for name, f in TargetTrainConfig.__dataclass_fields__.items()}
     p = sub.add_parser("train-target", help="train the tiny target VLM from scratch (resumes)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, target/)")
     p.add_argument("--tokenizer", required=True, help="directory written by `world tokenizer`")
+    _add_optimisation_options(p, d)
+    _add_question_options(p, d)
+    _add_vision_options(p, d)
+    _add_lookup_options(p, d)
+    _add_run_options(p, d)
+    p.set_defaults(func=_cmd_train_target)
+
+
+def _add_optimisation_options(p, d: dict) -> None:
+    """train-target: steps, batch sizes, learning rate, curriculum."""
     p.add_argument("--max-steps", type=int, default=d["max_steps"])
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="images per step (late)")
     p.add_argument(
@@ -209,6 +227,10 @@ def _add_train_target(sub) -> None:
     p.add_argument("--lr", type=float, default=d["lr"])
     p.add_argument("--warmup-steps", type=int, default=d["warmup_steps"])
     p.add_argument("--curriculum-fraction", type=float, default=d["curriculum_fraction"])
+
+
+def _add_question_options(p, d: dict) -> None:
+    """train-target: the extra question-conditioned questions per image."""
     p.add_argument(
         "--extra-questions",
         type=int,
@@ -218,14 +240,18 @@ def _add_train_target(sub) -> None:
     _switch(
         p,
         d,
-        "word_tied_heads",
-        "colour/shape/size heads score patches by cosine with the words' text embeddings",
+        "balanced_extra_questions",
+        "extra counting questions ask about a count drawn uniformly from the scene's counts",
     )
+
+
+def _add_vision_options(p, d: dict) -> None:
+    """train-target: the vision phase and the auxiliary heads' targets."""
     _switch(
         p,
         d,
-        "balanced_extra_questions",
-        "extra counting questions ask about a count drawn uniformly from the scene's counts",
+        "word_tied_heads",
+        "colour/shape/size heads score patches by cosine with the words' text embeddings",
     )
     p.add_argument(
         "--vision-fraction",
@@ -250,12 +276,16 @@ def _add_train_target(sub) -> None:
         help="also train the class token on the facts of uniquely named objects "
         "(scenes.scene_facts)",
     )
+
+
+def _add_lookup_options(p, d: dict) -> None:
+    """train-target: the look-up loss (hivis.world.target.lookup)."""
     p.add_argument(
         "--lookup-weight",
         type=float,
         default=d["lookup_weight"],
         help="weight of the look-up loss: one attention head puts the answer's attention on "
-        "the objects its question asks about (hivis.world.lookup); 0 = off",
+        "the objects its question asks about (hivis.world.target.lookup); 0 = off",
     )
     p.add_argument(
         "--lookup-layer",
@@ -271,6 +301,10 @@ def _add_train_target(sub) -> None:
         'the look-up of "how many objects?" goes to the class token (the scene total), not '
         "to every object",
     )
+
+
+def _add_run_options(p, d: dict) -> None:
+    """train-target: checkpoints, model size, threads, budgets, seed."""
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--threads", type=int, default=d["threads"])
@@ -289,7 +323,6 @@ def _add_train_target(sub) -> None:
         "reached",
     )
     p.add_argument("--seed", type=int, default=d["seed"])
-    p.set_defaults(func=_cmd_train_target)
 
 
 def _add_eval_target(sub) -> None:
@@ -314,14 +347,15 @@ def _add_eval_target(sub) -> None:
 def _cmd_eval_aux(args: argparse.Namespace) -> int:
     import torch
 
-    from hivis.world.train import TrainConfig, evaluate_aux_heads
+    from hivis.world.target.aux_eval import evaluate_aux_heads
+    from hivis.world.target.config import TargetTrainConfig
 
     torch.set_num_threads(args.threads)
     saved = Path(args.run) / "train_config.json"
     if not saved.exists():
         raise SystemExit(f"{args.run} is not a train-target run directory (no train_config.json)")
     raw = json.loads(saved.read_text())
-    cfg = TrainConfig(
+    cfg = TargetTrainConfig(
         out_dir=Path(args.run),
         tokenizer_dir=Path(raw["tokenizer_dir"]),
         seed=raw["seed"],

@@ -60,7 +60,7 @@ def build_demo_world(root: Path, n_train: int, steps: tuple[int, int], log=print
     from hivis.drafter import HiViSDrafter
     from hivis.targets import load_target
     from hivis.train.extract import extract_features, regenerate_answers
-    from hivis.train.trainer import Stage, TrainConfig, train
+    from hivis.train.trainer import DrafterTrainConfig, Stage, train
 
     target = load_target(build_tiny_target("llava", root / "target", DEMO_SPEC))
     log(
@@ -75,7 +75,7 @@ def build_demo_world(root: Path, n_train: int, steps: tuple[int, int], log=print
     torch.manual_seed(0)
     drafter = HiViSDrafter(target, num_steps=3)
     for stage, n_steps, k in ((Stage.STAGE1, steps[0], 1), (Stage.STAGE2, steps[1], 3)):
-        config = TrainConfig(
+        config = DrafterTrainConfig(
             stage=stage,
             num_steps=k,
             lr=STAGE_LR[stage.value],

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hivis.world.model import TargetConfig
-from hivis.world.scenes import (
+from hivis.world.data.scenes import (
     ALL_PATCH_LABELS,
     COLOURS,
     COUNT_KEYS,
@@ -28,6 +27,7 @@ from hivis.world.scenes import (
     scene_counts,
     scene_facts,
 )
+from hivis.world.target.model import TargetConfig
 
 COUNT_CLASSES = 9  # 0..8 objects (WorldConfig allows at most 8)
 
@@ -111,7 +111,7 @@ def attribute_word_ids(tokenizer) -> dict[str, list[int]]:
 
 def aux_head_for(target: TargetConfig, model=None, tokenizer=None) -> AuxHead:
     """The run's auxiliary heads; given the model and tokenizer, the colour, shape and size
-    heads are tied to the words' text embeddings (``TrainConfig.word_tied_heads``)."""
+    heads are tied to the words' text embeddings (``TargetTrainConfig.word_tied_heads``)."""
     if model is None:
         return AuxHead(target.text_hidden, target.num_patches)
     return AuxHead(
@@ -166,3 +166,12 @@ def aux_losses(
         per_patch = F.cross_entropy(preds[key].flatten(0, 1), aux[key].flatten(), reduction="none")
         total = total + per_patch.mean() + per_patch[occupied].sum() / occupied.sum().clamp(min=1)
     return total
+
+
+def head_of_run(cfg, model, tokenizer) -> AuxHead:
+    """The auxiliary heads of a train-target run (``cfg``: a
+    :class:`~hivis.world.target.config.TargetTrainConfig`); word-tied heads need the run's
+    model and tokenizer."""
+    if cfg.word_tied_heads:
+        return aux_head_for(cfg.target, model, tokenizer)
+    return aux_head_for(cfg.target)

@@ -12,7 +12,7 @@ from enum import Enum
 
 import numpy as np
 
-from hivis.world.scenes import COLOURS, Colour, Scene, SceneObject, Shape, region_of
+from hivis.world.data.scenes import COLOURS, Colour, Scene, SceneObject, Shape, region_of
 
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight")
 PLURAL = {Shape.CIRCLE: "circles", Shape.SQUARE: "squares", Shape.TRIANGLE: "triangles"}
@@ -37,7 +37,7 @@ class Task:
     the question asks about (the ones to look at to answer it: every red object for "how many
     red objects?", the square for "what colour is the square?"); empty when the question names
     no object or none is there. Training can use them to supervise where the text model
-    looks (``hivis.world.lookup``); they are not part of the text."""
+    looks (``hivis.world.target.lookup``); they are not part of the text."""
 
     task_type: TaskType
     question: str

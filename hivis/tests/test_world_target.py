@@ -14,13 +14,9 @@ import torch.nn.functional as F
 from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from hivis.world.aux_heads import COUNT_CLASSES, attribute_word_ids, aux_head_for, aux_losses
 from hivis.world.cli import main as world_cli
-from hivis.world.dataset import Split, make_sample
-from hivis.world.evaluate import Breakdown, EvalMode, evaluate, generate_answers
-from hivis.world.model import TargetConfig, save_target, sincos_2d
-from hivis.world.packing import IGNORE, pack_batch, segment_exact_match
-from hivis.world.scenes import (
+from hivis.world.data.dataset import Split, make_sample
+from hivis.world.data.scenes import (
     ALL_PATCH_LABELS,
     COLOURS,
     COUNT_KEYS,
@@ -38,20 +34,18 @@ from hivis.world.scenes import (
     scene_counts,
     scene_facts,
 )
-from hivis.world.tasks import NUMBER_WORDS, count_colour, count_shape
-from hivis.world.tokenizer import answer_text, prompt_text
-from hivis.world.train import (
-    TrainConfig,
-    TrainState,
-    _optimizer,
-    _with_extra_questions,
-    evaluate_aux_heads,
-    export_checkpoint,
-    forward_losses,
-    make_batch,
-    train_step,
-    train_target,
-)
+from hivis.world.data.tasks import NUMBER_WORDS, count_colour, count_shape
+from hivis.world.data.tokenizer import answer_text, prompt_text
+from hivis.world.target.aux_eval import evaluate_aux_heads
+from hivis.world.target.aux_heads import COUNT_CLASSES, attribute_word_ids, aux_head_for, aux_losses
+from hivis.world.target.batches import _with_extra_questions, make_batch
+from hivis.world.target.checkpoint import export_checkpoint
+from hivis.world.target.config import TargetTrainConfig, TrainState
+from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, generate_answers
+from hivis.world.target.model import TargetConfig, save_target, sincos_2d
+from hivis.world.target.packing import IGNORE, pack_batch, segment_exact_match
+from hivis.world.target.steps import forward_losses, optimizer_for, train_step
+from hivis.world.target.train import train_target
 
 
 def _items(count, start=0):
@@ -68,7 +62,7 @@ def test_world_default_target_fits_the_budget():
     cfg = TargetConfig()
     assert cfg.num_visual_tokens >= 256
     with torch.device("meta"):
-        from hivis.world.model import llava_config
+        from hivis.world.target.model import llava_config
 
         class _Tok:  # the sizes llava_config reads from a tokenizer
             bos_token_id, eos_token_id, pad_token_id, image_token = 1, 2, 0, "<image>"
@@ -205,9 +199,9 @@ def test_world_train_target_resumes_exactly(world_tokenizer_dir, tmp_path, capsy
         threads=1,
         target=TINY_WORLD_TARGET,
     )
-    whole = train_target(TrainConfig(out_dir=tmp_path / "whole", **common))
-    train_target(TrainConfig(out_dir=tmp_path / "split", **common), stop_at_step=2)
-    resumed = train_target(TrainConfig(out_dir=tmp_path / "split", **common))
+    whole = train_target(TargetTrainConfig(out_dir=tmp_path / "whole", **common))
+    train_target(TargetTrainConfig(out_dir=tmp_path / "split", **common), stop_at_step=2)
+    resumed = train_target(TargetTrainConfig(out_dir=tmp_path / "split", **common))
     a = AutoModelForImageTextToText.from_pretrained(whole).state_dict()
     b = AutoModelForImageTextToText.from_pretrained(resumed).state_dict()
     for name in a:
@@ -217,12 +211,14 @@ def test_world_train_target_resumes_exactly(world_tokenizer_dir, tmp_path, capsy
     phases = [json.loads(line).get("phase") for line in log.splitlines()]
     assert phases[:4] == ["vision", "joint", "joint", "joint"]
     # the last checkpoint exported as a target equals the target the run saved
-    exported = export_checkpoint(TrainConfig(out_dir=tmp_path / "split", **common), tmp_path / "x")
+    exported = export_checkpoint(
+        TargetTrainConfig(out_dir=tmp_path / "split", **common), tmp_path / "x"
+    )
     c = AutoModelForImageTextToText.from_pretrained(exported).state_dict()
     for name in a:
         assert torch.equal(b[name], c[name]), name
     # the run's auxiliary heads read what its vision tower has learnt
-    report = evaluate_aux_heads(TrainConfig(out_dir=tmp_path / "split", **common), scenes=4)
+    report = evaluate_aux_heads(TargetTrainConfig(out_dir=tmp_path / "split", **common), scenes=4)
     assert report["step"] == 4 and report["scenes"] == 4
     fractions = {k: v for k, v in report.items() if k not in ("step", "scenes")}
     # a default run (object-count targets, no fact targets) reports the heads it trained
@@ -243,7 +239,7 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(
     model = type(model)(model.config)
     model.load_state_dict(world_target[0].state_dict())
     model.train()
-    cfg = TrainConfig(
+    cfg = TargetTrainConfig(
         out_dir=tmp_path,
         tokenizer_dir=Path(world_tokenizer_dir),
         max_steps=4,
@@ -259,7 +255,7 @@ def test_world_frozen_vision_tower_stays_put_in_the_joint_phase(
         target=TINY_WORLD_TARGET,
     )
     head = aux_head_for(TINY_WORLD_TARGET)
-    optimizer = _optimizer(model, head, cfg)
+    optimizer = optimizer_for(model, head, cfg)
     vision = model.model.vision_tower
     text = model.model.language_model
     for step in range(3):
@@ -322,11 +318,11 @@ def test_world_balanced_counting_questions_make_every_count_equally_likely():
 
 def test_world_train_config_rejects_bad_values(world_tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="warmup_steps"):
-        TrainConfig(
+        TargetTrainConfig(
             out_dir=tmp_path, tokenizer_dir=world_tokenizer_dir, max_steps=5, warmup_steps=5
         )
     with pytest.raises(FileNotFoundError, match="world tokenizer"):
-        TrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
+        TargetTrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
 
 
 def _logits_for(target: torch.Tensor, classes: int, scale: float) -> torch.Tensor:

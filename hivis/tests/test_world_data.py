@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hivis.world.dataset import Split, export_world, iter_samples, make_sample, read_jsonl
-from hivis.world.scenes import (
+from hivis.world.data.dataset import Split, export_world, iter_samples, make_sample, read_jsonl
+from hivis.world.data.scenes import (
     RGB,
     Background,
     Colour,
@@ -22,8 +22,8 @@ from hivis.world.scenes import (
     scene_counts,
     scene_facts,
 )
-from hivis.world.tasks import TaskType, count_all, describe, position_phrase, reasoning
-from hivis.world.tokenizer import CHAT_TEMPLATE, answer_text, prompt_text, train_tokenizer
+from hivis.world.data.tasks import TaskType, count_all, describe, position_phrase, reasoning
+from hivis.world.data.tokenizer import CHAT_TEMPLATE, answer_text, prompt_text, train_tokenizer
 
 
 def _png_bytes(image: Image.Image) -> bytes:

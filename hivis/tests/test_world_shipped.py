@@ -11,7 +11,8 @@ import torch
 
 import hivis
 from hivis.tree import TreeConfig
-from hivis.world.shipped import (
+from hivis.world.data.tasks import TaskType
+from hivis.world.drafters.shipped import (
     ASSET_BUDGET_BYTES,
     AssetsMissing,
     DrafterKind,
@@ -20,7 +21,6 @@ from hivis.world.shipped import (
     load_world,
     test_cases,
 )
-from hivis.world.tasks import TaskType
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,8 @@ def test_shipped_target_reads_the_image(world):
     """Counting and colour questions on 40 held-out scenes: the shipped target measured 96.8-
     100 % on 500 (world README); a target that guessed from the question's prior would not
     pass 85 % (the commonest count answer, "one", is ~60 % of colour counts)."""
-    from hivis.world.dataset import Split
-    from hivis.world.evaluate import EvalMode, evaluate
+    from hivis.world.data.dataset import Split
+    from hivis.world.target.evaluate import EvalMode, evaluate
 
     target = world.target
     scores = evaluate(
@@ -94,7 +94,7 @@ def test_shipped_hivis_drafter_reads_no_visual_row_and_accepts_runs(world):
 def test_build_pipeline_end_to_end_and_resumes(tmp_path, world):
     """A tiny build from the shipped target: assets load and stay lossless; a rerun skips
     every finished stage (same drafter bytes)."""
-    from hivis.world.pipeline import BuildConfig, build_world
+    from hivis.world.drafters.pipeline import BuildConfig, build_world
 
     cfg = BuildConfig(
         target=default_assets_dir() / "target",
@@ -129,7 +129,7 @@ def test_build_pipeline_end_to_end_and_resumes(tmp_path, world):
     first = json.loads((cfg.work / "data" / "train.regen.jsonl").read_text().splitlines()[0])
     image = cfg.work / "data" / first["image"]
     question = first["conversations"][0]["value"].replace("<image>\n", "")
-    from hivis.world.tokenizer import prompt_text
+    from hivis.world.data.tokenizer import prompt_text
 
     own = hivis.autoregressive(built.target, [str(image)], prompt_text(question), 96)
     assert first["conversations"][1]["value"] == own.text.strip()

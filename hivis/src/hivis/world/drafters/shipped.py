@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from hivis.world.dataset import Split, make_sample
-from hivis.world.scenes import render_scene
-from hivis.world.tasks import TaskType
-from hivis.world.tokenizer import prompt_text
+from hivis.world.data.dataset import Split, make_sample
+from hivis.world.data.scenes import render_scene
+from hivis.world.data.tasks import TaskType
+from hivis.world.data.tokenizer import prompt_text
 
 ASSET_BUDGET_BYTES = 30_000_000
 BUILD_HINT = (

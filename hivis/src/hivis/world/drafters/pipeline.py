@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from hivis.world.dataset import Split
-from hivis.world.shipped import ASSET_BUDGET_BYTES, DrafterKind, default_assets_dir
+from hivis.world.data.dataset import Split
+from hivis.world.drafters.shipped import ASSET_BUDGET_BYTES, DrafterKind, default_assets_dir
 
 __all__ = ["BuildConfig", "DrafterKind", "build_world"]
 
@@ -101,7 +101,7 @@ def prepare_target(cfg: BuildConfig) -> Path:
     """Save the float16 copy that ships (skipped when present)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hivis.world.model import save_target
+    from hivis.world.target.model import save_target
 
     out = cfg.work / "target-fp16"
     if (out / "done").exists():
@@ -115,7 +115,7 @@ def prepare_target(cfg: BuildConfig) -> Path:
 
 def export_data(cfg: BuildConfig) -> Path:
     """Train and validation splits as LLaVA JSONL + PNG (skipped when present)."""
-    from hivis.world.dataset import export_world
+    from hivis.world.data.dataset import export_world
 
     out = cfg.work / "data"
     if (out / "done").exists():
@@ -135,7 +135,7 @@ def regenerate(cfg: BuildConfig, target, data: Path, split: Split) -> Path:
 
     from hivis.train.data import read_records
     from hivis.train.extract import regenerate_answers
-    from hivis.world.dataset import read_jsonl
+    from hivis.world.data.dataset import read_jsonl
 
     source = data / f"{split.value}.jsonl"
     out = data / f"{split.value}.regen.jsonl"
@@ -198,7 +198,7 @@ def extract(target, data: Path, split: Split, hide_visual_tokens: bool, work: Pa
 def train_kind(cfg: BuildConfig, target, kind: DrafterKind, records: list) -> Path:
     """Stage 1 then stage 2 for one drafter kind; returns the stage-2 drafter directory."""
     from hivis.drafter import HiViSDrafter
-    from hivis.train.trainer import Stage, TrainConfig, train
+    from hivis.train.trainer import DrafterTrainConfig, Stage, train
 
     run = cfg.work / "runs" / kind.value
     stages = (
@@ -221,7 +221,7 @@ def train_kind(cfg: BuildConfig, target, kind: DrafterKind, records: list) -> Pa
         else:
             drafter = HiViSDrafter.load(run / "stage1" / "drafter", target)
         _log(f"{kind.value} {stage.value}: {steps} steps, lr {lr:g}, {len(records)} records")
-        config = TrainConfig(
+        config = DrafterTrainConfig(
             stage=stage,
             num_steps=k,
             lr=lr,

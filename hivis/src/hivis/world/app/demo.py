@@ -10,7 +10,7 @@ the speedup (median target-alone time / median HiViS time, whole generation) and
 drafter's prefill as a share of the target's. A PNG shows the scenes with answers and metrics.
 
 Without the shipped models it says how to build them and runs the on-the-fly demo
-(:mod:`hivis.demo_onthefly`: a random-weight model and a drafter trained in seconds).
+(:mod:`hivis.world.app.demo_onthefly`: a random-weight model and a drafter trained in seconds).
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hivis.bench import WORLD_TREE, BenchConfig, Method, run_method
-from hivis.world.shipped import AssetsMissing, DrafterKind, TestCase, load_world, test_cases
-from hivis.world.tasks import TaskType
+from hivis.world.app.bench import WORLD_TREE, BenchConfig, Method, run_method
+from hivis.world.data.tasks import TaskType
+from hivis.world.drafters.shipped import (
+    AssetsMissing,
+    DrafterKind,
+    TestCase,
+    load_world,
+    test_cases,
+)
 
 DEMO_TASKS = (TaskType.DESCRIBE, TaskType.REASONING, TaskType.COUNT_COLOUR)
 
@@ -138,7 +144,7 @@ def run_demo(
 ) -> list[DemoRow]:
     """Answer ``scenes`` test scenes (describe / reasoning / counting); table + ``demo.png``.
 
-    Raises :class:`~hivis.world.shipped.AssetsMissing` when the shipped models are absent.
+    Raises :class:`~hivis.world.drafters.shipped.AssetsMissing` when the shipped models are absent.
     """
     out = Path(out) if out else Path.cwd() / "hivis-demo"
     start = time.perf_counter()
@@ -176,7 +182,7 @@ def run(out, quick: bool, assets: Path | None = None, log=print) -> int:
     except AssetsMissing as err:
         log(f"hivis demo: {err}")
         log("running the on-the-fly demo instead (random-weight model, drafter trained now)")
-        from hivis.demo_onthefly import run_onthefly_demo
+        from hivis.world.app.demo_onthefly import run_onthefly_demo
 
         if quick:
             rows = run_onthefly_demo(out, n_train=8, steps=(4, 2), n_test=2, max_new_tokens=8)

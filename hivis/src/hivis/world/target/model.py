@@ -23,7 +23,7 @@ from transformers import (
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from hivis.world.tokenizer import CHAT_TEMPLATE
+from hivis.world.data.tokenizer import CHAT_TEMPLATE
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from hivis.world.tasks import Task, TaskType
-from hivis.world.tokenizer import answer_text, prompt_text
+from hivis.world.data.tasks import Task, TaskType
+from hivis.world.data.tokenizer import answer_text, prompt_text
 
 IGNORE = -100
 TASK_TYPES = tuple(TaskType)
@@ -32,7 +32,7 @@ class PackedBatch:
     pixel_values ``[B, 3, H, W]``; segment_tasks: the task type of each segment;
     lookup_keys ``[B, T, T]`` bool or None: True at (query t, key s) when the answer position t
     should look at position s, the visual token of an object its question is about (see
-    ``hivis.world.lookup``); a query row with no True is not supervised.
+    ``hivis.world.target.lookup``); a query row with no True is not supervised.
     """
 
     input_ids: torch.Tensor

@@ -18,11 +18,11 @@ from enum import Enum
 
 import torch
 
-from hivis.world.dataset import Split, iter_samples, make_sample
-from hivis.world.packing import pack_batch, segment_exact_match
-from hivis.world.scenes import WorldConfig, render_scene
-from hivis.world.tasks import NUMBER_WORDS
-from hivis.world.tokenizer import prompt_text
+from hivis.world.data.dataset import Split, iter_samples, make_sample
+from hivis.world.data.scenes import WorldConfig, render_scene
+from hivis.world.data.tasks import NUMBER_WORDS
+from hivis.world.data.tokenizer import prompt_text
+from hivis.world.target.packing import pack_batch, segment_exact_match
 
 
 class EvalMode(Enum):

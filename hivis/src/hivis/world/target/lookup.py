@@ -25,8 +25,8 @@ from contextlib import contextmanager
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from hivis.world.scenes import Scene, cell_of
-from hivis.world.tasks import Task, TaskType
+from hivis.world.data.scenes import Scene, cell_of
+from hivis.world.data.tasks import Task, TaskType
 
 
 def referent_tokens(

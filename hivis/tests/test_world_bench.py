@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from hivis.bench import (
+from hivis.cli import main
+from hivis.world.app.bench import (
     BenchConfig,
     Method,
     format_by_task,
@@ -15,8 +16,7 @@ from hivis.bench import (
     run_bench,
     speedup_ceiling,
 )
-from hivis.cli import main
-from hivis.world.tasks import TaskType
+from hivis.world.data.tasks import TaskType
 
 KEYS = {
     "method",
@@ -95,7 +95,7 @@ def test_bench_rejects_bad_config():
 
 def test_bench_prefix_cache_prefills_each_image_once_and_stays_lossless():
     import hivis
-    from hivis.world.shipped import load_world, test_cases
+    from hivis.world.drafters.shipped import load_world, test_cases
 
     tasks = (TaskType.COUNT_ALL, TaskType.COUNT_COLOUR)
     cfg = BenchConfig(

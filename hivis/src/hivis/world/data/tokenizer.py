@@ -15,8 +15,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from hivis.world.dataset import Split, iter_samples
-from hivis.world.scenes import WorldConfig
+from hivis.world.data.dataset import Split, iter_samples
+from hivis.world.data.scenes import WorldConfig
 
 PAD, BOS, EOS, IMAGE = "<pad>", "<s>", "</s>", "<image>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, IMAGE)

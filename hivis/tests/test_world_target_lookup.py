@@ -6,11 +6,8 @@ import pytest
 import torch
 from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
 
-from hivis.world.dataset import Split, make_sample
-from hivis.world.lookup import captured_query_key, lookup_loss, referent_tokens
-from hivis.world.model import TargetConfig
-from hivis.world.packing import IGNORE, pack_batch
-from hivis.world.scenes import (
+from hivis.world.data.dataset import Split, make_sample
+from hivis.world.data.scenes import (
     Background,
     Colour,
     Scene,
@@ -20,8 +17,19 @@ from hivis.world.scenes import (
     cell_of,
     render_scene,
 )
-from hivis.world.tasks import TaskType, colour_of, count_all, count_colour, count_shape, shape_of
-from hivis.world.train import TrainConfig, make_batch
+from hivis.world.data.tasks import (
+    TaskType,
+    colour_of,
+    count_all,
+    count_colour,
+    count_shape,
+    shape_of,
+)
+from hivis.world.target.batches import make_batch
+from hivis.world.target.config import TargetTrainConfig
+from hivis.world.target.lookup import captured_query_key, lookup_loss, referent_tokens
+from hivis.world.target.model import TargetConfig
+from hivis.world.target.packing import IGNORE, pack_batch
 
 
 def _object(shape, colour, row, col):
@@ -193,21 +201,24 @@ def test_lookup_loss_trains_the_head_to_look_at_the_referents(world_target):
 
 def test_lookup_options_are_checked(world_tokenizer_dir, tmp_path):
     with pytest.raises(ValueError, match="lookup_weight"):
-        TrainConfig(tmp_path, world_tokenizer_dir, lookup_weight=-1.0)
+        TargetTrainConfig(tmp_path, world_tokenizer_dir, lookup_weight=-1.0)
     with pytest.raises(ValueError, match="lookup_layer"):
-        TrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=8)
+        TargetTrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=8)
     with pytest.raises(ValueError, match="lookup_head"):
-        TrainConfig(tmp_path, world_tokenizer_dir, lookup_head=4)
+        TargetTrainConfig(tmp_path, world_tokenizer_dir, lookup_head=4)
     # By default the middle text layer: 3 of the default 8, 0 of a 2-layer target.
-    assert TrainConfig(tmp_path, world_tokenizer_dir).lookup_layer_index == 3
+    assert TargetTrainConfig(tmp_path, world_tokenizer_dir).lookup_layer_index == 3
     assert (
-        TrainConfig(tmp_path, world_tokenizer_dir, target=TINY_WORLD_TARGET).lookup_layer_index == 0
+        TargetTrainConfig(
+            tmp_path, world_tokenizer_dir, target=TINY_WORLD_TARGET
+        ).lookup_layer_index
+        == 0
     )
-    assert TrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
+    assert TargetTrainConfig(tmp_path, world_tokenizer_dir, lookup_layer=5).lookup_layer_index == 5
     no_class = TargetConfig(class_token=False)
     with pytest.raises(ValueError, match="class token"):
-        TrainConfig(tmp_path, world_tokenizer_dir, target=no_class)
-    assert not TrainConfig(
+        TargetTrainConfig(tmp_path, world_tokenizer_dir, target=no_class)
+    assert not TargetTrainConfig(
         tmp_path, world_tokenizer_dir, target=no_class, count_all_on_class_token=False
     ).count_all_on_class_token
 

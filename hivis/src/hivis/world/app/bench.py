@@ -50,8 +50,8 @@ from pathlib import Path
 import torch
 
 from hivis.tree import TreeConfig
-from hivis.world.shipped import DrafterKind, TestCase, WorldModels, load_world, test_cases
-from hivis.world.tasks import TaskType
+from hivis.world.data.tasks import TaskType
+from hivis.world.drafters.shipped import DrafterKind, TestCase, WorldModels, load_world, test_cases
 
 # Chosen by ``hivis bench --tune-tree`` on the shipped world target (see BENCHMARKS.md).
 WORLD_TREE = TreeConfig(total_tokens=24, depth=6, top_k=4)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hivis.world.scenes import DEFAULT_WORLD, Scene, WorldConfig, generate_scene, render_scene
-from hivis.world.tasks import Task, make_tasks
+from hivis.world.data.scenes import DEFAULT_WORLD, Scene, WorldConfig, generate_scene, render_scene
+from hivis.world.data.tasks import Task, make_tasks
 
 
 class Split(Enum):
