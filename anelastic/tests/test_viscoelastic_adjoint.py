@@ -190,15 +190,15 @@ def test_scheme_coefficients_rebuild_the_forward_coefficients():
         "buoy_dt": c["buoy_dt"],
         "kappa_dt": c["kappa_dt"],
         "mu2_dt": 2 * c["mu_dt"],
-        "mu_dt_xz": physics._harmonic(c["mu_dt"], "x", "z"),
+        "mu_dt_xz": physics.harmonic_mean(c["mu_dt"], "x", "z"),
     }
     for l in range(physics.n_memory):
         expected[f"mkappa{l}"] = c["rate_kappa"][l]
         expected[f"mmu{l}"] = 2 * c["rate_mu"][l]
         expected[f"mmu{l}_xz"] = (
             physics.beta[l]
-            * physics._harmonic(c["mu_u_dt"], "x", "z")
-            * physics._corner_mean(c["y_mu"][l], "x", "z")
+            * physics.harmonic_mean(c["mu_u_dt"], "x", "z")
+            * physics.corner_mean(c["y_mu"][l], "x", "z")
         )
     for name, value in expected.items():
         np.testing.assert_allclose(specs[name], value, rtol=1e-12, err_msg=name)

@@ -158,7 +158,6 @@ def _rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 def available_physics() -> list[PhysicsKind]:
     """Physics whose adjoint is implemented in this build."""
-    from anelastic.kernel.operators import adjoint_scheme
     from anelastic.physics import physics_class
 
     kinds = []
@@ -166,7 +165,7 @@ def available_physics() -> list[PhysicsKind]:
         model, _, _, time_axis, config = problem(kind)
         try:
             physics = physics_class(kind)(model, config, time_axis.dt, (1.5, 150.0))
-            adjoint_scheme(physics)
+            physics.adjoint()
         except ValueError:
             continue
         kinds.append(kind)

@@ -187,9 +187,7 @@ def _simulation(event: Event, settings: KernelSettings, fit) -> Simulation:
 
 def _frame_bytes(sim) -> int:
     """Bytes of one replay-buffer frame (the forward quantities the adjoint reads per step)."""
-    from anelastic.kernel.operators import adjoint_scheme
-
-    specs = adjoint_scheme(sim.physics).buffer_specs()
+    specs = sim.physics.adjoint().buffer_specs()
     frame = len(specs) * int(np.prod(sim.physics.model.grid.shape))
     return frame * np.dtype(sim.config.dtype).itemsize
 

@@ -6,7 +6,7 @@ Both run on chunk-local time: local index tau = n - chunk.start.
   fields and coefficients) plus copies of the quantities the adjoint needs into a RAM buffer of
   N frames (``TimeFunction(save=N)``): frame tau holds step ``start + tau``.
 - The adjoint operator is the exact transpose of the forward step (see
-  :mod:`anelastic.physics.viscoacoustic.adjoint`) on its own fields, run backwards over the
+  :mod:`anelastic.physics.adjoint`) on its own fields, run backwards over the
   chunk (loop index t computes step ``start + t`` from step ``start + t + 1``), with the adjoint
   source injected and the coefficient gradients accumulated in the same loop nest.
 
@@ -23,23 +23,9 @@ from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
 from anelastic.forward.cache import OperatorCache
 from anelastic.forward.propagator import fill_coefficients, forward_equations, make_coefficient
-from anelastic.physics.base import PhysicsKind
 
 if TYPE_CHECKING:
     from anelastic.forward.simulation import Simulation
-
-
-def adjoint_scheme(physics):
-    """The adjoint stencils of a rheology (refuses those without one)."""
-    if physics.kind is PhysicsKind.VISCOACOUSTIC:
-        from anelastic.physics.viscoacoustic.adjoint import ViscoacousticAdjoint
-
-        return ViscoacousticAdjoint(physics)
-    if physics.kind is PhysicsKind.VISCOELASTIC:
-        from anelastic.physics.viscoelastic.adjoint import ViscoelasticAdjoint
-
-        return ViscoelasticAdjoint(physics)  # refuses configurations it cannot transpose
-    raise ValueError(f"kernels are not implemented for the {physics.kind.value} physics")
 
 
 KERNEL_OPERATORS: OperatorCache[KernelOperators] = OperatorCache("kernel operators")
@@ -68,7 +54,7 @@ class KernelOperators:
     def __init__(self, sim: Simulation, n_frames: int) -> None:
         prop = sim.propagator
         self.sim, self.prop, self.n_frames = sim, prop, int(n_frames)
-        self.scheme = adjoint_scheme(sim.physics)
+        self.scheme = sim.physics.adjoint()
         grid, dtype = prop.grid, prop.dtype
         order = sim.physics.config.space_order
         self.buffers = {
@@ -149,7 +135,7 @@ class KernelOperators:
             f.data[:] = 0
         for name, copy in self.halo_profiles.items():  # the cached layout may have new profiles
             copy.data[:] = self.prop.layout.profiles[name].data
-        self.scheme = adjoint_scheme(self.sim.physics)  # this simulation's model
+        self.scheme = self.sim.physics.adjoint()  # this simulation's model
         self._load_replay_coefficients()
         self.residual.coordinates.data[:] = receiver_positions
         for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):

@@ -1,7 +1,7 @@
 """Backward reconstruction of a lossless forward wavefield from its final state and a ring.
 
 Without attenuation (Q = inf everywhere) the leapfrog step is invertible in the interior (see
-:mod:`anelastic.physics.reverse`): from state n+1 the inverse step gives state n exactly up to
+``Physics.inverse_stages``): from state n+1 the inverse step gives state n exactly up to
 roundoff. The absorbing layers are dissipative and are not inverted. Instead the forward run
 saves, at every step, the values of every wavefield on a ring of ``r = space_order / 2`` cells
 around the undamped interior of that field (the first cells of the absorbing layer: everything
@@ -54,7 +54,6 @@ from anelastic.forward.propagator import (
 )
 from anelastic.forward.simulation import Simulation
 from anelastic.physics.base import FieldRole, PhysicsKind
-from anelastic.physics.reverse import reverse_stages
 
 
 class ReverseUnstableError(ValueError):
@@ -373,7 +372,7 @@ class ReverseOperator(Claimable):
 
     def _equations(self, physics) -> list:
         eqs = list(self._ring_loads)  # state n's ring first: the interior stencils read it
-        for stage in reverse_stages(physics, self.fields, self.coeffs, self.interiors):
+        for stage in physics.inverse_stages(self.fields, self.coeffs, self.interiors):
             # Undo this stage's injections first: its field at t is then the pure update.
             for (field, stage_name, _), src in self.sources.items():
                 if stage_name == stage.name:

@@ -2,7 +2,7 @@
 
 A rheology (``Physics`` subclass) is built from a padded model and a time step. It never creates
 Devito objects itself except through the arguments it receives, so the same stencil code builds
-the forward operator, a replay operator and (next issue) the adjoint on other field sets.
+the forward operator, a replay operator and the adjoint on other field sets.
 
 A rheology declares
 
@@ -25,6 +25,13 @@ A rheology declares
 6. ``velocity_bounds()``: min and max wave speeds (unrelaxed max) for the CFL check and the
    points-per-wavelength warning; ``stencil_sum`` of the space order gives the CFL constant.
 
+Optionally (kernels and reverse storage):
+
+7. ``adjoint()``: the exact discrete adjoint of the step, an
+   :class:`~anelastic.physics.adjoint.AdjointScheme`;
+8. ``inverse_stages(fields, coeffs, interiors)``: the inverse of the step on the undamped
+   interior (backward reconstruction of a lossless forward field).
+
 Names must not look like Devito temporaries (``r0``, ``r1``...): use descriptive names.
 """
 
@@ -34,10 +41,18 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anelastic.acquisition import Component, Source
+
+if TYPE_CHECKING:
+    from anelastic.physics.adjoint import AdjointScheme
+
+
+VELOCITY_NAMES = {"x": "vx", "y": "vy", "z": "vz"}
+"""Name of the velocity field (and receiver component) along each axis."""
 
 
 class PhysicsKind(enum.Enum):
@@ -175,3 +190,13 @@ class Physics(ABC):
         vmax = self.velocity_bounds()[1]
         inv_h = np.sqrt(np.sum(1.0 / np.asarray(spacing) ** 2))
         return float(1.0 / (vmax * STENCIL_SUMS[self.config.space_order] * inv_h))
+
+    def adjoint(self) -> AdjointScheme:
+        """The exact discrete adjoint of this rheology's step (refuses what it cannot
+        transpose, with the reason)."""
+        raise ValueError(f"kernels are not implemented for the {self.kind.value} physics")
+
+    def inverse_stages(self, fields: dict, coeffs: dict, interiors: dict) -> list[Stage]:
+        """Inverse-step stages in execution order (the forward's stages reversed), on the
+        undamped interior SubDomains ``interiors`` (staggering tuple -> SubDomain)."""
+        raise ValueError(f"no inverse step for the {self.kind.value} physics")

@@ -132,7 +132,7 @@ class AbsorbingLayout:
             n, h, (lo, hi) = self.grid.shape[k], spacing[k], self.pads[k]
             width = max(lo, hi)
             for half in (False, True):
-                depth = _layer_depth(n, lo, hi, half) * h
+                depth = layer_depth(n, lo, hi, half) * h
                 big_l = max(width, 1) * h
                 if self.kind is BoundaryKind.CPML:
                     a, b = cpml_coefficients(depth, big_l, vmax, f0, dt)
@@ -175,7 +175,7 @@ def _profile_function(name: str, dim, n: int, staggered) -> Function:
     return f
 
 
-def _layer_depth(n: int, lo: int, hi: int, half: bool) -> np.ndarray:
+def layer_depth(n: int, lo: int, hi: int, half: bool) -> np.ndarray:
     """Distance (in points) into the absorbing layer of node i (or i + 1/2), 0 inside."""
     pos = np.arange(n) + (0.5 if half else 0.0)
     left = np.clip(lo - pos, 0, None) if lo else np.zeros(n)

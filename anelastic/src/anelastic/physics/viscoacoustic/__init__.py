@@ -1,3 +1,6 @@
-from anelastic.physics.viscoacoustic.rheology import VELOCITY_NAMES, Viscoacoustic
+"""The viscoacoustic rheology: forward scheme (:mod:`.rheology`), its exact adjoint
+(:mod:`.adjoint`) and its inverse step (:mod:`.inverse_step`)."""
 
-__all__ = ["VELOCITY_NAMES", "Viscoacoustic"]
+from anelastic.physics.viscoacoustic.rheology import Viscoacoustic
+
+__all__ = ["Viscoacoustic"]

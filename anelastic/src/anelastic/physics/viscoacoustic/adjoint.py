@@ -1,6 +1,6 @@
 """Exact discrete adjoint of the viscoacoustic scheme and its coefficient gradients.
 
-The forward step n (see :mod:`.viscoacoustic`), written on the whole grid (the C-PML terms are
+The forward step n (see :mod:`.rheology`), written on the whole grid (the C-PML terms are
 zero where a region omits them, because the profiles ``a`` vanish there):
 
     psi_pa' = bh_a psi_pa + ah_a G_a p                       (half nodes of axis a)
@@ -47,24 +47,28 @@ from __future__ import annotations
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.base import BoundaryKind, CoefficientSpec, FieldRole, FieldSpec
+from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme
+from anelastic.physics.averaging import node_buoyancy_gradient
+from anelastic.physics.base import (
+    VELOCITY_NAMES,
+    BoundaryKind,
+    CoefficientSpec,
+    FieldRole,
+    FieldSpec,
+)
 from anelastic.physics.stencils import (
     at,
     derivative_at_half,
     derivative_at_node,
     devito_staggered_weights,
 )
-from anelastic.physics.viscoacoustic import VELOCITY_NAMES
-
-# Relative step of the central differences of the coefficient functions (float64).
-COEFFICIENT_STEP = 1e-5
 
 
-class ViscoacousticAdjoint:
+class ViscoacousticAdjoint(AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoacoustic.Viscoacoustic` rheology."""
 
     def __init__(self, physics) -> None:
-        self.physics = physics
+        super().__init__(physics)
         self.axes = physics.axes
         self.n_memory = physics.n_memory
         # The very numbers Devito writes into the forward code: the transpose is then exact.
@@ -287,18 +291,3 @@ class ViscoacousticAdjoint:
             "vp": 2.0 * g_m / vp,
             "qp": g_q,
         }
-
-
-def node_buoyancy_gradient(grads: dict[str, np.ndarray], axes) -> np.ndarray:
-    """dchi/dbuoy at nodes [*shape] from ``grad_buoy_<axis>`` at half nodes: the half node
-    i + 1/2 of each axis averaged buoy[i] and buoy[i + 1], so each gets half of its gradient."""
-    total = 0.0
-    for k, a in enumerate(axes):
-        g = np.asarray(grads[f"grad_buoy_{a}"], dtype=np.float64)
-        below = np.zeros_like(g)
-        dst = [slice(None)] * g.ndim
-        src = [slice(None)] * g.ndim
-        dst[k], src[k] = slice(1, None), slice(None, -1)
-        below[tuple(dst)] = g[tuple(src)]
-        total = total + 0.5 * (g + below)
-    return total

@@ -34,6 +34,7 @@ from devito import Eq
 from anelastic.acquisition import Component, Source, SourceKind
 from anelastic.attenuation import fit_sls, unrelaxed_modulus
 from anelastic.physics.base import (
+    VELOCITY_NAMES,
     BoundaryKind,
     CoefficientSpec,
     FieldRole,
@@ -43,8 +44,8 @@ from anelastic.physics.base import (
     PhysicsKind,
     Stage,
 )
-
-VELOCITY_NAMES = {"x": "vx", "y": "vy", "z": "vz"}
+from anelastic.physics.viscoacoustic.adjoint import ViscoacousticAdjoint
+from anelastic.physics.viscoacoustic.inverse_step import inverse_stages
 
 
 class Viscoacoustic(Physics):
@@ -256,3 +257,11 @@ class Viscoacoustic(Physics):
     def velocity_bounds(self) -> tuple[float, float]:
         v_unrelaxed = np.sqrt(self.m_unrelaxed / self.model.rho)
         return float(self.model.vp.min()), float(v_unrelaxed.max())
+
+    def adjoint(self) -> ViscoacousticAdjoint:
+        """The exact discrete adjoint (:mod:`.adjoint`)."""
+        return ViscoacousticAdjoint(self)
+
+    def inverse_stages(self, fields: dict, coeffs: dict, interiors: dict) -> list[Stage]:
+        """The inverse step (:mod:`.inverse_step`; memory variables included)."""
+        return inverse_stages(self, fields, coeffs, interiors)

@@ -48,6 +48,14 @@ from __future__ import annotations
 import numpy as np
 from devito import Eq
 
+from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme
+from anelastic.physics.averaging import (
+    corner_mean,
+    corner_transpose,
+    harmonic_mean,
+    harmonic_mean_transpose,
+    node_buoyancy_gradient,
+)
 from anelastic.physics.base import BoundaryKind, FieldSpec
 from anelastic.physics.stencils import (
     at,
@@ -55,22 +63,21 @@ from anelastic.physics.stencils import (
     derivative_at_node,
     devito_staggered_weights,
 )
-from anelastic.physics.viscoacoustic.adjoint import COEFFICIENT_STEP, node_buoyancy_gradient
-from anelastic.physics.viscoelastic.rheology import _sponge_name
+from anelastic.physics.viscoelastic.state import sponge_name
 
 PARAMETERS = ("rho", "vp", "vs", "qp", "qs")
 
 
-class ViscoelasticAdjoint:
+class ViscoelasticAdjoint(AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoelastic.Viscoelastic` rheology."""
 
     def __init__(self, physics) -> None:
+        super().__init__(physics)
         if physics.config.free_surface:
             raise ValueError(
                 "kernels are not implemented with a free surface (the stress imaging has no "
                 "transposed scheme yet); use free_surface = false (absorbing top boundary)"
             )
-        self.physics = physics
         self.axes = physics.axes
         self.ndim = physics.ndim
         self.pairs = physics.pairs
@@ -81,12 +88,6 @@ class ViscoelasticAdjoint:
         self.cpml = physics.config.boundary is BoundaryKind.CPML and physics.config.pml_width > 0
 
     # --- names ---------------------------------------------------------------------------
-    def _stress(self, a: str, b: str) -> str:
-        if a == b:
-            return f"s{a}{a}"
-        i, j = sorted((self.axes.index(a), self.axes.index(b)))
-        return f"s{self.axes[i]}{self.axes[j]}"
-
     def _pair(self, a: str, b: str) -> tuple[str, str]:
         return (a, b) if self.axes.index(a) < self.axes.index(b) else (b, a)
 
@@ -177,7 +178,7 @@ class ViscoelasticAdjoint:
         for a in self.axes:
             div = 0
             for j, b in enumerate(self.axes):
-                s = fields[self._stress(a, b)]
+                s = fields[self.physics.stress_name(a, b)]
                 div += self._derivative(s, j, h[b], a == b)
             eqs.append(Eq(buffers[f"div_{a}"], div))
         for i, a in enumerate(self.axes):
@@ -222,7 +223,7 @@ class ViscoelasticAdjoint:
 
     def _sponge(self, coeffs, staggered: tuple[str, ...]):
         if self.physics.config.boundary is BoundaryKind.SPONGE:
-            return coeffs[_sponge_name(staggered)]
+            return coeffs[sponge_name(staggered)]
         return 1
 
     def _weighted_stresses(self, adj, coeffs) -> dict:
@@ -343,7 +344,7 @@ class ViscoelasticAdjoint:
             for j, b in enumerate(self.axes):
                 if not self.cpml and b != a:
                     continue
-                psi = f"psi_{self._stress(a, b)}_{b}"
+                psi = f"psi_{self.physics.stress_name(a, b)}_{b}"
                 q = self._through_cpml(value, psi, j, a == b, damped, adj, layout, subdomain, eqs)
                 eqs.append(Eq(tmp[self._q_name(a, b)], q, subdomain=subdomain))
         return eqs
@@ -394,8 +395,9 @@ class ViscoelasticAdjoint:
             "mu_dt": 2.0 * grads["grad_mu2"],
         }
         for a, b in self.pairs:
-            g["mu_dt"] = g["mu_dt"] + self._harmonic_transpose(
-                grads[f"grad_mu_{a}{b}"], base["mu_dt"], a, b
+            i, j = self.axes.index(a), self.axes.index(b)
+            g["mu_dt"] = g["mu_dt"] + harmonic_mean_transpose(
+                grads[f"grad_mu_{a}{b}"], base["mu_dt"], i, j
             )
         if not self.n_memory:
             return g
@@ -412,44 +414,14 @@ class ViscoelasticAdjoint:
                 continue
             g["rate_mu"][l] = 2.0 * grads[f"grad_rdev{l}"]
             for a, b in self.pairs:
+                i, j = self.axes.index(a), self.axes.index(b)
                 grad = beta[l] * np.asarray(grads[f"grad_rshear_{a}{b}{l}"], dtype=np.float64)
-                mean_y = self.physics._corner_mean(base["y_mu"][l], a, b)
-                harmonic = self.physics._harmonic(base["mu_u_dt"], a, b)
-                g["mu_u_dt"] += self._harmonic_transpose(grad * mean_y, base["mu_u_dt"], a, b)
+                mean_y = corner_mean(base["y_mu"][l], i, j)
+                harmonic = harmonic_mean(base["mu_u_dt"], i, j)
+                g["mu_u_dt"] += harmonic_mean_transpose(grad * mean_y, base["mu_u_dt"], i, j)
                 for corner in range(4):
-                    g["y_mu"][l] += self._corner_transpose(grad * harmonic / 4.0, a, b, corner)
+                    g["y_mu"][l] += corner_transpose(grad * harmonic / 4.0, i, j, corner)
         return g
-
-    def _harmonic_transpose(self, grad, values, a, b) -> np.ndarray:
-        """Node gradient from ``grad`` at the (a, b) points of ``H = 4 / sum_k 1/c_k`` over
-        the 4 corners c_k: dH/dc_k = H^2 / (4 c_k^2) (0 where a corner is 0)."""
-        grad = np.asarray(grad, dtype=np.float64)
-        harmonic = self.physics._harmonic(values, a, b)
-        total = np.zeros_like(values, dtype=np.float64)
-        for k, corner in enumerate(self.physics._corners(values, a, b)):
-            safe = np.where(corner > 0, corner, 1.0)
-            slope = np.where(corner > 0, harmonic**2 / (4.0 * safe**2), 0.0)
-            total += self._corner_transpose(grad * slope, a, b, k)
-        return total
-
-    def _corner_transpose(self, values, a, b, corner: int) -> np.ndarray:
-        """Transpose of ``Viscoelastic._corners(...)[corner]`` (a shifted read of the node array
-        padded by one edge-replicated row along a and b): adds each value to the node it read."""
-        i, j = self.axes.index(a), self.axes.index(b)
-        shape = list(values.shape)
-        shape[i] += 1
-        shape[j] += 1
-        ext = np.zeros(shape)
-        idx = [slice(None)] * values.ndim
-        idx[i] = slice(corner // 2, corner // 2 + values.shape[i])
-        idx[j] = slice(corner % 2, corner % 2 + values.shape[j])
-        ext[tuple(idx)] += values
-        for axis in (i, j):  # the padded row is a copy of the last one: fold it back
-            last, pad = [slice(None)] * ext.ndim, [slice(None)] * ext.ndim
-            last[axis], pad[axis] = slice(-2, -1), slice(-1, None)
-            ext[tuple(last)] += ext[tuple(pad)]
-            ext = ext[tuple(slice(0, -1) if k == axis else slice(None) for k in range(ext.ndim))]
-        return ext
 
     def _chain(self, g_nodes, params, name) -> np.ndarray:
         """sum_c dchi/dc dc/d(param) with dc/d(param) by central differences (pointwise)."""

@@ -1,0 +1,72 @@
+"""The adjoint interface: what a rheology's exact discrete adjoint declares for the kernel pass.
+
+``Physics.adjoint()`` returns an :class:`AdjointScheme` built from the rheology (its public
+attributes and methods only). The kernel operators (:mod:`anelastic.kernel.operators`) build,
+from these declarations, a replay operator (the forward step plus copies of the forward
+quantities the adjoint needs into a buffer of N frames) and an adjoint operator (the transpose
+of the forward step, run backwards, accumulating the coefficient gradients in its loop nest).
+
+1. ``buffer_specs()``: the forward quantities of one step the adjoint reads (a buffer frame);
+   ``replay_coefficient_specs()``: model arrays only the buffer equations need.
+2. ``adjoint_specs()``: the adjoint state (time functions); ``temporary_specs()``: per-step
+   intermediates read at neighbouring points; ``gradient_specs()``: the accumulators.
+3. ``adjoint_source_field()``: (adjoint field, weight) pairs receiving the adjoint source of
+   pressure receivers.
+4. ``buffer_equations(...)``, ``adjoint_equations(...)`` (and ``seam_layout(...)``, the regions
+   of the transposed C-PML, or None).
+5. ``parameter_gradients(grads)``: dchi/d(model parameter) per cell from the accumulators.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from anelastic.physics.base import CoefficientSpec, FieldSpec, Physics
+
+# Relative step of the central differences of the coefficient functions (float64).
+COEFFICIENT_STEP = 1e-5
+
+
+class AdjointScheme(ABC):
+    """Adjoint stencils of one rheology; see the module docstring for the contract."""
+
+    def __init__(self, physics: Physics) -> None:
+        self.physics = physics
+
+    @abstractmethod
+    def buffer_specs(self) -> tuple[FieldSpec, ...]: ...
+
+    def replay_coefficient_specs(self) -> tuple[CoefficientSpec, ...]:
+        """Model-dependent coefficients only the buffer needs (none by default)."""
+        return ()
+
+    @abstractmethod
+    def adjoint_specs(self) -> tuple[FieldSpec, ...]: ...
+
+    @abstractmethod
+    def temporary_specs(self) -> tuple[FieldSpec, ...]: ...
+
+    @abstractmethod
+    def gradient_specs(self) -> tuple[FieldSpec, ...]: ...
+
+    @abstractmethod
+    def adjoint_source_field(self) -> list[tuple[str, float]]: ...
+
+    @abstractmethod
+    def buffer_equations(
+        self, fields: dict, buffers: dict, grid, coeffs: dict, regions=None
+    ) -> list: ...
+
+    def seam_layout(self, grid, pads):
+        """Regions of the transposed velocity update (None: the forward's own regions)."""
+        return None
+
+    @abstractmethod
+    def adjoint_equations(
+        self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, seams=None
+    ) -> list: ...
+
+    @abstractmethod
+    def parameter_gradients(self, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
