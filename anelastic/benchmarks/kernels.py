@@ -53,7 +53,7 @@ CASES = (
 def _our_event(space_order: int):
     from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
     from anelastic.forward.simulation import TimeAxis
-    from anelastic.kernel.compute import Event
+    from anelastic.kernel.inputs import Event
     from anelastic.model import Grid, Model
     from anelastic.physics import PhysicsConfig
 
@@ -69,7 +69,8 @@ def _our_event(space_order: int):
 
 def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
     from anelastic.forward.simulation import Simulation
-    from anelastic.kernel.compute import KernelSettings, Storage, compute_kernels, kernel_fit
+    from anelastic.kernel.compute import compute_kernels
+    from anelastic.kernel.inputs import KernelSettings, Storage, kernel_fit
     from anelastic.kernel.misfit import Misfit
     from anelastic.kernel.schedule import parse_bytes
 

@@ -15,8 +15,10 @@ import pytest
 
 from anelastic.acquisition import Component, Receivers, Seismograms
 from anelastic.checks.kernels import NT, _event, verify_kernels
-from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels, named_kernels
+from anelastic.kernel.compute import compute_kernels
+from anelastic.kernel.inputs import Event, KernelSettings, Storage
 from anelastic.kernel.misfit import Misfit, MisfitKind
+from anelastic.kernel.named import named_kernels
 from anelastic.kernel.snapshots import SnapshotStore, StoreMismatchError
 from anelastic.physics import PhysicsKind
 
@@ -246,7 +248,7 @@ def test_q_kernel_exact_where_q_varies():
     """Q varying in space (per-point SLS weights, the 'general' coefficient layout): the Q and
     vp kernels still predict central finite differences."""
     from anelastic.checks.kernels import F0, REL_STEP, _blob, _chi
-    from anelastic.kernel.compute import kernel_fit
+    from anelastic.kernel.inputs import kernel_fit
     from anelastic.model import gaussian_anomaly
 
     event = _event(PhysicsKind.VISCOACOUSTIC)

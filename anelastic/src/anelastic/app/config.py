@@ -43,9 +43,9 @@ from anelastic.acquisition import (
     receiver_line,
 )
 from anelastic.forward.simulation import TimeAxis
+from anelastic.kernel.inputs import Storage
 from anelastic.kernel.misfit import BandPass, Misfit, MisfitKind, TimeWindow
 from anelastic.kernel.schedule import parse_bytes
-from anelastic.kernel.storage import Storage
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
 
 SECTIONS = {

@@ -18,7 +18,8 @@ import numpy as np
 from anelastic.acquisition import Component, Receivers, Source, ricker
 from anelastic.app import plot
 from anelastic.forward.simulation import Simulation, TimeAxis
-from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels
+from anelastic.kernel.compute import compute_kernels
+from anelastic.kernel.inputs import Event, KernelSettings, Storage
 from anelastic.kernel.misfit import Misfit, MisfitKind, TimeWindow
 from anelastic.kernel.schedule import parse_bytes
 from anelastic.model import Grid, homogeneous

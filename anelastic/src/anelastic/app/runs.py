@@ -25,9 +25,9 @@ import numpy as np
 from anelastic.acquisition import Seismograms
 from anelastic.app.config import RunConfig, load_config
 from anelastic.forward.simulation import Simulation
-from anelastic.kernel.compute import DEFAULT_BUDGET, Event, KernelSettings, compute_kernels
+from anelastic.kernel.compute import compute_kernels
+from anelastic.kernel.inputs import DEFAULT_BUDGET, Event, KernelSettings, Storage
 from anelastic.kernel.schedule import parse_bytes
-from anelastic.kernel.storage import Storage
 
 GRADIENT_PREFIX = "dchi_d"
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
 from anelastic.forward.simulation import Simulation, TimeAxis
-from anelastic.kernel.compute import Event, KernelSettings, Storage, compute_kernels, kernel_fit
+from anelastic.kernel.compute import compute_kernels
+from anelastic.kernel.inputs import Event, KernelSettings, Storage, kernel_fit
 from anelastic.kernel.misfit import Misfit, MisfitKind, TimeWindow
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind

@@ -136,6 +136,10 @@ class SnapshotStore:
     def is_complete(self, namespace: str = "forward") -> bool:
         return (self.directory / f"{namespace}.complete").exists()
 
+    def remove(self, step: int, namespace: str = "forward") -> None:
+        """Delete the snapshot of ``step`` (if there is one)."""
+        self._path(namespace, step).unlink(missing_ok=True)
+
     def clear(self, namespace: str) -> None:
         """Delete every snapshot of ``namespace`` and its completion marker."""
         for step in self.steps(namespace):

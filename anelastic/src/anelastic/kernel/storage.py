@@ -12,56 +12,315 @@ chunk's buffer is filled:
   exact reference), else the whole run is replayed once into frame files on disk, N at a time,
   which the adjoint then reads back last to first; 3 nt steps either way.
 - ``reverse``: the forward field is rebuilt backwards from the final state and a boundary ring
-  (:mod:`anelastic.kernel.reconstruction`); only possible without attenuation (running a dissipative
-  scheme backwards amplifies roundoff exponentially); 3 nt steps.
+  (:mod:`anelastic.kernel.reconstruction`); only possible without attenuation (running a
+  dissipative scheme backwards amplifies roundoff exponentially); 3 nt steps.
 - ``dispersion-only``: SPECFEM's approximation: the kernel run uses the model with Q = inf at
   the velocities of ``f_ref`` (dispersed moduli, no memory variables), rebuilt backwards like
   ``reverse``; the adjoint source comes from a data run with full attenuation. 4 nt steps.
 
+Each strategy is one :class:`StorageStrategy` (``STRATEGIES`` maps the ``Storage`` choice to
+it); the kernel pass (:func:`anelastic.kernel.compute.compute_kernels`) drives them all alike:
+
+1. ``forward()``: the forward run(s), keeping what the strategy needs later (snapshots, or the
+   boundary ring and final state); returns a :class:`ForwardRun`;
+2. ``start_pass(ops, residual)``: before the first chunk; returns the step from which an
+   interrupted pass already got (those chunks are skipped), or None;
+3. ``fill(ops, chunk)``: the chunk's forward frames into the replay buffer;
+4. ``chunk_done(ops, chunk)``: after the chunk's adjoint;
+5. ``report()``: what the run summary records; ``close()``: release temporary files.
+
 Forward runs and kernel passes survive interruption: the forward resumes from its last
 snapshot (receiver traces recorded so far are part of each snapshot), and the kernel pass
-writes its own restart point (adjoint state + gradients) after chunks, at most every
-``restart_interval`` seconds.
+writes its own restart point (adjoint state + gradients, :mod:`anelastic.kernel.restart`) after
+chunks, at most every ``restart_interval`` seconds.
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
+import tempfile
 import time
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anelastic.acquisition import Component
+from anelastic.forward.simulation import Simulation
 from anelastic.forward.state import SolverState
-from anelastic.kernel.schedule import Chunk, chunks
+from anelastic.kernel.inputs import Event, KernelSettings, Storage, kernel_fit
+from anelastic.kernel.progress import PassLog, PhaseBars
+from anelastic.kernel.reconstruction import ForwardReconstruction
+from anelastic.kernel.restart import KernelRestart, residual_digest
+from anelastic.kernel.schedule import Chunk, chunk_length_for_budget, chunks
 from anelastic.kernel.snapshots import SnapshotStore
 
+if TYPE_CHECKING:
+    from anelastic.attenuation import SLSFit
+    from anelastic.kernel.operators import KernelOperators
+
 TRACE_PREFIX = "__traces_"
+Traces = dict[Component, np.ndarray]
+"""Receiver traces: component -> [nt, nrec]."""
 
 
-class Storage(enum.Enum):
-    CHECKPOINT = "checkpoint"
-    FULL = "full"
-    REVERSE = "reverse"
-    DISPERSION_ONLY = "dispersion-only"
+@dataclass(frozen=True)
+class ForwardRun:
+    """What a strategy's forward leaves for the kernel pass."""
+
+    sim: Simulation  # the simulation whose propagator the kernel operators replay
+    traces: Traces  # the synthetics the misfit compares with the observed data
+    chunk: int  # N: frames in the replay buffer, steps per chunk
 
 
-@dataclass
-class PassLog:
-    """Steps and wall time per phase of one kernel computation."""
+@dataclass(frozen=True)
+class StorageReport:
+    """What a strategy used, for the run summary (``None``: not applicable)."""
 
-    steps: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    chunk: int
+    store_bytes: int
+    frames_on_disk: bool | None = None
+    snapshots: int | None = None
 
-    def add(self, phase: str, steps: int, seconds: float) -> None:
-        self.steps[phase] = self.steps.get(phase, 0) + int(steps)
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + float(seconds)
+    def as_dict(self) -> dict:
+        out: dict = {"chunk": self.chunk}
+        if self.frames_on_disk is not None:
+            out["frames_on_disk"] = self.frames_on_disk
+        out["store_bytes"] = self.store_bytes
+        if self.snapshots is not None:
+            out["snapshots"] = self.snapshots
+        return out
 
 
-def store_identity(sim, n_frames: int, storage: Storage) -> dict:
+class StorageStrategy(ABC):
+    """How the kernel pass gets the forward frames of each chunk (see the module docstring).
+
+    ``log`` and ``bars`` record the steps, wall time and progress of the strategy's phases;
+    ``fill_phase`` names the phase of ``fill``'s steps.
+    """
+
+    storage: Storage
+    fill_phase: str
+
+    def __init__(
+        self, event: Event, settings: KernelSettings, log: PassLog, bars: PhaseBars
+    ) -> None:
+        self.event, self.settings, self.log, self.bars = event, settings, log, bars
+
+    @abstractmethod
+    def forward(self) -> ForwardRun: ...
+
+    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+        """Before the first chunk (nothing by default); see the module docstring."""
+        return None
+
+    @abstractmethod
+    def fill(self, ops: KernelOperators, chunk: Chunk) -> None: ...
+
+    def chunk_done(self, ops: KernelOperators, chunk: Chunk) -> None:  # noqa: B027 (a hook)
+        """After the adjoint of ``chunk`` (nothing by default)."""
+
+    @abstractmethod
+    def report(self) -> StorageReport: ...
+
+    def close(self) -> None:  # noqa: B027 (a hook)
+        """Release what the strategy holds (nothing by default)."""
+
+    def simulation(self, event: Event, fit: SLSFit | None) -> Simulation:
+        """The forward simulation of ``event`` with the relaxation mechanisms ``fit``."""
+        return Simulation(
+            event.model, event.sources, event.receivers, event.time, event.config,
+            threads=self.settings.threads, sls_fit=fit,
+        )  # fmt: skip
+
+    def chunk_length(self, sim: Simulation, every_frame: bool = False) -> int:
+        """N: --chunk, else what the memory budget holds; ``every_frame``: nt when the budget
+        holds all nt frames (else frames go to disk, moved N at a time)."""
+        nt = sim.time.nt
+        frame = frame_bytes(sim)
+        if every_frame and frame * nt <= self.settings.memory_budget:
+            return nt
+        if self.settings.chunk is not None:
+            return min(int(self.settings.chunk), nt)
+        return chunk_length_for_budget(self.settings.memory_budget, frame, nt)
+
+
+def frame_bytes(sim: Simulation) -> int:
+    """Bytes of one replay-buffer frame (the forward quantities the adjoint reads per step)."""
+    specs = sim.physics.adjoint().buffer_specs()
+    frame = len(specs) * int(np.prod(sim.physics.model.grid.shape))
+    return frame * np.dtype(sim.config.dtype).itemsize
+
+
+class CheckpointStorage(StorageStrategy):
+    """Complete states every N steps in a snapshot store; per chunk: restore, replay."""
+
+    storage = Storage.CHECKPOINT
+    fill_phase = "replay"
+    every_frame = False
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.n = 0
+        self.store: SnapshotStore | None = None
+        self.restart: KernelRestart | None = None
+        self._temporary: tempfile.TemporaryDirectory | None = None
+
+    def forward(self) -> ForwardRun:
+        event = self.event
+        sim = self.simulation(event, kernel_fit(event.model, event.config, event.f0))
+        self.n = self.chunk_length(sim, self.every_frame)
+        self.store = self._open_store(sim)
+        interval = self.snapshot_interval()
+        traces = forward_with_snapshots(sim, self.store, interval, self.log, self.bars["forward"])
+        return ForwardRun(sim, traces, self.n)
+
+    def snapshot_interval(self) -> int:
+        return self.n
+
+    def _open_store(self, sim: Simulation) -> SnapshotStore:
+        directory = self.settings.store
+        if directory is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="anelastic-store-")
+            directory = Path(self._temporary.name)
+        arrays = {k: getattr(self.event.model, k) for k in ("vp", "vs", "rho", "qp", "qs")}
+        return SnapshotStore.open(directory, store_identity(sim, self.n, self.storage), arrays)
+
+    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+        interval = self.settings.restart_interval
+        self.restart = KernelRestart(self.store, residual_digest(residual), interval)
+        return self.restart.resume_step(ops)
+
+    def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
+        begin = time.perf_counter()
+        ops.replay(chunk.start, chunk.stop, state_only(self.store.read(chunk.start)))
+        self.log.add("replay", chunk.length, time.perf_counter() - begin)
+        self.bars["replay"].update(chunk.length)
+
+    def chunk_done(self, ops: KernelOperators, chunk: Chunk) -> None:
+        self.restart.maybe_save(ops, chunk.start)
+
+    def report(self) -> StorageReport:
+        steps = len(self.store.steps("forward"))
+        return StorageReport(self.n, self.store.nbytes(), frames_on_disk=False, snapshots=steps)
+
+    def close(self) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+
+
+class FullStorage(CheckpointStorage):
+    """Every frame kept. In RAM when the budget holds nt frames: one chunk of nt, restored from
+    the snapshot of step 0 and replayed. Otherwise on disk: the forward keeps the snapshot of
+    step 0 only, the whole run is replayed once into frame files (N frames each) before the
+    first chunk, and ``fill`` reads a chunk's frames back."""
+
+    storage = Storage.FULL
+    every_frame = True
+
+    @property
+    def on_disk(self) -> bool:
+        return self.n < self.event.time.nt
+
+    def snapshot_interval(self) -> int:
+        return self.event.time.nt if self.on_disk else self.n
+
+    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+        if not self.on_disk:
+            return super().start_pass(ops, residual)
+        frames_to_disk(ops, self.n, self.store, self.log, self.bars["replay"])
+        return None
+
+    def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
+        if not self.on_disk:
+            super().fill(ops, chunk)
+            return
+        for name, data in self.store.read(chunk.start, "frames").items():
+            ops.buffers[name].data[: chunk.length] = data
+
+    def chunk_done(self, ops: KernelOperators, chunk: Chunk) -> None:
+        if not self.on_disk:
+            super().chunk_done(ops, chunk)
+
+    def report(self) -> StorageReport:
+        return replace(super().report(), frames_on_disk=self.on_disk)
+
+
+class ReverseStorage(StorageStrategy):
+    """The lossless forward field rebuilt backwards, chunk by chunk, from its final state and a
+    boundary ring (only without attenuation: ``ForwardReconstruction`` refuses it)."""
+
+    storage = Storage.REVERSE
+    fill_phase = "reconstruction"
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.n = 0
+        self.reconstruction: ForwardReconstruction | None = None
+
+    def forward(self) -> ForwardRun:
+        sim = self.simulation(self.event, None)
+        self._forward_keeping_ring(sim)
+        return ForwardRun(sim, sim.seismograms().data, self.n)
+
+    def _forward_keeping_ring(self, sim: Simulation) -> None:
+        begin = time.perf_counter()
+        self.reconstruction = ForwardReconstruction(sim)
+        self.reconstruction.run_forward(progress=self.bars.enabled)
+        self.log.add("forward", sim.time.nt, time.perf_counter() - begin)
+        self.n = self.chunk_length(sim)
+
+    def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
+        begin = time.perf_counter()
+        rebuilt = self.reconstruction
+        before = rebuilt.backward_steps
+        states = dict(rebuilt.states_backward(chunk.stop, chunk.start))
+        for tau in range(chunk.length):
+            n = chunk.start + tau
+            ops.fill_frame(tau, states[n], states[n + 1])
+        seconds = time.perf_counter() - begin
+        self.log.add("reconstruction", rebuilt.backward_steps - before, seconds)
+        self.bars["reconstruction"].update(chunk.length)
+
+    def report(self) -> StorageReport:
+        return StorageReport(self.n, 0)
+
+
+class DispersionOnlyStorage(ReverseStorage):
+    """SPECFEM's approximation: synthetics and adjoint source from an attenuating data run; the
+    kernel run on the model with Q = inf at the velocities of f_ref, rebuilt backwards."""
+
+    storage = Storage.DISPERSION_ONLY
+
+    def forward(self) -> ForwardRun:
+        event = self.event
+        data = self.simulation(event, kernel_fit(event.model, event.config, event.f0))
+        begin = time.perf_counter()
+        traces = data.run(progress=self.bars.enabled).data
+        self.log.add("data", event.time.nt, time.perf_counter() - begin)
+        sim = self.simulation(dispersed(event), None)  # after the data run: it may share shapes
+        self._forward_keeping_ring(sim)
+        return ForwardRun(sim, traces, self.n)
+
+
+STRATEGIES: dict[Storage, type[StorageStrategy]] = {
+    Storage.CHECKPOINT: CheckpointStorage,
+    Storage.FULL: FullStorage,
+    Storage.REVERSE: ReverseStorage,
+    Storage.DISPERSION_ONLY: DispersionOnlyStorage,
+}
+
+
+def dispersed(event: Event) -> Event:
+    """The event on its model with Q = inf at the velocities of f_ref (moduli dispersed to
+    f_ref)."""
+    return replace(event, model=event.model.replace(qp=np.inf, qs=np.inf))
+
+
+def store_identity(sim: Simulation, n_frames: int, storage: Storage) -> dict:
     """What a snapshot store belongs to (with the model arrays, see ``SnapshotStore.open``)."""
     from anelastic import __version__
 
@@ -79,7 +338,9 @@ def store_identity(sim, n_frames: int, storage: Storage) -> dict:
     }
 
 
-def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLog, bar) -> dict:
+def forward_with_snapshots(
+    sim: Simulation, store: SnapshotStore, n_frames: int, log: PassLog, bar
+) -> Traces:
     """Run ``sim`` to nt writing the complete state at every chunk start; resume from the last
     snapshot of an interrupted run; returns the receiver traces {component: [nt, nrec]}."""
     nt = sim.time.nt
@@ -94,23 +355,19 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
         _resume(sim, store.read(done[-1]), done[-1])
         bar.update(done[-1])
     begin = time.perf_counter()
-    executed = 0
+    executed = nt - sim.step
     # Snapshots are written by one background thread while the next chunk computes (file I/O
     # and fsync release the GIL); at most one write is in flight, so at most one extra state is
     # held in memory, and an error in a write surfaces at the next snapshot.
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
-        for start in starts:
-            if start < sim.step:
-                continue
-            executed += start - sim.step
+        for start in [s for s in starts if s >= sim.step]:
             sim.advance(start)
             bar.update(start - bar.n)
             state = {**sim.state().fields, **_prefixed(sim.seismograms().data)}
             if pending is not None:
                 pending.result()
             pending = writer.submit(store.write, start, state)
-        executed += nt - sim.step
         sim.advance(nt)
         bar.update(nt - bar.n)
         if pending is not None:
@@ -122,80 +379,27 @@ def forward_with_snapshots(sim, store: SnapshotStore, n_frames: int, log: PassLo
     return traces
 
 
-def _prefixed(traces: dict) -> dict[str, np.ndarray]:
+def _prefixed(traces: Traces) -> dict[str, np.ndarray]:
     """Receiver traces {Component: [nt, nrec]} as store arrays named TRACE_PREFIX + component."""
     return {TRACE_PREFIX + c.value: d for c, d in traces.items()}
 
 
-def _resume(sim, saved: dict[str, np.ndarray], step: int) -> None:
-    fields = _state_only(saved)
+def _resume(sim: Simulation, saved: dict[str, np.ndarray], step: int) -> None:
+    fields = state_only(saved)
     sim.restore(SolverState(step, fields, sim.fingerprint()))
     traces = {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items() if k not in fields}
     sim.restore_traces(traces)
 
 
-def residual_digest(residual: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(residual).tobytes()).hexdigest()[:32]
+def state_only(saved: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The solver-state arrays of a forward snapshot (without its receiver traces)."""
+    return {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
 
 
-@dataclass
-class KernelRestart:
-    """Restart points of the kernel pass in the store's ``adjoint`` namespace."""
-
-    store: SnapshotStore | None
-    digest: str
-    interval: float
-    _last: float = field(default_factory=time.perf_counter)
-
-    def resume_step(self, ops) -> int | None:
-        """Restore the most advanced restart point made with the same residual, if any."""
-        if self.store is None:
-            return None
-        for step in self.store.steps("adjoint"):
-            saved = self.store.read(step, "adjoint")
-            if str(saved.pop("__residual__").reshape(-1)[0]) != self.digest:
-                self.store.clear("adjoint")  # another misfit or data: start the pass over
-                return None
-            for name, f in ops.adjoint.items():
-                f.data[1] = saved[name]
-            for name, g in ops.grads.items():
-                g.data[:] = saved[f"grad__{name}"]
-            return step
-        return None
-
-    def maybe_save(self, ops, step: int, force: bool = False) -> None:
-        if self.store is None or (not force and time.perf_counter() - self._last < self.interval):
-            return
-        arrays = {name: np.array(f.data[1]) for name, f in ops.adjoint.items()}
-        arrays.update({f"grad__{n}": np.array(g.data) for n, g in ops.grads.items()})
-        arrays["__residual__"] = np.array(self.digest)
-        old = self.store.steps("adjoint")
-        self.store.write(step, arrays, "adjoint")
-        for s in old:  # keep only the newest restart point
-            if s != step:
-                self.store._path("adjoint", s).unlink(missing_ok=True)
-        self._last = time.perf_counter()
-
-
-def checkpoint_pass(ops, n: int, store, residual, restart: KernelRestart, log: PassLog, bars):
-    """Chunks of ``n`` steps, last to first: restore, replay into the buffer, adjoint."""
-    resume = restart.resume_step(ops)
-    for chunk in reversed(chunks(ops.sim.time.nt, n)):
-        if resume is not None and chunk.start >= resume:
-            _advance_bars(bars, chunk.length)
-            continue
-        begin = time.perf_counter()
-        ops.replay(chunk.start, chunk.stop, _state_only(store.read(chunk.start)))
-        log.add("replay", chunk.length, time.perf_counter() - begin)
-        bars[0].update(chunk.length)
-        _adjoint(ops, chunk, residual, log, bars[1])
-        restart.maybe_save(ops, chunk.start)
-
-
-def frames_to_disk(ops, n: int, store: SnapshotStore, log: PassLog, bar) -> None:
+def frames_to_disk(ops: KernelOperators, n: int, store: SnapshotStore, log: PassLog, bar) -> None:
     """Full storage that does not fit in RAM: replay the whole run once, first chunk to last,
     writing every frame to the store (namespace ``frames``, one file per chunk of ``n``)."""
-    state = _state_only(store.read(0))
+    state = state_only(store.read(0))
     for chunk in chunks(ops.sim.time.nt, n):
         begin = time.perf_counter()
         ops.replay(chunk.start, chunk.stop, state)
@@ -204,43 +408,3 @@ def frames_to_disk(ops, n: int, store: SnapshotStore, log: PassLog, bar) -> None
         store.write(chunk.start, frames, "frames")
         log.add("replay", chunk.length, time.perf_counter() - begin)
         bar.update(chunk.length)
-
-
-def disk_frames_pass(ops, n: int, store: SnapshotStore, residual, log: PassLog, bar) -> None:
-    """The adjoint over chunks of ``n``, last to first, reading the frames from the store."""
-    for chunk in reversed(chunks(ops.sim.time.nt, n)):
-        for name, data in store.read(chunk.start, "frames").items():
-            ops.buffers[name].data[: chunk.length] = data
-        _adjoint(ops, chunk, residual, log, bar)
-
-
-def _state_only(saved: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: v for k, v in saved.items() if not k.startswith(TRACE_PREFIX)}
-
-
-def reconstruction_pass(ops, n: int, reconstruction, residual, log: PassLog, bars) -> None:
-    """Chunks of ``n`` steps, last to first: rebuild the forward frames backwards, adjoint."""
-    for chunk in reversed(chunks(ops.sim.time.nt, n)):
-        begin = time.perf_counter()
-        before = reconstruction.backward_steps
-        states = dict(reconstruction.states_backward(chunk.stop, chunk.start))
-        for tau in range(chunk.length):
-            n = chunk.start + tau
-            ops.fill_frame(tau, states[n], states[n + 1])
-        log.add(
-            "reconstruction", reconstruction.backward_steps - before, time.perf_counter() - begin
-        )
-        bars[0].update(chunk.length)
-        _adjoint(ops, chunk, residual, log, bars[1])
-
-
-def _adjoint(ops, chunk: Chunk, residual, log: PassLog, bar) -> None:
-    begin = time.perf_counter()
-    ops.adjoint_chunk(chunk.start, chunk.stop, residual)
-    log.add("adjoint", chunk.length, time.perf_counter() - begin)
-    bar.update(chunk.length)
-
-
-def _advance_bars(bars, n: int) -> None:
-    for bar in bars:
-        bar.update(n)
