@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from anelastic.acquisition import Component, Receivers, Seismograms
-from anelastic.checks.kernels import NT, _event, verify_kernels
+from anelastic.checks.kernels import NT, check_event, verify_kernels
 from anelastic.kernel.compute import compute_kernels
 from anelastic.kernel.inputs import Event, KernelSettings, Storage
 from anelastic.kernel.misfit import Misfit, MisfitKind
@@ -59,7 +59,7 @@ def _settings(tmp_path, **kwargs) -> KernelSettings:
 
 
 def test_resume_after_interrupted_forward(tmp_path, monkeypatch):
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     reference = compute_kernels(event, _settings(tmp_path / "clean"))
     original = SnapshotStore.write
     calls = {"n": 0}
@@ -83,7 +83,7 @@ def test_resume_after_interrupted_forward(tmp_path, monkeypatch):
 def test_interrupted_kernel_pass_restarts(tmp_path, monkeypatch):
     from anelastic.kernel.operators import KernelOperators
 
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     reference = compute_kernels(event, _settings(tmp_path / "clean"))
     original = KernelOperators.adjoint_chunk
     calls = {"n": 0}
@@ -105,7 +105,7 @@ def test_interrupted_kernel_pass_restarts(tmp_path, monkeypatch):
 
 
 def test_mismatched_store_is_refused(tmp_path):
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     compute_kernels(event, _settings(tmp_path))
     other = Event(
         event.model.replace(vp=event.model.vp * 1.01), event.sources, event.receivers,
@@ -118,7 +118,7 @@ def test_mismatched_store_is_refused(tmp_path):
 def test_reverse_storage_refuses_attenuation_before_compute():
     from anelastic.kernel.reconstruction import ReverseUnstableError
 
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     begin = time.perf_counter()
     with pytest.raises(ReverseUnstableError, match="1/alpha_l"):
         compute_kernels(event, KernelSettings(WAVEFORM, Storage.REVERSE))
@@ -126,7 +126,7 @@ def test_reverse_storage_refuses_attenuation_before_compute():
 
 
 def test_reverse_storage_equals_checkpoint_without_attenuation():
-    event = _event(PhysicsKind.VISCOACOUSTIC, q=np.inf)
+    event = check_event(PhysicsKind.VISCOACOUSTIC, q=np.inf)
     exact = compute_kernels(event, KernelSettings(WAVEFORM, Storage.CHECKPOINT, chunk=60))
     rebuilt = compute_kernels(event, KernelSettings(WAVEFORM, Storage.REVERSE, chunk=60))
     assert rebuilt.summary["time_steps"]["total"] == 3 * NT
@@ -136,7 +136,7 @@ def test_reverse_storage_equals_checkpoint_without_attenuation():
 
 
 def test_bad_input_is_refused_clearly():
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     velocity = Receivers(event.receivers.positions, (Component.VX,))
     bad = Event(event.model, event.sources, velocity, event.time, event.config, event.observed)
     with pytest.raises(ValueError, match="pressure receivers"):
@@ -155,7 +155,7 @@ def test_bad_input_is_refused_clearly():
 def test_named_kernels_obey_the_parameter_relations(kind):
     """K_rho' = K_rho + K_kappa + K_mu, K_alpha = 2 (kappa + c mu) / kappa K_kappa, and
     K_beta = 2 K_mu - 2 c mu / kappa K_kappa (fixed Q), for arbitrary gradients."""
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     rng = np.random.default_rng(1)
     shape = event.model.grid.shape
     model = event.model.replace(
@@ -247,27 +247,31 @@ def test_kernel_command_writes_every_output(tmp_path):
 def test_q_kernel_exact_where_q_varies():
     """Q varying in space (per-point SLS weights, the 'general' coefficient layout): the Q and
     vp kernels still predict central finite differences."""
-    from anelastic.checks.kernels import F0, REL_STEP, _blob, _chi
+    from anelastic.checks.kernels import F0, REL_STEP, misfit_value, perturbation
     from anelastic.kernel.inputs import kernel_fit
     from anelastic.model import gaussian_anomaly
 
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     model = gaussian_anomaly(event.model, (250.0, 200.0), 80.0, {"qp": 0.5})
     event = Event(model, event.sources, event.receivers, event.time, event.config, event.observed)
     result = compute_kernels(event, KernelSettings(WAVEFORM, Storage.CHECKPOINT, chunk=60))
     fit = kernel_fit(model, event.config, F0)
     for name in ("qp", "vp"):
-        dm = REL_STEP * getattr(model, name) * _blob(model.grid)
+        dm = REL_STEP * getattr(model, name) * perturbation(model.grid)
         predicted = float(np.sum(result.gradients[name] * dm))
-        plus = _chi(event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) + dm}))
-        minus = _chi(event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) - dm}))
+        plus = misfit_value(
+            event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) + dm})
+        )
+        minus = misfit_value(
+            event, WAVEFORM, fit, model.replace(**{name: getattr(model, name) - dm})
+        )
         assert predicted == pytest.approx((plus - minus) / 2, rel=1e-4), name
 
 
 def test_full_storage_on_disk_when_ram_is_short(tmp_path):
     """Full storage beyond the budget keeps every frame on disk (N in RAM at a time): the same
     kernels as every frame in RAM, bit for bit, in 3 nt steps."""
-    event = _event(PhysicsKind.VISCOACOUSTIC)
+    event = check_event(PhysicsKind.VISCOACOUSTIC)
     in_ram = compute_kernels(event, KernelSettings(WAVEFORM, Storage.FULL))
     frame = 3 * np.prod([n + 20 for n in event.model.grid.shape]) * 8  # 3 float64 arrays
     settings = KernelSettings(WAVEFORM, Storage.FULL, memory_budget=int(97.5 * frame))

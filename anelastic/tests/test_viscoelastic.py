@@ -111,10 +111,9 @@ def test_viscoelastic_2d_point_force_matches_analytic():
     error = elastic_point_force_error(40.0, 25.0, threads=1)
     assert error <= 0.03
     # The attenuation is visible: the elastic solution misses this record by far more.
-    model, source, receivers, time, config = point_force_problem(40.0, 25.0)
-    sim = simulation.Simulation(
-        model, [source], receivers, time, config, threads=1, instance="verify"
-    )
+    problem = point_force_problem(40.0, 25.0)
+    source, time = problem.source, problem.time
+    sim = problem.simulation(threads=1, instance="verify")
     lam_q, mu_q = sim.physics.lame_moduli_at(source.position)
     rho, vp, vs = ELASTIC_2D["rho"], ELASTIC_2D["vp"], ELASTIC_2D["vs"]
     lam_e = lambda w: np.full(w.shape, rho * (vp**2 - 2 * vs**2), complex)  # noqa: E731
@@ -147,16 +146,12 @@ class _ZeroWeightViscoelastic(Viscoelastic):
 def test_q_infinity_is_exactly_the_elastic_scheme(monkeypatch):
     """With all SLS weights 0 the attenuating code path gives the elastic result exactly
     (IEEE equality of every trace and field) and its memory variables stay exactly 0."""
-    model, source, receivers, time, config = point_force_problem(np.inf, np.inf)
-    elastic = simulation.Simulation(
-        model, [source], receivers, time, config, threads=1, instance="verify"
-    )
+    problem = point_force_problem(np.inf, np.inf)
+    elastic = problem.simulation(threads=1, instance="verify")
     assert elastic.physics.n_memory == 0
     ref, ref_state = elastic.run(), elastic.state()
     monkeypatch.setattr(simulation, "physics_class", lambda kind: _ZeroWeightViscoelastic)
-    forced = simulation.Simulation(
-        model, [source], receivers, time, config, threads=1, instance="verify"
-    )
+    forced = problem.simulation(threads=1, instance="verify")
     assert forced.physics.n_memory == 3
     seis, state = forced.run(), forced.state()
     for comp in (Component.VX, Component.VZ):

@@ -1,18 +1,20 @@
-"""Command line: ``anelastic forward | kernel | demo | verify``."""
+"""Command line: ``anelastic forward | kernel | demo | verify``.
+
+A thin layer: argument parsing, printing and exit codes; the work is in :mod:`.runs` (forward,
+kernel), :mod:`.demo` and :mod:`anelastic.checks` (verify). Heavy modules are imported by the
+command that needs them, so ``anelastic --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="anelastic", description=__doc__)
+    parser = argparse.ArgumentParser(prog="anelastic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     fwd = sub.add_parser("forward", help="run a forward simulation from a TOML config")
     fwd.add_argument("config", type=Path)
@@ -42,42 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_forward(config_path: Path, out: Path, progress: bool = True) -> int:
-    from anelastic.app import plot
-    from anelastic.app.config import load_config
-    from anelastic.forward.simulation import Simulation
+    from anelastic.app.runs import run_forward as forward_run
 
-    cfg = load_config(config_path)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    sim = Simulation(
-        cfg.model, list(cfg.sources), cfg.receivers, cfg.time, cfg.physics, threads=cfg.threads
-    )
-    built = time.perf_counter()
-    snapshot_step = cfg.time.nt // 2
-    sim.advance(snapshot_step, progress=progress)
-    snapshot = sim.wavefield(sim.physics.field_specs()[0].name)
-    seis = sim.run(progress=progress)
-    done = time.perf_counter()
-    seis.save_npz(out / "seismograms.npz")
-    seis.write(out / "seismograms.mseed", "MSEED")
-    positions = np.array([s.position for s in cfg.sources])
-    plot.wavefield_png(
-        snapshot, cfg.model.grid, out / "wavefield.png",
-        f"{sim.physics.field_specs()[0].name} at t = {snapshot_step * cfg.time.dt:.3f} s",
-        positions, cfg.receivers.positions,
-    )  # fmt: skip
-    component = cfg.receivers.components[0]
-    plot.seismogram_png([(config_path.stem, seis)], component, out / "seismograms.png")
-    fit = getattr(sim.physics, "fit", None)
-    summary = {
-        "sls_fit_max_rel_error": None if fit is None else round(fit.max_rel_error, 5),
-        "setup_seconds": round(built - start, 3),
-        "run_seconds": round(done - built, 3),
-        "nt": cfg.time.nt,
-        "grid": list(cfg.model.grid.shape),
-        "files": ["seismograms.npz", "seismograms.mseed", "wavefield.png", "seismograms.png"],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = forward_run(config_path, out, progress)
     print(json.dumps(summary))
     return 0
 
@@ -147,7 +116,7 @@ def run_demo_command(out: Path) -> int:
     print(f"input Q = {summary['q_input']:g}    Q recovered by spectral ratio = "
           f"{summary['q_recovered']:.1f}")  # fmt: skip
     if "storage_table" in summary:
-        from anelastic.app.demo_kernels import format_table
+        from anelastic.app.demo import format_table
 
         print(f"{summary['kernel_physics']} traveltime kernel, exact vs dispersion-only: "
               f"||difference|| / ||K_alpha|| = {summary['kernel_rel_difference']:.2f}")  # fmt: skip

@@ -1,6 +1,11 @@
-"""``anelastic kernel CONFIG.toml``: the kernels of every event of a config, summed.
+"""The runs of the CLI: config -> simulations -> files on disk.
 
-Each source of the config is one event. Observed data come from one Seismograms ``.npz`` per
+``anelastic forward CONFIG.toml`` (:func:`run_forward`): one simulation of all sources; writes
+``seismograms.npz``, ``seismograms.mseed``, ``wavefield.png`` (snapshot at nt/2),
+``seismograms.png`` and ``summary.json``.
+
+``anelastic kernel CONFIG.toml`` (:func:`run_kernel`): the kernels of every event of a config,
+summed. Each source of the config is one event. Observed data come from one Seismograms ``.npz`` per
 event (``[kernel] observed``) or are synthesised from ``[observed_model]``. One event runs in
 this process with progress bars; several run in parallel on Dask (a LocalCluster, or the
 cluster at ``--scheduler``), each worker computing whole events, the kernels summed as they
@@ -23,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from anelastic.acquisition import Seismograms
+from anelastic.app import plot
 from anelastic.app.config import RunConfig, load_config
 from anelastic.forward.simulation import Simulation
 from anelastic.kernel.compute import compute_kernels
@@ -30,6 +36,43 @@ from anelastic.kernel.inputs import DEFAULT_BUDGET, Event, KernelSettings, Stora
 from anelastic.kernel.schedule import parse_bytes
 
 GRADIENT_PREFIX = "dchi_d"
+
+
+def run_forward(config_path: Path, out: Path, progress: bool = True) -> dict:
+    """Everything of ``anelastic forward`` (see the module docstring); returns the summary."""
+    cfg = load_config(config_path)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    sim = Simulation(
+        cfg.model, list(cfg.sources), cfg.receivers, cfg.time, cfg.physics, threads=cfg.threads
+    )
+    built = time.perf_counter()
+    snapshot_step = cfg.time.nt // 2
+    sim.advance(snapshot_step, progress=progress)
+    field = sim.physics.field_specs()[0].name
+    snapshot = sim.wavefield(field)
+    seis = sim.run(progress=progress)
+    done = time.perf_counter()
+    seis.save_npz(out / "seismograms.npz")
+    seis.write(out / "seismograms.mseed", "MSEED")
+    positions = np.array([s.position for s in cfg.sources])
+    plot.wavefield_png(
+        snapshot, cfg.model.grid, out / "wavefield.png",
+        f"{field} at t = {snapshot_step * cfg.time.dt:.3f} s", positions, cfg.receivers.positions,
+    )  # fmt: skip
+    component = cfg.receivers.components[0]
+    plot.seismogram_png([(config_path.stem, seis)], component, out / "seismograms.png")
+    fit = getattr(sim.physics, "fit", None)
+    summary = {
+        "sls_fit_max_rel_error": None if fit is None else round(fit.max_rel_error, 5),
+        "setup_seconds": round(built - start, 3),
+        "run_seconds": round(done - built, 3),
+        "nt": cfg.time.nt,
+        "grid": list(cfg.model.grid.shape),
+        "files": ["seismograms.npz", "seismograms.mseed", "wavefield.png", "seismograms.png"],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def run_kernel(
@@ -124,8 +167,6 @@ def _jsonable(summary: dict) -> dict:
 def write_outputs(out: Path, arrays: dict[str, np.ndarray], cfg: RunConfig, summary: dict) -> None:
     """npy per array, kernels.nc (xarray), kernels.png, summary.json."""
     import xarray as xr
-
-    from anelastic.app import plot
 
     grid = cfg.model.grid
     for name, array in arrays.items():

@@ -99,18 +99,27 @@ def modulus_at(sim: Simulation, position: tuple[float, ...]):
     return complex_modulus(float(physics.m_unrelaxed[idx]), weights, physics.omega)
 
 
-VERIFY_OFFSETS = {2: [300.0, 700.0], 3: [250.0]}
-VERIFY_SIZES = {2: (201, 900, 10.0), 3: (61, 350, 15.0)}  # points per axis, nt, f0
+OFFSETS = {2: [300.0, 700.0], 3: [250.0]}
+SIZES = {2: (201, 900, 10.0), 3: (61, 350, 15.0)}  # points per axis, nt, f0
 
 
-def viscoacoustic_homogeneous_traces(dim: int, q: float = 50.0):
-    """Pressure traces [nt, noffsets] of a centred pressure source in a homogeneous medium.
+@dataclass(frozen=True)
+class HomogeneousTraces:
+    """Pressure ``traces`` [nt, noffsets] at ``offsets`` (m) along +x, and the simulation."""
+
+    traces: np.ndarray
+    sim: Simulation
+    offsets: list[float]
+
+
+def viscoacoustic_homogeneous_traces(dim: int, q: float = 50.0) -> HomogeneousTraces:
+    """Pressure traces of a centred pressure source in a homogeneous medium.
 
     vp 2000 m/s, rho 2000 kg/m^3, h = 10 m, space order 8, dt 1 ms, receivers along +x at
-    ``VERIFY_OFFSETS[dim]`` m. Returns (traces, simulation, offsets).
+    ``OFFSETS[dim]`` m.
     """
-    n, nt, f0 = VERIFY_SIZES[dim]
-    offsets = VERIFY_OFFSETS[dim]
+    n, nt, f0 = SIZES[dim]
+    offsets = OFFSETS[dim]
     h = 10.0
     model = homogeneous(Grid((n,) * dim, (h,) * dim), 2000.0, 2000.0, qp=q, f_ref=f0)
     center = tuple(h * (n // 2) for _ in range(dim))
@@ -123,19 +132,19 @@ def viscoacoustic_homogeneous_traces(dim: int, q: float = 50.0):
         PhysicsConfig(PhysicsKind.VISCOACOUSTIC, space_order=8, pml_width=20),
         instance="verify",
     )
-    return sim.run().data[Component.P], sim, offsets
+    return HomogeneousTraces(sim.run().data[Component.P], sim, offsets)
 
 
 def viscoacoustic_homogeneous_error(dim: int) -> float:
     """Largest relative L2 error over the receivers against the analytic pressure."""
-    traces, sim, offsets = viscoacoustic_homogeneous_traces(dim)
-    source = sim.sources[0]
+    run = viscoacoustic_homogeneous_traces(dim)
+    sim, source = run.sim, run.sim.sources[0]
     modulus = modulus_at(sim, source.position)
     wavelet = source.wavelet(sim.time.times)
     errors = []
-    for k, d in enumerate(offsets):
+    for k, d in enumerate(run.offsets):
         ref = solutions.acoustic_pressure_trace(sim.time.times, wavelet, d, 2000.0, modulus, dim)
-        errors.append(relative_l2(traces[:, k], ref))
+        errors.append(relative_l2(run.traces[:, k], ref))
     return max(errors)
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
 from anelastic.checks import solutions
 from anelastic.checks.analytic import relative_l2, verification_case
-from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.checks.problem import Problem
+from anelastic.forward.simulation import TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
 
@@ -24,8 +25,8 @@ FORCE = (0.6, 0.8)
 OFFSETS = ((240.0, 180.0), (-150.0, 330.0))
 
 
-def point_force_problem(qp: float, qs: float, nt: int = 650, space_order: int = 8):
-    """(model, source, receivers, time, config) of the 2-D point-force case."""
+def point_force_problem(qp: float, qs: float, nt: int = 650, space_order: int = 8) -> Problem:
+    """The 2-D point-force case."""
     p = ELASTIC_2D
     grid = Grid((p["n"], p["n"]), (p["h"], p["h"]))
     model = homogeneous(grid, p["vp"], p["rho"], p["vs"], qp, qs, f_ref=p["f0"])
@@ -34,15 +35,16 @@ def point_force_problem(qp: float, qs: float, nt: int = 650, space_order: int = 
     positions = np.array([(center[0] + dx, center[1] + dz) for dx, dz in OFFSETS])
     receivers = Receivers(positions, (Component.VX, Component.VZ))
     config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=space_order, pml_width=20)
-    return model, source, receivers, TimeAxis(1e-3, nt), config
+    return Problem(model, source, receivers, TimeAxis(1e-3, nt), config)
 
 
 def elastic_point_force_error(
     qp: float, qs: float, nt: int = 650, threads: int | None = None
 ) -> float:
     """Largest relative L2 misfit of vx, vz at ``OFFSETS`` against the analytic solution."""
-    model, source, receivers, time, config = point_force_problem(qp, qs, nt)
-    sim = Simulation(model, [source], receivers, time, config, threads=threads, instance="verify")
+    problem = point_force_problem(qp, qs, nt)
+    source, time = problem.source, problem.time
+    sim = problem.simulation(threads=threads, instance="verify")
     seis = sim.run()
     lam, mu = sim.physics.lame_moduli_at(source.position)
     wavelet = source.wavelet(time.times)

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
+from anelastic.checks.problem import Problem
 from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.kernel.compute import compute_kernels
 from anelastic.kernel.inputs import Event, KernelSettings, Storage, kernel_fit
@@ -40,8 +41,8 @@ REL_STEP = 1e-4
 CHUNKS = (60, 97)  # divides NT, does not; few distinct lengths = few compiled operators
 
 
-def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64"):
-    """(model, source, receivers, time, config) of the verification problem."""
+def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64") -> Problem:
+    """The problem of the kernel checks (the tests share its compiled operators)."""
     grid = Grid(SHAPE, (SPACING, SPACING))
     elastic = kind is PhysicsKind.VISCOELASTIC
     model = homogeneous(grid, 2000.0, 2000.0, 1150.0 if elastic else 0.0, q, q, f_ref=F0)
@@ -49,24 +50,26 @@ def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64"):
     config = PhysicsConfig(kind, space_order=8, pml_width=10, dtype=dtype)
     source = Source((150.0, 240.0), ricker(F0))
     receivers = Receivers(np.array([[450.0, 180.0], [450.0, 300.0]]), (Component.P,))
-    return model, source, receivers, TimeAxis(DT, NT), config
+    return Problem(model, source, receivers, TimeAxis(DT, NT), config)
 
 
-def _event(kind, misfit_kind=MisfitKind.WAVEFORM, q=30.0):
-    model, source, receivers, time_axis, config = problem(kind, q)
-    observed = _observed(kind, misfit_kind, q)
-    return Event(model, [source], receivers, time_axis, config, observed)
+def check_event(
+    kind: PhysicsKind, misfit_kind: MisfitKind = MisfitKind.WAVEFORM, q: float = 30.0
+) -> Event:
+    """The event of the kernel checks: ``problem(kind, q)`` with observed data that suit
+    ``misfit_kind``."""
+    p = problem(kind, q)
+    observed = _observed(p, misfit_kind)
+    return Event(p.model, [p.source], p.receivers, p.time, p.config, observed)
 
 
-def _observed(kind, misfit_kind, q) -> Seismograms:
+def _observed(p: Problem, misfit_kind: MisfitKind) -> Seismograms:
     """Zero traces for the waveform misfit; a slightly faster model's data for traveltimes."""
-    model, source, receivers, time_axis, config = problem(kind, q)
     if misfit_kind is MisfitKind.WAVEFORM:
-        zeros = np.zeros((time_axis.nt, receivers.count))
-        return Seismograms(time_axis.dt, receivers.positions, {Component.P: zeros})
-    faster = model.replace(vp=model.vp * 1.02, vs=model.vs * 1.02)
-    sim = Simulation(faster, [source], receivers, time_axis, config)
-    return sim.run()
+        zeros = np.zeros((p.time.nt, p.receivers.count))
+        return Seismograms(p.time.dt, p.receivers.positions, {Component.P: zeros})
+    faster = p.model.replace(vp=p.model.vp * 1.02, vs=p.model.vs * 1.02)
+    return p.simulation(faster).run()
 
 
 def _misfit(kind: MisfitKind) -> Misfit:
@@ -77,7 +80,7 @@ def _misfit(kind: MisfitKind) -> Misfit:
 
 def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:
     """Kernels with checkpoint storage at chunk lengths that divide nt and do not."""
-    event = _event(kind)
+    event = check_event(kind)
     misfit = _misfit(MisfitKind.WAVEFORM)
     # Full storage first: its nt-frame operators then serve the shorter chunks (no recompile).
     full = compute_kernels(event, KernelSettings(misfit, Storage.FULL))
@@ -94,18 +97,18 @@ def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:
 
 def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
     """Kernel-predicted misfit change vs central finite differences, per parameter."""
-    event = _event(kind, misfit_kind)
+    event = check_event(kind, misfit_kind)
     misfit = _misfit(misfit_kind)
     result = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=CHUNKS[0]))
     fit = kernel_fit(event.model, event.config, F0)
-    blob = _blob(event.model.grid)
+    blob = perturbation(event.model.grid)
     rows = []
     for name in PARAMETERS[kind]:
         base = getattr(event.model, name)
         dm = REL_STEP * base * blob
         predicted = float(np.sum(result.gradients[name] * dm))
-        plus = _chi(event, misfit, fit, event.model.replace(**{name: base + dm}))
-        minus = _chi(event, misfit, fit, event.model.replace(**{name: base - dm}))
+        plus = misfit_value(event, misfit, fit, event.model.replace(**{name: base + dm}))
+        minus = misfit_value(event, misfit, fit, event.model.replace(**{name: base - dm}))
         fd = (plus - minus) / 2
         rows.append({
             "physics": kind.value, "misfit": misfit_kind.value, "parameter": name,
@@ -115,13 +118,14 @@ def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
     return rows
 
 
-def _blob(grid: Grid) -> np.ndarray:
+def perturbation(grid: Grid) -> np.ndarray:
     """Smooth perturbation shape [*grid shape]: a Gaussian between source and receivers."""
     x, z = np.meshgrid(grid.coordinates(0), grid.coordinates(1), indexing="ij")
     return np.exp(-((x - 300.0) ** 2 + (z - 220.0) ** 2) / (2 * 40.0**2))
 
 
-def _chi(event: Event, misfit: Misfit, fit, model) -> float:
+def misfit_value(event: Event, misfit: Misfit, fit, model) -> float:
+    """The misfit of ``event`` on ``model`` (relaxation mechanisms ``fit`` held fixed)."""
     sim = Simulation(model, event.sources, event.receivers, event.time, event.config, sls_fit=fit)
     syn = sim.run().data[Component.P]
     return float(misfit.evaluate(syn, event.observed.data[Component.P], event.time.dt)[0])
@@ -131,7 +135,7 @@ def dispersion_only_vs_exact(kind: PhysicsKind) -> tuple[dict, dict]:
     """K_alpha relative difference at Q = 30 and Q = inf, and the steps of each strategy."""
     out, steps = {}, {}
     for label, q in (("q30", 30.0), ("q_inf", np.inf)):
-        event = _event(kind, q=q)
+        event = check_event(kind, q=q)
         misfit = _misfit(MisfitKind.WAVEFORM)
         exact = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=CHUNKS[0]))
         approx = compute_kernels(
@@ -163,9 +167,9 @@ def available_physics() -> list[PhysicsKind]:
 
     kinds = []
     for kind in PhysicsKind:
-        model, _, _, time_axis, config = problem(kind)
+        p = problem(kind)
         try:
-            physics = physics_class(kind)(model, config, time_axis.dt, (1.5, 150.0))
+            physics = physics_class(kind)(p.model, p.config, p.time.dt, (1.5, 150.0))
             physics.adjoint()
         except ValueError:
             continue

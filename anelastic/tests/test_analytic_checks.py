@@ -18,16 +18,17 @@ def test_analytic_case_within_tolerance(name):
 
 def test_q_from_spectral_ratio_matches_input_q():
     q_input = 50.0
-    traces, sim, offsets = viscoacoustic_homogeneous_traces(dim=2, q=q_input)
+    run = viscoacoustic_homogeneous_traces(dim=2, q=q_input)
+    near, far = run.traces[:, 0], run.traces[:, 1]
     q = solutions.q_from_spectral_ratio(
-        traces[:, 0], traces[:, 1], sim.time.dt, offsets[0], offsets[1], 2000.0, 5.0, 20.0, 2
+        near, far, run.sim.time.dt, run.offsets[0], run.offsets[1], 2000.0, 5.0, 20.0, 2
     )
     assert q == pytest.approx(q_input, rel=0.10)
 
 
 def test_attenuation_visible_in_traces():
-    lossy, _, _ = viscoacoustic_homogeneous_traces(dim=2, q=20.0)
-    lossless, _, _ = viscoacoustic_homogeneous_traces(dim=2, q=1e9)
+    lossy = viscoacoustic_homogeneous_traces(dim=2, q=20.0).traces
+    lossless = viscoacoustic_homogeneous_traces(dim=2, q=1e9).traces
     ratio = np.abs(lossy[:, 1]).max() / np.abs(lossless[:, 1]).max()
     # Far receiver (700 m, ~3.5 wavelengths at 10 Hz): exp(-pi f r / (v Q)) ~ 0.58 at Q = 20.
     assert 0.45 < ratio < 0.75
