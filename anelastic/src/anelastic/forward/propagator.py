@@ -9,6 +9,7 @@ refills data. One cached propagator serves one live simulation at a time (``clai
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from devito import (
@@ -23,13 +24,16 @@ from devito import (
 
 from anelastic.acquisition import Component
 from anelastic.forward.cache import Claimable, OperatorCache
-from anelastic.physics.base import CoefficientSpec, FieldRole
+from anelastic.physics.base import CoefficientSpec, FieldRole, Physics
 from anelastic.physics.boundary import AbsorbingLayout
+
+if TYPE_CHECKING:
+    from anelastic.forward.simulation import Simulation
 
 PROPAGATORS: OperatorCache[Propagator] = OperatorCache("forward propagator")
 
 
-def propagator_for(sim, instance: str) -> Propagator:
+def propagator_for(sim: Simulation, instance: str) -> Propagator:
     """The cached propagator for ``sim``'s shapes (built on first use)."""
     groups = injection_groups(sim)
     signature = tuple((k, len(v)) for k, v in groups.items())
@@ -52,7 +56,7 @@ def propagator_for(sim, instance: str) -> Propagator:
     )
 
 
-def injection_groups(sim) -> dict[tuple, list[tuple[int, float]]]:
+def injection_groups(sim: Simulation) -> dict[tuple, list[tuple[int, float]]]:
     """Sources grouped by (field, stage, time_shift): lists of (source index, scale)."""
     groups: dict[tuple, list[tuple[int, float]]] = {}
     for k, source in enumerate(sim.sources):
@@ -79,7 +83,9 @@ class Propagator(Claimable):
 
     cheap_state = True
 
-    def __init__(self, physics, grid, pads, signature, components, nrec, sim, key=None) -> None:
+    def __init__(
+        self, physics: Physics, grid, pads, signature, components, nrec, sim: Simulation, key=None
+    ) -> None:
         self.key = key
         self.dtype = np.dtype(physics.config.dtype).type
         self.grid = devito_grid(grid, self.dtype)
@@ -104,13 +110,13 @@ class Propagator(Claimable):
         self.operator = Operator(self._equations(physics), name="forward")
         self._direct: DirectKernel | None = None
 
-    def _equations(self, physics) -> list:
+    def _equations(self, physics: Physics) -> list:
         return forward_equations(
             physics, self.fields, self.coeffs, self.layout, self.sources, self.receivers
         )
 
     # --- ownership ---------------------------------------------------------------------
-    def check_owner(self, sim) -> None:
+    def check_owner(self, sim: Simulation) -> None:
         if not self.is_owned_by(sim):
             raise RuntimeError(
                 "this Simulation's Devito fields were taken over by a newer Simulation with the "
@@ -118,7 +124,7 @@ class Propagator(Claimable):
             )
 
     # --- data --------------------------------------------------------------------------
-    def load_problem(self, sim) -> None:
+    def load_problem(self, sim: Simulation) -> None:
         """Fill coefficients, boundary profiles, sources and receivers; zero the state."""
         physics = sim.physics
         self._direct = None  # Constants may change: direct calls must re-read the arguments
@@ -132,7 +138,7 @@ class Propagator(Claimable):
             rec.coordinates.data[:] = sim.receivers.positions
             rec.data[:] = 0
 
-    def _load_sources(self, sim) -> None:
+    def _load_sources(self, sim: Simulation) -> None:
         groups = injection_groups(sim)
         times = sim.time.times
         for group, src in self.sources.items():
@@ -143,7 +149,7 @@ class Propagator(Claimable):
                 src.coordinates.data[j] = source.position
                 src.data[:, j] = scale * source.wavelet(times + shift)
 
-    def apply_one(self, sim, step: int) -> None:
+    def apply_one(self, sim: Simulation, step: int) -> None:
         """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
         every state, e.g. to record a boundary ring, costs ~1.1 steps instead of ~9)."""
         self.check_owner(sim)
@@ -151,7 +157,7 @@ class Propagator(Claimable):
             self._direct = DirectKernel(self.operator, sim.threads)
         self._direct(step, step)
 
-    def apply(self, sim, start: int, stop: int) -> None:
+    def apply(self, sim: Simulation, start: int, stop: int) -> None:
         self.check_owner(sim)
         if stop > start:
             # Sparse injection/interpolation touch a handful of points: one thread avoids an
@@ -178,13 +184,13 @@ class Propagator(Claimable):
             f.data[step % 2] = arrays[name]
             f.data[(step + 1) % 2] = 0
 
-    def write_receivers(self, sim, traces: dict[Component, np.ndarray]) -> None:
+    def write_receivers(self, sim: Simulation, traces: dict[Component, np.ndarray]) -> None:
         """Put back receiver traces [nt, nrec] recorded before a resume point."""
         self.check_owner(sim)
         for comp, rec in self.receivers.items():
             rec.data[:] = traces[comp]
 
-    def read_receivers(self, sim) -> dict[Component, np.ndarray]:
+    def read_receivers(self, sim: Simulation) -> dict[Component, np.ndarray]:
         self.check_owner(sim)
         return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
 
@@ -253,7 +259,7 @@ class DirectKernel:
 
 
 def forward_equations(
-    physics, fields, coeffs, layout, sources: dict, receivers: dict, after_last_stage=()
+    physics: Physics, fields, coeffs, layout, sources: dict, receivers: dict, after_last_stage=()
 ) -> list:
     """One forward step: the rheology's stages, each followed by the injections of the sources
     it names (``sources[(field, stage, shift)]``), then the receivers' interpolation.

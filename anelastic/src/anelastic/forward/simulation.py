@@ -19,7 +19,7 @@ from anelastic.acquisition import Component, Receivers, Seismograms, Source
 from anelastic.attenuation import default_band
 from anelastic.forward.state import SolverState, problem_fingerprint
 from anelastic.model import Grid, Model
-from anelastic.physics import PhysicsConfig, physics_class
+from anelastic.physics import Physics, PhysicsConfig, physics_class
 from anelastic.physics.boundary import padding
 
 MIN_POINTS_PER_WAVELENGTH = {2: 10.0, 4: 5.0, 6: 4.0, 8: 3.5}
@@ -240,7 +240,7 @@ def _check_position(model: Model, pos: np.ndarray, label: str, pads) -> None:
     raise ValueError(f"{label} at {tuple(float(c) for c in pos)} m is {where}; allowed: {box}")
 
 
-def _validate_time_step(physics, model: Model, time: TimeAxis, f0: float, config) -> None:
+def _validate_time_step(physics: Physics, model: Model, time: TimeAxis, f0: float, config) -> None:
     limit = physics.stable_dt(model.grid.spacing)
     if time.dt > limit:
         raise ValueError(

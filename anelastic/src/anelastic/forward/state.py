@@ -16,8 +16,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from anelastic.forward.simulation import Simulation
 
 _STEP_KEY = "__step__"
 _FINGERPRINT_KEY = "__fingerprint__"
@@ -68,7 +72,7 @@ class SolverState:
             return cls(int(data[_STEP_KEY]), fields, str(data[_FINGERPRINT_KEY]))
 
 
-def problem_fingerprint(sim) -> str:
+def problem_fingerprint(sim: Simulation) -> str:
     """SHA-256 over model arrays, grid, time axis, physics configuration and sources."""
     digest = hashlib.sha256()
     model = sim.model

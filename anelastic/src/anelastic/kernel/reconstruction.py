@@ -53,7 +53,7 @@ from anelastic.forward.propagator import (
     make_time_function,
 )
 from anelastic.forward.simulation import Simulation
-from anelastic.physics.base import FieldRole, PhysicsKind
+from anelastic.physics.base import FieldRole, Physics, PhysicsKind
 
 
 class ReverseUnstableError(ValueError):
@@ -370,7 +370,7 @@ class ReverseOperator(Claimable):
             views[name] = np.asarray(buffer.data)
         return views
 
-    def _equations(self, physics) -> list:
+    def _equations(self, physics: Physics) -> list:
         eqs = list(self._ring_loads)  # state n's ring first: the interior stencils read it
         for stage in physics.inverse_stages(self.fields, self.coeffs, self.interiors):
             # Undo this stage's injections first: its field at t is then the pure update.

@@ -44,6 +44,8 @@ Three frames per step and 2 + d accumulators, whatever the number of mechanisms.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from devito import Eq
 
@@ -63,11 +65,14 @@ from anelastic.physics.stencils import (
     devito_staggered_weights,
 )
 
+if TYPE_CHECKING:
+    from anelastic.physics.viscoacoustic.rheology import Viscoacoustic
+
 
 class ViscoacousticAdjoint(AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoacoustic.Viscoacoustic` rheology."""
 
-    def __init__(self, physics) -> None:
+    def __init__(self, physics: Viscoacoustic) -> None:
         super().__init__(physics)
         self.axes = physics.axes
         self.n_memory = physics.n_memory

@@ -24,12 +24,19 @@ Dividing by ``alpha_l < 1`` every step amplifies any error by ``1 / alpha_l`` pe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from devito import Eq
 
 from anelastic.physics.base import VELOCITY_NAMES, Stage
 
+if TYPE_CHECKING:
+    from anelastic.physics.viscoacoustic.rheology import Viscoacoustic
 
-def inverse_stages(physics, fields: dict, coeffs: dict, interiors: dict) -> list[Stage]:
+
+def inverse_stages(
+    physics: Viscoacoustic, fields: dict, coeffs: dict, interiors: dict
+) -> list[Stage]:
     """The inverse step (see the module docstring): pressure stage, then velocity stage."""
     axes = physics.axes
     divergence = sum(getattr(fields[VELOCITY_NAMES[a]], f"d{a}") for a in axes)
@@ -50,7 +57,7 @@ def inverse_stages(physics, fields: dict, coeffs: dict, interiors: dict) -> list
     return [Stage("pressure", pressure), Stage("velocity", velocity)]
 
 
-def _memory_term(physics, coeffs, memory: list):
+def _memory_term(physics: Viscoacoustic, coeffs, memory: list):
     """The forward's memory contribution to ``p^{n+1} - p^n`` (its three coefficient layouts)."""
     if not memory:
         return 0

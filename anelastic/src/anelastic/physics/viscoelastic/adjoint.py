@@ -1,6 +1,6 @@
 """Exact discrete adjoint of the viscoelastic velocity-stress scheme and its coefficient gradients.
 
-The forward step n (see :mod:`.viscoelastic`), with D / G the staggered derivatives half->node /
+The forward step n (see :mod:`.rheology`), with D / G the staggered derivatives half->node /
 node->half (``D^T = -G``), ``s`` the sponge factors (1 with C-PML), ``bh_a`` the buoyancy averaged
 to v_a's half node, and every derivative ``q`` of an absorbing region replaced by ``q + psi'``
 with ``psi' = b psi + a q`` (the region's own profiles; a region that does not damp an axis
@@ -45,6 +45,8 @@ no transposed scheme here: refused.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from devito import Eq
 
@@ -65,13 +67,16 @@ from anelastic.physics.stencils import (
 )
 from anelastic.physics.viscoelastic.state import sponge_name
 
+if TYPE_CHECKING:
+    from anelastic.physics.viscoelastic.rheology import Viscoelastic
+
 PARAMETERS = ("rho", "vp", "vs", "qp", "qs")
 
 
 class ViscoelasticAdjoint(AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoelastic.Viscoelastic` rheology."""
 
-    def __init__(self, physics) -> None:
+    def __init__(self, physics: Viscoelastic) -> None:
         super().__init__(physics)
         if physics.config.free_surface:
             raise ValueError(

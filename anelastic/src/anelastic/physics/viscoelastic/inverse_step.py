@@ -10,13 +10,20 @@ models are refused).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from devito import Eq
 
 from anelastic.physics.base import Stage
 from anelastic.physics.viscoelastic.state import stress_name
 
+if TYPE_CHECKING:
+    from anelastic.physics.viscoelastic.rheology import Viscoelastic
 
-def inverse_stages(physics, fields: dict, coeffs: dict, interiors: dict) -> list[Stage]:
+
+def inverse_stages(
+    physics: Viscoelastic, fields: dict, coeffs: dict, interiors: dict
+) -> list[Stage]:
     """The inverse step (see the module docstring): stress stage, then velocity stage."""
     if physics.n_memory:
         raise ValueError("the viscoelastic inverse step is only written for Q = inf")
