@@ -12,7 +12,7 @@ import pytest
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
 from anelastic.checks import solutions
 from anelastic.checks.analytic import relative_l2
-from anelastic.checks.elastic import (
+from anelastic.checks.point_force import (
     ELASTIC_2D,
     OFFSETS,
     elastic_point_force_error,

@@ -2,7 +2,7 @@
 
 The rooms follow the data flow: inputs (:mod:`.model`, :mod:`.acquisition`,
 :mod:`.attenuation`) -> :mod:`.physics` (rheologies) -> :mod:`.forward` (propagator, simulation,
-solver state) -> :mod:`.kernel` (misfit, storage strategies, kernel pass) ; :mod:`.checks`
+solver state) -> :mod:`.kernel` (misfit, storage strategies, kernel pass); :mod:`.checks`
 (analytic solutions, the ``verify`` commands) and :mod:`.app` (CLI, config, demo, plots, Dask)
 sit on top.
 

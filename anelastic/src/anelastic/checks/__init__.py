@@ -2,7 +2,7 @@
 
 - :mod:`.solutions`: analytic frequency-domain solutions (homogeneous media, exact SLS moduli);
 - :mod:`.analytic`: the ``verify analytic`` cases (registry, viscoacoustic cases) and
-  :mod:`.elastic` (its viscoelastic cases);
+  :mod:`.point_force` (its (visco)elastic point-force cases);
 - :mod:`.kernels`: the ``verify kernels`` checks (checkpoint = full, finite differences, time
   steps, dispersion-only against exact);
 - :mod:`.spectral`: Q measured from synthetic data by spectral ratio;

@@ -23,7 +23,7 @@ from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.model import Grid, homogeneous
 from anelastic.physics import PhysicsConfig, PhysicsKind
 
-CASE_MODULES = ("anelastic.checks.elastic",)
+CASE_MODULES = ("anelastic.checks.point_force",)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The generic time integrator: validation, operator construction and caching, state, stepping.
+"""The generic time integrator: validation, stepping, solver state, seismograms.
 
 Time convention: step n advances the state from t_n = n dt to t_{n+1}. The state "at step n"
 holds every field of the rheology's ``field_specs`` at time index n (fields staggered in time,
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from anelastic.acquisition import Component, Receivers, Seismograms, Source
-from anelastic.attenuation import default_band
+from anelastic.attenuation import SLSFit, default_band
 from anelastic.forward.state import SolverState, problem_fingerprint
 from anelastic.model import Grid, Model
 from anelastic.physics import Physics, PhysicsConfig, physics_class
@@ -68,9 +68,10 @@ def pad_model(model: Model, pads: tuple[tuple[int, int], ...]) -> Model:
 class Simulation:
     """One forward problem: model, sources, receivers, time axis, physics configuration.
 
-    ``instance`` separates operator caches (e.g. "forward", "replay", "adjoint") so several
-    simulations with the same shapes can be alive together; two live simulations with the same
-    key and instance would share Devito fields, which is detected and refused.
+    ``instance`` is part of the cache key of the compiled propagator (e.g. "forward",
+    "observed", "verify"), so several simulations with the same shapes can be alive together;
+    two live simulations with the same key and instance would share Devito fields, which is
+    detected and refused (:mod:`anelastic.forward.cache`).
     ``sls_fit`` (an ``attenuation.SLSFit``) fixes the relaxation mechanisms instead of fitting
     them to this model's Q values (kernels are derivatives at fixed mechanisms).
     """
@@ -85,7 +86,7 @@ class Simulation:
         *,
         threads: int | None = None,
         instance: str = "forward",
-        sls_fit=None,
+        sls_fit: SLSFit | None = None,
     ) -> None:
         self.model = model
         self.sources = list(sources)
