@@ -5,8 +5,8 @@ Both run on chunk-local time: local index tau = n - chunk.start.
 - The replay operator is the forward step (same stencil code, the forward simulation's own
   fields and coefficients) plus copies of the quantities the adjoint needs into a RAM buffer of
   N frames (``TimeFunction(save=N)``): frame tau holds step ``start + tau``.
-- The adjoint operator is the exact transpose of the forward step (see
-  :mod:`anelastic.physics.adjoint`) on its own fields, run backwards over the
+- The adjoint operator is the exact transpose of the forward step (the rheology's
+  :class:`~anelastic.physics.adjoint.AdjointScheme`) on its own fields, run backwards over the
   chunk (loop index t computes step ``start + t`` from step ``start + t + 1``), with the adjoint
   source injected and the coefficient gradients accumulated in the same loop nest.
 
