@@ -193,7 +193,7 @@ def test_world_answers_of_a_hand_built_scene():
 def test_world_every_answer_depends_on_the_scene():
     """The same question gets different answers on different scenes (no image-free shortcut)."""
     answers: dict[tuple[str, str], set[str]] = {}
-    for sample in iter_samples(1, Split.TRAIN, 400):
+    for sample in iter_samples(1, Split.TRAIN, 400, long_form=True):
         for task in sample.tasks:
             answers.setdefault((task.task_type.value, task.question), set()).add(task.answer)
     for task_type in TaskType:

@@ -13,7 +13,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hivis.world.data.dataset import Split
+from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.target.model import TargetConfig
+
+NO_LONG_FORM = (
+    "the target's tokenizer was not trained with the long-form questions (`world tokenizer "
+    "--long-form`), so the target never learnt them"
+)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -23,7 +29,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     counts = {k: v for k, v in counts.items() if v > 0}
     if not counts:
         raise SystemExit("nothing to generate: give --train, --validation or --test > 0")
-    paths = export_world(Path(args.out), counts, seed=args.seed)
+    paths = export_world(Path(args.out), counts, seed=args.seed, long_form=args.long_form)
     for split, path in paths.items():
         lines = sum(1 for _ in path.open())
         print(f"{split.value}: {lines} records -> {path}")
@@ -33,7 +39,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
     from hivis.world.data.tokenizer import save_tokenizer, train_tokenizer
 
-    tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed)
+    tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed, args.long_form)
     save_tokenizer(tokenizer, Path(args.out))
     print(f"tokenizer with {len(tokenizer)} tokens -> {args.out}")
     return 0
@@ -59,6 +65,7 @@ def _target_train_config(args: argparse.Namespace):
         lookup_layer=args.lookup_layer,
         lookup_head=args.lookup_head,
         count_all_on_class_token=args.count_all_on_class_token,
+        long_form=args.long_form,
         vision_pretrain_fraction=args.vision_fraction,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
         fact_targets=args.fact_targets,
@@ -93,6 +100,7 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from hivis.world.data.tokenizer import expresses_long_form
     from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, format_scores
 
     torch.set_num_threads(args.threads)
@@ -102,11 +110,19 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     processor = AutoProcessor.from_pretrained(args.target)
     mode, split = EvalMode(args.mode), Split(args.split)
     breakdown = Breakdown(args.breakdown) if args.breakdown else None
+    long_form = args.long_form
+    if long_form is None:
+        long_form = expresses_long_form(processor.tokenizer)
+        if not long_form:
+            print(f"long-form tasks left out: {NO_LONG_FORM}", file=sys.stderr)
     scores = evaluate(
-        model, processor, mode, split, args.scenes, args.seed, args.batch_size, breakdown
+        model, processor, mode, split, args.scenes, args.seed, args.batch_size, breakdown, long_form
     )
     if args.json:
-        payload = {name: {**asdict(s), "exact_match": s.exact_match} for name, s in scores.items()}
+        payload = {
+            name: {**asdict(s), "exact_match": s.exact_match, "fact_accuracy": s.fact_accuracy}
+            for name, s in scores.items()
+        }
         print(
             json.dumps(
                 {"mode": mode.value, "split": split.value, "scenes": args.scenes, "tasks": payload},
@@ -137,6 +153,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         kinds=tuple(DrafterKind(k) for k in args.kind) if args.kind else tuple(DrafterKind),
+        long_form=args.long_form,
+        **({"max_new_tokens": LONG_FORM_MAX_NEW_TOKENS} if args.long_form else {}),
     )
     assets = build_world(cfg)
     manifest = json.loads((assets / "manifest.json").read_text())
@@ -166,6 +184,11 @@ def _add_build(sub) -> None:
     p.add_argument("--kind", action="append", choices=[k.value for k in DrafterKind])
     p.add_argument("--threads", type=int, default=d["threads"].default)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--long-form",
+        action="store_true",
+        help="the long-form questions in the drafters' data too (a target trained with them)",
+    )
     p.set_defaults(func=_cmd_build)
 
 
@@ -176,6 +199,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--validation", type=int, default=200, help="validation scenes")
     p.add_argument("--test", type=int, default=200, help="test scenes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--long-form", action="store_true", help="the long-form questions too")
     p.set_defaults(func=_cmd_generate)
 
 
@@ -185,6 +209,11 @@ def _add_tokenizer(sub) -> None:
     p.add_argument("--vocab-size", type=int, default=640)
     p.add_argument("--scenes", type=int, default=3000, help="training scenes in the corpus")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--long-form",
+        action="store_true",
+        help="train on the long-form questions too (needed by `train-target --long-form`)",
+    )
     p.set_defaults(func=_cmd_tokenizer)
 
 
@@ -242,6 +271,12 @@ def _add_question_options(p, d: dict) -> None:
         d,
         "balanced_extra_questions",
         "extra counting questions ask about a count drawn uniformly from the scene's counts",
+    )
+    _switch(
+        p,
+        d,
+        "long_form",
+        "the long-form questions too (report, step by step; needs a `--long-form` tokenizer)",
     )
 
 
@@ -341,6 +376,13 @@ def _add_eval_target(sub) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--long-form",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also the long-form questions, with the fact accuracy of generated answers "
+        "(default: when the target's tokenizer was trained with them)",
+    )
     p.set_defaults(func=_cmd_eval_target)
 
 

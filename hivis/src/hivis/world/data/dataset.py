@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hivis.world.data.long_form import LONG_FORM_STREAM, long_form_tasks
 from hivis.world.data.scenes import DEFAULT_WORLD, Scene, WorldConfig, generate_scene, render_scene
 from hivis.world.data.tasks import Task, make_tasks
 
@@ -47,20 +48,31 @@ def scene_rng(seed: int, split: Split, index: int) -> np.random.Generator:
 
 
 def make_sample(
-    seed: int, split: Split, index: int, cfg: WorldConfig = DEFAULT_WORLD
+    seed: int, split: Split, index: int, cfg: WorldConfig = DEFAULT_WORLD, long_form: bool = False
 ) -> WorldSample:
-    """Scene ``index`` of ``split`` and its tasks; a pure function of its arguments."""
+    """Scene ``index`` of ``split`` and its tasks; a pure function of its arguments. With
+    ``long_form`` the long-form questions (``long_form.long_form_tasks``, drawn from a stream
+    of their own) follow the short ones, which stay the same."""
     rng = scene_rng(seed, split, index)
     scene = generate_scene(rng, cfg)
-    tasks = tuple(make_tasks(scene, rng))
-    return WorldSample(f"{split.value}-{seed}-{index:07d}", scene, tasks)
+    tasks = make_tasks(scene, rng)
+    if long_form:
+        tasks += long_form_tasks(
+            scene, np.random.default_rng([seed, split.stream, index, LONG_FORM_STREAM])
+        )
+    return WorldSample(f"{split.value}-{seed}-{index:07d}", scene, tuple(tasks))
 
 
 def iter_samples(
-    seed: int, split: Split, count: int, cfg: WorldConfig = DEFAULT_WORLD, start: int = 0
+    seed: int,
+    split: Split,
+    count: int,
+    cfg: WorldConfig = DEFAULT_WORLD,
+    start: int = 0,
+    long_form: bool = False,
 ) -> Iterator[WorldSample]:
     for index in range(start, start + count):
-        yield make_sample(seed, split, index, cfg)
+        yield make_sample(seed, split, index, cfg, long_form)
 
 
 def conversation_record(sample: WorldSample, task_index: int, image_rel: str) -> dict:
@@ -84,11 +96,13 @@ def export_split(
     seed: int = 0,
     cfg: WorldConfig = DEFAULT_WORLD,
     exclude: set | None = None,
+    long_form: bool = False,
 ) -> Path:
     """Write ``out_dir/<split>.jsonl`` and ``out_dir/images/<uid>.png``; return the JSONL path.
 
     One record per (scene, task); all tasks of a scene share its PNG. Scenes whose ``key()`` is
-    in ``exclude`` (the training scenes, for the held-out splits) are skipped.
+    in ``exclude`` (the training scenes, for the held-out splits) are skipped. ``long_form``:
+    the long-form questions too.
     """
     if count <= 0:
         raise ValueError(f"count must be > 0, got {count}")
@@ -97,7 +111,7 @@ def export_split(
     path = out_dir / f"{split.value}.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
     with tmp.open("w") as fh:
-        for sample in iter_samples(seed, split, count, cfg):
+        for sample in iter_samples(seed, split, count, cfg, long_form=long_form):
             if exclude is not None and sample.scene.key() in exclude:
                 continue
             image_rel = f"images/{sample.uid}.png"
@@ -109,16 +123,21 @@ def export_split(
 
 
 def export_world(
-    out_dir: Path, counts: dict[Split, int], seed: int = 0, cfg: WorldConfig = DEFAULT_WORLD
+    out_dir: Path,
+    counts: dict[Split, int],
+    seed: int = 0,
+    cfg: WorldConfig = DEFAULT_WORLD,
+    long_form: bool = False,
 ) -> dict[Split, Path]:
-    """Export every split in ``counts``; held-out splits exclude any training scene."""
+    """Export every split in ``counts``; held-out splits exclude any training scene.
+    ``long_form``: the long-form questions too."""
     train_keys = {
         s.scene.key() for s in iter_samples(seed, Split.TRAIN, counts.get(Split.TRAIN, 0), cfg)
     }
     paths = {}
     for split, count in counts.items():
         exclude = None if split is Split.TRAIN else train_keys
-        paths[split] = export_split(out_dir, split, count, seed, cfg, exclude)
+        paths[split] = export_split(out_dir, split, count, seed, cfg, exclude, long_form)
     return paths
 
 

@@ -29,6 +29,13 @@ class TaskType(Enum):
     POSITION_OF = "position_of"
     RELATION = "relation"
     REASONING = "reasoning"
+    # Long-form (opt-in, ``hivis.world.data.long_form``): 100-300 tokens per answer.
+    REPORT = "report"
+    STEP_BY_STEP = "step_by_step"
+
+    @property
+    def long_form(self) -> bool:
+        return self in (TaskType.REPORT, TaskType.STEP_BY_STEP)
 
 
 @dataclass(frozen=True)

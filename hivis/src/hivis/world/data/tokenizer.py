@@ -16,6 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from hivis.world.data.dataset import Split, iter_samples
+from hivis.world.data.long_form import long_form_vocabulary
 from hivis.world.data.scenes import WorldConfig
 
 PAD, BOS, EOS, IMAGE = "<pad>", "<s>", "</s>", "<image>"
@@ -55,17 +56,25 @@ def answer_text(answer: str) -> str:
     return f" {answer}{EOS}"
 
 
-def world_corpus(scenes: int, seed: int = 0) -> Iterator[str]:
-    """Questions and answers of ``scenes`` training scenes, plus the conversation tags."""
+def world_corpus(scenes: int, seed: int = 0, long_form: bool = False) -> Iterator[str]:
+    """Questions and answers of ``scenes`` training scenes (with ``long_form`` their
+    long-form questions too), plus the conversation tags."""
     yield USER_PREFIX + ASSISTANT_TAG
-    for sample in iter_samples(seed, Split.TRAIN, scenes, WorldConfig()):
+    for sample in iter_samples(seed, Split.TRAIN, scenes, WorldConfig(), long_form=long_form):
         for task in sample.tasks:
             yield task.question
             yield " " + task.answer
+    if long_form:
+        yield from long_form_vocabulary()
 
 
-def train_tokenizer(vocab_size: int = 640, scenes: int = 3000, seed: int = 0):
-    """Train the byte-level BPE on the world's text; return a ``PreTrainedTokenizerFast``."""
+def train_tokenizer(
+    vocab_size: int = 640, scenes: int = 3000, seed: int = 0, long_form: bool = False
+):
+    """Train the byte-level BPE on the world's text; return a ``PreTrainedTokenizerFast``.
+    ``long_form`` adds the long-form questions to the corpus (their words then become single
+    tokens too; the token ids of every word change, so a target trained with one tokenizer
+    cannot use the other)."""
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)}, got {vocab_size}")
     core = Tokenizer(models.BPE())
@@ -77,7 +86,7 @@ def train_tokenizer(vocab_size: int = 640, scenes: int = 3000, seed: int = 0):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    core.train_from_iterator(world_corpus(scenes, seed), trainer=trainer)
+    core.train_from_iterator(world_corpus(scenes, seed, long_form), trainer=trainer)
     return wrap_tokenizer(core)
 
 
@@ -97,3 +106,18 @@ def wrap_tokenizer(core: Tokenizer) -> PreTrainedTokenizerFast:
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out_dir)
+
+
+def one_token_per_word(tokenizer, text: str) -> bool:
+    """Whether ``text`` is encoded as one token per word or punctuation mark (per piece of the
+    byte-level pre-tokenizer): how the world tokenizer encodes the text it was trained on."""
+    pieces = tokenizer.backend_tokenizer.pre_tokenizer.pre_tokenize_str(text)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"]) == len(pieces)
+
+
+def expresses_long_form(tokenizer) -> bool:
+    """Whether ``tokenizer`` was trained with the long-form vocabulary: every word of
+    :func:`~hivis.world.data.long_form.long_form_vocabulary` is one token. A tokenizer
+    trained without it still encodes any text (byte-level BPE), but spells the new words in
+    pieces, and a target trained with it never saw a long-form answer."""
+    return all(one_token_per_word(tokenizer, text) for text in long_form_vocabulary())

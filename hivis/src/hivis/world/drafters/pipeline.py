@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from hivis.world.data.dataset import Split
+from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.drafters.shipped import ASSET_BUDGET_BYTES, DrafterKind, default_assets_dir
 
 __all__ = ["BuildConfig", "DrafterKind", "build_world"]
@@ -59,6 +60,9 @@ class BuildConfig:
     seed: int = 0
     threads: int = 2
     kinds: tuple[DrafterKind, ...] = tuple(DrafterKind)
+    # The long-form questions in the drafters' data too (for a target trained with them);
+    # their answers need max_new_tokens >= LONG_FORM_MAX_NEW_TOKENS.
+    long_form: bool = False
 
     def __post_init__(self) -> None:
         counts = ("train_scenes", "validation_scenes", "stage1_steps", "stage2_steps")
@@ -74,6 +78,11 @@ class BuildConfig:
             )
         if not self.kinds:
             raise ValueError("give at least one drafter kind")
+        if self.long_form and self.max_new_tokens < LONG_FORM_MAX_NEW_TOKENS:
+            raise ValueError(
+                f"long-form answers run up to ~300 tokens: give max_new_tokens >= "
+                f"{LONG_FORM_MAX_NEW_TOKENS}, got {self.max_new_tokens}"
+            )
 
 
 def _log(message: str) -> None:
@@ -121,7 +130,7 @@ def export_data(cfg: BuildConfig) -> Path:
     if (out / "done").exists():
         return out
     counts = {Split.TRAIN: cfg.train_scenes, Split.VALIDATION: cfg.validation_scenes}
-    export_world(out, counts, seed=cfg.seed)
+    export_world(out, counts, seed=cfg.seed, long_form=cfg.long_form)
     (out / "done").write_text(json.dumps({s.value: n for s, n in counts.items()}))
     return out
 

@@ -52,13 +52,14 @@ def make_batch(
     balanced_extra: bool = False,
     lookup: bool = False,
     count_all_on_class_token: bool = False,
+    long_form: bool = False,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
     (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``); with
     ``lookup`` the batch carries ``lookup_keys`` (the visual tokens of each question's
     referents, ``hivis.world.target.lookup``; ``count_all_on_class_token``: "how many
-    objects?" looks at the class token)."""
-    samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
+    objects?" looks at the class token); ``long_form``: the scenes' long-form questions too."""
+    samples = [make_sample(seed, split, i, world, long_form) for i in range(start, start + count)]
     items = [
         (
             render_scene(s.scene),

@@ -45,6 +45,10 @@ class TargetTrainConfig:
     lookup_layer: int | None = None  # None: the middle of the text model (text_layers // 2 - 1)
     lookup_head: int = 0
     count_all_on_class_token: bool = True
+    # Off by default: long-form answers (~170 tokens each, two per image) nearly double the
+    # packed sequence of an image, so a step costs ~1.8x and the default budget would train
+    # the short questions less; and they need a tokenizer trained with them (other token ids).
+    long_form: bool = False
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
     log_every: int = 10

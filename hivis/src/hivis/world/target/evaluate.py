@@ -8,6 +8,10 @@ Two ways to compute the same metric:
 - ``generate``: the model's own ``generate`` (greedy, KV cache) from the single-question prompt;
   the decoded continuation (special tokens skipped, surrounding spaces stripped) must equal the
   reference answer. The end-to-end check.
+
+With ``long_form`` the scenes' long-form questions are asked too, and their generated answers
+are also scored by the facts they state (:func:`hivis.world.data.facts.fact_score`:
+``TaskScore.facts``); in teacher-forced mode those answers are generated for that purpose.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from enum import Enum
 import torch
 
 from hivis.world.data.dataset import Split, iter_samples, make_sample
+from hivis.world.data.facts import FactScore, fact_score
+from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.data.scenes import WorldConfig, render_scene
 from hivis.world.data.tasks import NUMBER_WORDS
 from hivis.world.data.tokenizer import prompt_text
@@ -32,12 +38,19 @@ class EvalMode(Enum):
 
 @dataclass(frozen=True)
 class TaskScore:
+    """Exact match (``correct`` of ``total``) and, for long-form tasks, the facts stated."""
+
     correct: int
     total: int
+    facts: FactScore | None = None
 
     @property
     def exact_match(self) -> float:
         return self.correct / self.total if self.total else float("nan")
+
+    @property
+    def fact_accuracy(self) -> float | None:
+        return None if self.facts is None else self.facts.accuracy
 
 
 def _world_of(model) -> WorldConfig:
@@ -45,12 +58,14 @@ def _world_of(model) -> WorldConfig:
     return WorldConfig(vision.image_size, vision.patch_size)
 
 
-def _tally(pairs) -> dict[str, TaskScore]:
+def _tally(pairs, facts: dict[str, FactScore] | None = None) -> dict[str, TaskScore]:
+    """Scores from (task name, exact) pairs and the long-form tasks' fact scores by name."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for task_name, ok in pairs:
         counts[task_name][0] += int(ok)
         counts[task_name][1] += 1
-    return {name: TaskScore(c, t) for name, (c, t) in sorted(counts.items())}
+    facts = facts or {}
+    return {name: TaskScore(c, t, facts.get(name)) for name, (c, t) in sorted(counts.items())}
 
 
 class Breakdown(Enum):
@@ -79,16 +94,20 @@ def evaluate_teacher_forced(
     seed: int = 0,
     batch_size: int = 16,
     breakdown: Breakdown | None = None,
+    long_form: bool = False,
 ) -> dict[str, TaskScore]:
     """Exact match per task type over ``scenes`` scenes of ``split`` (all their tasks); with
-    ``breakdown`` per task type and sub-group (keys ``"task / group"``)."""
+    ``breakdown`` per task type and sub-group (keys ``"task / group"``); with ``long_form``
+    the long-form tasks too, with their fact scores (from generated answers)."""
     model.eval()
     world = _world_of(model)
     num_visual = model.config.image_seq_length
     pairs = []
     for start in range(0, scenes, batch_size):
         count = min(batch_size, scenes - start)
-        samples = [make_sample(seed, split, i, world) for i in range(start, start + count)]
+        samples = [
+            make_sample(seed, split, i, world, long_form) for i in range(start, start + count)
+        ]
         batch = pack_batch(
             [(render_scene(s.scene), list(s.tasks)) for s in samples], processor, num_visual
         )
@@ -97,7 +116,13 @@ def evaluate_teacher_forced(
         groups = [breakdown_key(breakdown, t, s.scene) for s in samples for t in s.tasks]
         for task_type, group, ok in zip(batch.segment_tasks, groups, exact, strict=True):
             pairs.append((f"{task_type.value} / {group}" if group else task_type.value, bool(ok)))
-    return _tally(pairs)
+    if not long_form:
+        return _tally(pairs)
+    items = _items(model, split, scenes, seed, long_form=True)
+    generated = _generated_scores(
+        [(i, t) for i, t in items if t.task_type.long_form], model, processor, batch_size
+    )
+    return _tally(pairs, _fact_tally(generated))
 
 
 @torch.no_grad()
@@ -115,26 +140,63 @@ def generate_answers(model, processor, images, questions, max_new_tokens: int = 
     return [t.strip() for t in texts]
 
 
-def evaluate_generate(
-    model, processor, split: Split, scenes: int, seed: int = 0, batch_size: int = 16
-) -> dict[str, TaskScore]:
-    """Exact match per task type with ``generate``, prompts batched by task index."""
-    model.eval()
+def _items(model, split: Split, scenes: int, seed: int, long_form: bool) -> list:
+    """(image, task) of every question of the scenes, short ones first (so that a batch of
+    ``generate`` holds answers of similar lengths)."""
     items = [
         (render_scene(s.scene), task)
-        for s in iter_samples(seed, split, scenes, _world_of(model))
+        for s in iter_samples(seed, split, scenes, _world_of(model), long_form=long_form)
         for task in s.tasks
     ]
-    pairs = []
+    return sorted(items, key=lambda item: item[1].task_type.long_form)
+
+
+def _generated_scores(items, model, processor, batch_size: int) -> list:
+    """(task, exact, fact score or None) of each (image, task) of ``items``, by ``generate``."""
+    scored = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
+        long_form = any(t.task_type.long_form for _, t in chunk)
         answers = generate_answers(
-            model, processor, [i for i, _ in chunk], [t.question for _, t in chunk]
+            model,
+            processor,
+            [i for i, _ in chunk],
+            [t.question for _, t in chunk],
+            LONG_FORM_MAX_NEW_TOKENS if long_form else 96,
         )
-        pairs += [
-            (t.task_type.value, a == t.answer) for (_, t), a in zip(chunk, answers, strict=True)
+        scored += [
+            (t, a == t.answer, fact_score(a, t.answer) if t.task_type.long_form else None)
+            for (_, t), a in zip(chunk, answers, strict=True)
         ]
-    return _tally(pairs)
+    return scored
+
+
+def _fact_tally(scored) -> dict[str, FactScore]:
+    facts: dict[str, FactScore] = {}
+    for task, _, score in scored:
+        if score is not None:
+            name = task.task_type.value
+            facts[name] = facts.get(name, FactScore(0, 0)) + score
+    return facts
+
+
+def evaluate_generate(
+    model,
+    processor,
+    split: Split,
+    scenes: int,
+    seed: int = 0,
+    batch_size: int = 16,
+    long_form: bool = False,
+) -> dict[str, TaskScore]:
+    """Exact match per task type with ``generate``; with ``long_form`` the long-form tasks
+    too, with their fact scores."""
+    model.eval()
+    scored = _generated_scores(
+        _items(model, split, scenes, seed, long_form), model, processor, batch_size
+    )
+    pairs = [(task.task_type.value, ok) for task, ok, _ in scored]
+    return _tally(pairs, _fact_tally(scored))
 
 
 def evaluate(
@@ -146,19 +208,27 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 16,
     breakdown: Breakdown | None = None,
+    long_form: bool = False,
 ) -> dict[str, TaskScore]:
+    """Scores per task type in ``mode`` (module docstring)."""
     if scenes <= 0:
         raise ValueError(f"scenes must be > 0, got {scenes}")
     if breakdown is not None and mode is not EvalMode.TEACHER_FORCED:
         raise ValueError("a breakdown is computed in teacher-forced mode only")
     if mode is EvalMode.TEACHER_FORCED:
-        return evaluate_teacher_forced(model, processor, split, scenes, seed, batch_size, breakdown)
-    return evaluate_generate(model, processor, split, scenes, seed, batch_size)
+        return evaluate_teacher_forced(
+            model, processor, split, scenes, seed, batch_size, breakdown, long_form
+        )
+    return evaluate_generate(model, processor, split, scenes, seed, batch_size, long_form)
 
 
 def format_scores(scores: dict[str, TaskScore]) -> str:
+    """One line per task: exact match, number of questions, and the fact accuracy of the
+    long-form tasks' generated answers."""
     width = max([14, *(len(name) for name in scores)])
-    lines = [f"{'task':<{width}} {'exact':>7} {'n':>6}"]
+    facts_head = f" {'facts':>7}" if any(s.facts is not None for s in scores.values()) else ""
+    lines = [f"{'task':<{width}} {'exact':>7} {'n':>6}{facts_head}"]
     for name, score in scores.items():
-        lines.append(f"{name:<{width}} {100 * score.exact_match:6.1f}% {score.total:6d}")
+        facts = "" if score.facts is None else f" {100 * score.fact_accuracy:6.1f}%"
+        lines.append(f"{name:<{width}} {100 * score.exact_match:6.1f}% {score.total:6d}{facts}")
     return "\n".join(lines)

@@ -74,6 +74,7 @@ def _joint_step(model, head, cfg: TargetTrainConfig, state: TrainState, world, p
         cfg.balanced_extra_questions,
         lookup=cfg.lookup_weight > 0,
         count_all_on_class_token=cfg.count_all_on_class_token,
+        long_form=cfg.long_form,
     )
     looking = (
         captured_query_key(model, cfg.lookup_layer_index)

@@ -46,6 +46,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from hivis.world.data.tokenizer import expresses_long_form
 from hivis.world.target.aux_heads import head_of_run
 from hivis.world.target.checkpoint import load_checkpoint, save_checkpoint
 from hivis.world.target.config import TargetTrainConfig
@@ -70,6 +71,11 @@ def train_target(cfg: TargetTrainConfig, stop_at_step: int | None = None) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), default=str, indent=1))
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
+    if cfg.long_form and not expresses_long_form(tokenizer):
+        raise ValueError(
+            f"long_form needs a tokenizer trained with the long-form questions; "
+            f"{cfg.tokenizer_dir} was not (make one with `world tokenizer --long-form`)"
+        )
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
     head = head_of_run(cfg, model, tokenizer)
     optimizer = optimizer_for(model, head, cfg)

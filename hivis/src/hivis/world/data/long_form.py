@@ -1,0 +1,206 @@
+"""Long-form questions about a scene: a detailed report and step-by-step counting.
+
+Both answers run 100-300 tokens on most scenes (fewer on one-object scenes) and are, like every
+world answer, a deterministic function of the scene and of the question asked (the question's
+wording, drawn from the rng, picks the report's opening line; the step-by-step question's colour
+and shape are drawn from the rng and named in it):
+
+* ``report``: an opening line, the number of objects and the background, every object in
+  reading order with its size, colour, shape and position ("Object two is a small blue square
+  in the center."), the counts per colour (all six), per shape and per size, the left/right and
+  above/below relation of each object to the next, and the total again;
+* ``step_by_step``: "how many red objects and how many circles?", answered by going through
+  the objects one by one, each named with its attributes and followed by the two running
+  counts, then the totals and their comparison.
+
+They are opt-in (:func:`hivis.world.data.dataset.make_sample` with ``long_form=True``) and drawn
+from a random stream of their own (``[seed, split, index, LONG_FORM_STREAM]``), so the short
+questions of a scene, and every pipeline built on them, stay exactly as they were. The facts
+their answers state are scored by :mod:`hivis.world.data.facts`.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+
+from hivis.world.data.scenes import COLOURS, SHAPES, SIZES, Scene, SceneObject
+from hivis.world.data.tasks import (
+    MIN_OFFSET,
+    NUMBER_WORDS,
+    PLURAL,
+    Task,
+    TaskType,
+    _pick,
+    _pick_colour,
+    position_phrase,
+    reading_order,
+)
+
+LONG_FORM_STREAM = 7  # last entry of the long-form questions' rng seed
+# Room for the longest answers (six-object step-by-step counts: ~290 tokens) and EOS.
+LONG_FORM_MAX_NEW_TOKENS = 320
+
+# (question, opening line of the answer): the opening line follows the wording asked for.
+REPORT_QUESTIONS = (
+    ("Write a detailed report about the image.", "Here is a detailed report of the image."),
+    ("Give a full report of everything in the picture.", "Here is a full report of the picture."),
+    (
+        "List every object with its colour, shape, size and position, then count them.",
+        "Here is every object, then the counts.",
+    ),
+    (
+        "Describe each object in detail, then count the objects by colour and by shape.",
+        "Here is each object in detail, then the counts.",
+    ),
+    ("Make a complete inventory of the scene.", "Here is a complete inventory of the scene."),
+)
+
+
+def objects_phrase(n: int) -> str:
+    """``"three objects"`` / ``"one object"`` / ``"no objects"``."""
+    return f"{NUMBER_WORDS[n]} object{'' if n == 1 else 's'}"
+
+
+def _count_noun(n: int, singular: str, plural: str) -> str:
+    return f"{NUMBER_WORDS[n]} {singular if n == 1 else plural}"
+
+
+def _listing(parts: list[str]) -> str:
+    """``"a, b and c"``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def object_sentence(k: int, obj: SceneObject, image_size: int) -> str:
+    """``"Object two is a small blue square in the center."`` (k counts from 1)."""
+    return f"Object {NUMBER_WORDS[k]} is a {obj.phrase()} {position_phrase(obj, image_size)}."
+
+
+def relation_sentence(k: int, a: SceneObject, b: SceneObject) -> str:
+    """Where object k (``a``) lies relative to object k + 1 (``b``): left/right when their
+    centres differ by at least MIN_OFFSET across, above/below when they do so vertically
+    (objects never share a patch cell, so at least one holds)."""
+    first, second = NUMBER_WORDS[k], NUMBER_WORDS[k + 1]
+    across = abs(a.x - b.x) >= MIN_OFFSET
+    along = abs(a.y - b.y) >= MIN_OFFSET
+    horizontal = "to the left of" if a.x < b.x else "to the right of"
+    vertical = "above" if a.y < b.y else "below"
+    if across and along:
+        return f"Object {first} is {horizontal} object {second} and {vertical} it."
+    return f"Object {first} is {horizontal if across else vertical} object {second}."
+
+
+def _counts_sentences(scene: Scene) -> list[str]:
+    objs = scene.objects
+    colours = [
+        _count_noun(sum(o.colour is c for o in objs), f"{c.value} object", f"{c.value} objects")
+        for c in COLOURS
+    ]
+    shapes = [_count_noun(sum(o.shape is s for o in objs), s.value, PLURAL[s]) for s in SHAPES]
+    sizes = [
+        _count_noun(sum(o.size is z for o in objs), f"{z.value} object", f"{z.value} objects")
+        for z in SIZES
+    ]
+    return [
+        f"By colour: {_listing(colours)}.",
+        f"By shape: {_listing(shapes)}.",
+        f"By size: {_listing(sizes)}.",
+    ]
+
+
+def report(scene: Scene, rng: np.random.Generator) -> Task:
+    """The detailed report (see the module docstring). No referents: every object is looked
+    at in turn, so no single look-up target fits every answer position."""
+    question, opening = _pick(rng, list(REPORT_QUESTIONS))
+    objects = reading_order(scene)
+    n = len(objects)
+    verb = "is" if n == 1 else "are"
+    sentences = [
+        opening,
+        f"There {verb} {objects_phrase(n)} on a {scene.background.value} background.",
+        *(object_sentence(k, o, scene.image_size) for k, o in enumerate(objects, 1)),
+        *_counts_sentences(scene),
+    ]
+    if n == 1:
+        sentences.append("There is only one object, so there are no relations.")
+    sentences += [relation_sentence(k, a, b) for k, (a, b) in enumerate(pairwise(objects), 1)]
+    sentences.append(f"In total there {verb} {objects_phrase(n)}.")
+    return Task(TaskType.REPORT, question, " ".join(sentences))
+
+
+def _step_questions(colour: str, plural: str) -> list[str]:
+    return [
+        f"How many {colour} objects and how many {plural} are there? Think step by step.",
+        f"Count the {colour} objects and the {plural} step by step.",
+        f"Go through the objects one by one and count the {colour} ones and the {plural}.",
+        f"Step by step, how many objects are {colour} and how many are {plural}?",
+    ]
+
+
+def _running_count(name: str, count: int, grew: bool) -> str:
+    """``"the red count is now two"`` / ``"the circle count stays at zero"``."""
+    number = NUMBER_WORDS[count] if count else "zero"
+    return f"the {name} count {'is now' if grew else 'stays at'} {number}"
+
+
+def _comparison(colour: str, n_colour: int, plural: str, n_shape: int) -> str:
+    if n_colour > n_shape:
+        return f"so there are more {colour} objects than {plural}"
+    if n_colour < n_shape:
+        return f"so there are fewer {colour} objects than {plural}"
+    return f"so there are as many {colour} objects as {plural}"
+
+
+def step_by_step(scene: Scene, rng: np.random.Generator) -> Task:
+    """Counting one colour and one shape, object by object (see the module docstring). The
+    colour and shape are in the scene 70 % of the time each. No referents, as for the
+    report."""
+    colour = _pick_colour(scene, rng)
+    present = sorted({o.shape for o in scene.objects}, key=SHAPES.index)
+    shape = _pick(rng, present) if rng.random() < 0.7 else _pick(rng, list(SHAPES))
+    c, s, plural = colour.value, shape.value, PLURAL[shape]
+    objects = reading_order(scene)
+    sentences = [
+        "I look at the objects one by one, from the top left to the bottom right, on a "
+        f"{scene.background.value} background."
+    ]
+    n_colour = n_shape = 0
+    for k, obj in enumerate(objects, 1):
+        is_colour, is_shape = obj.colour is colour, obj.shape is shape
+        n_colour, n_shape = n_colour + is_colour, n_shape + is_shape
+        verdict = (
+            f"It is {'' if is_colour else 'not '}{c} and it is {'' if is_shape else 'not '}a {s}"
+        )
+        counts = (
+            f"{_running_count(c, n_colour, is_colour)} and {_running_count(s, n_shape, is_shape)}"
+        )
+        sentences += [object_sentence(k, obj, scene.image_size), f"{verdict}, so {counts}."]
+    colour_total = _count_noun(n_colour, f"{c} object", f"{c} objects")
+    shape_total = _count_noun(n_shape, s, plural)
+    sentences += [
+        f"That was the last of the {objects_phrase(len(objects))}.",
+        f"In all: {colour_total} and {shape_total}, {_comparison(c, n_colour, plural, n_shape)}.",
+    ]
+    question = _pick(rng, _step_questions(c, plural))
+    return Task(TaskType.STEP_BY_STEP, question, " ".join(sentences))
+
+
+def long_form_tasks(scene: Scene, rng: np.random.Generator) -> list[Task]:
+    """The scene's long-form questions: one report, one step-by-step count."""
+    return [report(scene, rng), step_by_step(scene, rng)]
+
+
+def long_form_vocabulary(scenes: int = 40) -> list[str]:
+    """Texts holding every word of the long-form questions and answers: all question wordings
+    (every colour and shape), the report openings, and the long-form answers of the first
+    ``scenes`` training scenes of seed 0 (which use every number, position and relation)."""
+    from hivis.world.data.dataset import Split, make_sample
+
+    texts = [question for question, _ in REPORT_QUESTIONS]
+    texts += [" " + opening for _, opening in REPORT_QUESTIONS]
+    texts += [q for c in COLOURS for s in SHAPES for q in _step_questions(c.value, PLURAL[s])]
+    for index in range(scenes):
+        sample = make_sample(0, Split.TRAIN, index, long_form=True)
+        texts += [" " + t.answer for t in sample.tasks if t.task_type.long_form]
+    return texts

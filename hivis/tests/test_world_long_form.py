@@ -1,0 +1,211 @@
+"""Long-form world tasks (report, step by step) and the fact scorer."""
+
+import statistics
+
+import numpy as np
+import pytest
+from test_world_data import _three_objects
+
+from hivis.world.data.dataset import Split, iter_samples, make_sample
+from hivis.world.data.facts import FactScore, fact_score, scene_fact_values, stated_facts
+from hivis.world.data.long_form import (
+    LONG_FORM_MAX_NEW_TOKENS,
+    REPORT_QUESTIONS,
+    report,
+    step_by_step,
+)
+from hivis.world.data.scenes import WorldConfig
+from hivis.world.data.tasks import TaskType
+from hivis.world.data.tokenizer import expresses_long_form, one_token_per_word, train_tokenizer
+
+THREE_OBJECTS_REPORT = (
+    "There are three objects on a gray background. "
+    "Object one is a large red triangle at the top left. "
+    "Object two is a small red square in the center. "
+    "Object three is a small blue circle at the bottom right. "
+    "By colour: two red objects, no green objects, one blue object, no yellow objects, "
+    "no purple objects and no orange objects. "
+    "By shape: one circle, one square and one triangle. "
+    "By size: two small objects and one large object. "
+    "Object one is to the left of object two and above it. "
+    "Object two is to the left of object three and above it. "
+    "In total there are three objects."
+)
+
+
+@pytest.fixture(scope="module")
+def long_form_tokenizer():
+    return train_tokenizer(vocab_size=640, scenes=200, long_form=True)
+
+
+def test_long_form_is_opt_in_and_leaves_the_short_questions_unchanged():
+    for index in range(30):
+        short = make_sample(0, Split.VALIDATION, index)
+        long = make_sample(0, Split.VALIDATION, index, long_form=True)
+        assert long.scene == short.scene
+        assert long.tasks[: len(short.tasks)] == short.tasks
+        assert [t.task_type for t in long.tasks[len(short.tasks) :]] == [
+            TaskType.REPORT,
+            TaskType.STEP_BY_STEP,
+        ]
+        assert not any(t.task_type.long_form for t in short.tasks)
+        assert make_sample(0, Split.VALIDATION, index, long_form=True) == long  # deterministic
+
+
+def test_report_of_a_hand_built_scene():
+    task = report(_three_objects(), np.random.default_rng(0))
+    opening = dict(REPORT_QUESTIONS)[task.question]
+    assert task.answer == f"{opening} {THREE_OBJECTS_REPORT}"
+    assert task.referents == ()
+
+
+def test_step_by_step_of_a_hand_built_scene():
+    seen = set()
+    for seed in range(40):
+        task = step_by_step(_three_objects(), np.random.default_rng(seed))
+        if "red" in task.question and "squares" in task.question:
+            seen.add(task.question)
+            assert task.answer == (
+                "I look at the objects one by one, from the top left to the bottom right, on a "
+                "gray background. Object one is a large red triangle at the top left. It is red "
+                "and it is not a square, so the red count is now one and the square count stays "
+                "at zero. Object two is a small red square in the center. It is red and it is a "
+                "square, so the red count is now two and the square count is now one. Object "
+                "three is a small blue circle at the bottom right. It is not red and it is not a "
+                "square, so the red count stays at two and the square count stays at one. That "
+                "was the last of the three objects. In all: two red objects and one square, so "
+                "there are more red objects than squares."
+            )
+    assert seen  # the draw asked about red and squares at least once
+
+
+def test_long_form_questions_vary_and_answers_depend_on_the_scene():
+    questions: dict[TaskType, set[str]] = {TaskType.REPORT: set(), TaskType.STEP_BY_STEP: set()}
+    answers: dict[TaskType, set[str]] = {TaskType.REPORT: set(), TaskType.STEP_BY_STEP: set()}
+    for sample in iter_samples(0, Split.TRAIN, 200, long_form=True):
+        for task in sample.tasks[-2:]:
+            questions[task.task_type].add(task.question)
+            answers[task.task_type].add(task.answer)
+    assert len(questions[TaskType.REPORT]) == len(REPORT_QUESTIONS)
+    assert len(questions[TaskType.STEP_BY_STEP]) >= 40  # 4 wordings x 6 colours x 3 shapes
+    assert all(len(a) >= 190 for a in answers.values())  # (nearly) one per scene
+
+
+def test_reference_facts_are_the_scene_truth():
+    for sample in iter_samples(0, Split.TEST, 200, long_form=True):
+        truth = scene_fact_values(sample.scene)
+        rep, steps = sample.tasks[-2:]
+        stated = {k: v for k, v in stated_facts(rep.answer).items()}
+        assert stated == {k: {v} for k, v in truth.items()}  # the report states every fact
+        stated = stated_facts(steps.answer)
+        assert all(stated[k] == {truth[k]} for k in stated)
+        n = len(sample.scene.objects)
+        assert len(stated) == 1 + 2 + 4 * n  # objects, the colour, the shape, 4 per object
+
+
+def test_fact_score_of_hand_made_answers():
+    reference = f"Here is a full report of the picture. {THREE_OBJECTS_REPORT}"
+    total = 1 + 6 + 3 + 2 + 4 * 3
+    assert fact_score(reference, reference) == FactScore(total, total)
+    # Facts, not wording: reordered sentences, other connecting words.
+    sentences = THREE_OBJECTS_REPORT.split(". ")
+    assert fact_score(". ".join(reversed(sentences)), reference) == FactScore(total, total)
+    # One object's colour wrong: that object's colour fact and nothing else.
+    wrong = reference.replace("small blue circle", "small green circle")
+    assert fact_score(wrong, reference) == FactScore(total - 1, total)
+    # A contradiction counts as wrong: the total stated twice, differently.
+    contradicted = reference.replace("In total there are three", "In total there are four")
+    assert fact_score(contradicted, reference) == FactScore(total - 1, total)
+    # Missing facts are wrong: no counts by colour.
+    cut = reference.replace(
+        "By colour: two red objects, no green objects, one blue object, no yellow objects, "
+        "no purple objects and no orange objects. ",
+        "",
+    )
+    assert fact_score(cut, reference) == FactScore(total - 6, total)
+    assert fact_score("", reference) == FactScore(0, total)
+    assert fact_score(reference, reference).accuracy == 1.0
+
+
+def test_long_form_answers_run_100_to_300_tokens(long_form_tokenizer):
+    lengths: dict[TaskType, list[int]] = {TaskType.REPORT: [], TaskType.STEP_BY_STEP: []}
+    for sample in iter_samples(0, Split.TEST, 150, long_form=True):
+        for task in sample.tasks[-2:]:
+            ids = long_form_tokenizer(" " + task.answer + "</s>", add_special_tokens=False)
+            lengths[task.task_type].append(len(ids["input_ids"]))
+    for values in lengths.values():
+        assert 100 <= statistics.mean(values) <= 300
+        assert max(values) < LONG_FORM_MAX_NEW_TOKENS
+        assert sum(100 <= n <= 300 for n in values) >= 0.8 * len(values)  # not 1-object scenes
+
+
+def test_only_a_long_form_tokenizer_expresses_long_form(long_form_tokenizer, world_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    short = AutoTokenizer.from_pretrained(world_tokenizer_dir)
+    assert expresses_long_form(long_form_tokenizer)
+    assert not expresses_long_form(short)
+    for sample in iter_samples(3, Split.TEST, 30, long_form=True):
+        for task in sample.tasks:
+            assert one_token_per_word(long_form_tokenizer, " " + task.answer)
+            assert one_token_per_word(long_form_tokenizer, task.question)
+            if not task.task_type.long_form:
+                assert one_token_per_word(short, " " + task.answer)
+
+
+def test_count_words_of_step_by_step_are_not_facts():
+    """Running counts ("the red count is now two") state no fact; the totals do."""
+    facts = stated_facts("the red count is now two and the circle count stays at zero.")
+    assert facts == {}
+    facts = stated_facts("In all: two red objects and no circles.")
+    assert facts == {"colour red": {2}, "shape circle": {0}}
+
+
+def test_long_form_training_batches_and_tokenizer_check(
+    long_form_tokenizer, world_tokenizer_dir, tmp_path
+):
+    from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
+
+    from hivis.world.target.batches import make_batch
+    from hivis.world.target.config import TargetTrainConfig
+    from hivis.world.target.model import build_target
+    from hivis.world.target.train import train_target
+
+    _, processor = build_target(TINY_WORLD_TARGET, long_form_tokenizer, seed=0)
+    args = (Split.TRAIN, 0, 2, 0, TINY_WORLD_SCENES, processor, 37)
+    short, _ = make_batch(*args, lookup=True)
+    long, _ = make_batch(*args, lookup=True, long_form=True)
+    added = [t for t in long.segment_tasks if t not in short.segment_tasks]
+    assert added == [TaskType.REPORT, TaskType.STEP_BY_STEP] * 2
+    assert long.lookup_keys.sum() == short.lookup_keys.sum()  # long-form: no look-up target
+    cfg = TargetTrainConfig(
+        out_dir=tmp_path,
+        tokenizer_dir=world_tokenizer_dir,
+        long_form=True,
+        target=TINY_WORLD_TARGET,
+    )
+    with pytest.raises(ValueError, match="world tokenizer --long-form"):
+        train_target(cfg)
+
+
+def test_eval_target_scores_the_facts_of_long_form_answers(long_form_tokenizer):
+    from tiny_world import TINY_WORLD_TARGET
+
+    from hivis.world.target.evaluate import EvalMode, evaluate, format_scores
+    from hivis.world.target.model import build_target
+
+    model, processor = build_target(TINY_WORLD_TARGET, long_form_tokenizer, seed=0)
+    scores = evaluate(model.eval(), processor, EvalMode.GENERATE, Split.TEST, 2, long_form=True)
+    world = WorldConfig(96, 16)  # what evaluate reads off the tiny target's vision config
+    samples = list(iter_samples(0, Split.TEST, 2, world, long_form=True))
+    for task_type in (TaskType.REPORT, TaskType.STEP_BY_STEP):
+        score = scores[task_type.value]
+        references = [t.answer for s in samples for t in s.tasks if t.task_type is task_type]
+        assert score.total == 2 and score.facts.total == sum(
+            len(stated_facts(r)) for r in references
+        )
+        assert 0.0 <= score.fact_accuracy <= 1.0
+    assert scores["count_all"].facts is None
+    assert "report" in format_scores(scores)
+    teacher = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 2, long_form=True)
+    assert teacher["report"].facts == scores["report"].facts  # the same greedy answers
