@@ -7,13 +7,12 @@ import json
 import pytest
 
 from hivis.cli import main
-from hivis.world.app.bench import (
-    BenchConfig,
-    Method,
+from hivis.world.app.bench import BenchConfig, Method, run_bench
+from hivis.world.app.bench_report import (
     format_by_task,
+    format_long_form,
     format_step_costs,
     format_table,
-    run_bench,
     speedup_ceiling,
 )
 from hivis.world.data.tasks import TaskType
@@ -25,6 +24,10 @@ KEYS = {
     "speedup",
     "drafter_prefill_ratio",
     "identical_fraction",
+    "long_form_speedup",
+    "long_form_speedup_t1",
+    "long_form_fact_accuracy",
+    "distinct_4gram_ratio",
 }
 
 
@@ -43,7 +46,16 @@ def test_bench_report_schema_and_lossless(report):
         assert entry["tokens_per_s"] > 0 and entry["speedup"] > 0
         if entry["method"] != "assisted":  # HF prompt lookup is an external peer
             assert entry["identical_fraction"] == 1.0
+        # The shipped target's tokenizer knows no long-form word: no long-form question ran.
+        assert entry["long_form_speedup"] is None and entry["long_form_fact_accuracy"] is None
+        assert entry["distinct_4gram_ratio"] > 0.0
     json.dumps(report)  # serialisable as is
+    assert report["long_form"]["questions"] == 0
+    assert "--long-form" in report["long_form"]["note"]
+    assert "not run" in format_long_form(report) and "null" in format_long_form(report)
+    by = {m["method"]: m for m in report["methods"]}
+    assert report["hf_generate_tokens_per_s"] == by["hf-generate"]["tokens_per_s"]
+    assert report["autoregressive_tokens_per_s"] == by["autoregressive"]["tokens_per_s"]
 
 
 def test_bench_definitions(report):
@@ -72,7 +84,10 @@ def test_bench_definitions(report):
         assert entry["verify_ms_per_step"] > 0.0 and entry["prefill_ms"] > 0.0
     for name in ("hivis", "text-only", "eagle"):
         assert by[name]["draft_ms_per_step"] > 0.0
-    assert format_step_costs(report).count(" per step: ") == 4  # assisted has no phases
+    assert format_step_costs(report).count(" per step: ") == 4  # HF's rows have no phases
+    assert by["hf-generate"]["acceptance_length"] is None
+    assert by["hf-generate"]["by_task"]["describe"]["acceptance_length"] is None
+    assert by["hivis"]["by_task"]["describe"]["acceptance_length_t1"] >= 1.0
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):
@@ -84,6 +99,7 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     assert data["methods"][1]["identical_fraction"] == 1.0
     out = capsys.readouterr().out
     assert "| hivis |" in out and "no method can exceed" in out
+    assert "long-form questions: not run" in out
 
 
 def test_bench_rejects_bad_config():
@@ -123,3 +139,10 @@ def test_bench_prefix_cache_prefills_each_image_once_and_stays_lossless():
     assert cache.hits == 2 and cache.misses == 2
     with pytest.raises(ValueError, match="assisted"):
         BenchConfig(prefix_cache=True)
+    with pytest.raises(ValueError, match="hf-generate"):
+        BenchConfig(prefix_cache=True, methods=(Method.AUTOREGRESSIVE, Method.HF_GENERATE))
+
+
+def test_bench_refuses_long_form_questions_the_target_cannot_express():
+    with pytest.raises(ValueError, match="long-form questions asked for"):
+        run_bench(BenchConfig(scenes=1, tasks=(TaskType.REPORT,), reps=1), progress=False)

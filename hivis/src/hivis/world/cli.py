@@ -16,11 +16,6 @@ from hivis.world.data.dataset import Split
 from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.target.model import TargetConfig
 
-NO_LONG_FORM = (
-    "the target's tokenizer was not trained with the long-form questions (`world tokenizer "
-    "--long-form`), so the target never learnt them"
-)
-
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from hivis.world.data.dataset import export_world
@@ -100,7 +95,7 @@ def _cmd_eval_target(args: argparse.Namespace) -> int:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from hivis.world.data.tokenizer import expresses_long_form
+    from hivis.world.data.tokenizer import NO_LONG_FORM, expresses_long_form
     from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, format_scores
 
     torch.set_num_threads(args.threads)

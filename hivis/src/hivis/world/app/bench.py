@@ -3,6 +3,8 @@
 Methods (all on the shipped target, batch 1, greedy unless said otherwise):
 
 * ``autoregressive``: the target alone with its KV cache (:func:`hivis.autoregressive`);
+* ``hf-generate``: Hugging Face's own greedy ``generate`` (an external baseline: the
+  autoregressive row is not a straw man when the two run at the same speed);
 * ``assisted``: Hugging Face assisted generation with prompt lookup (an external peer);
 * ``eagle``: the EAGLE-style drafter (it also gets the visual rows);
 * ``text-only``: the ablation drafter that gets no target hidden states;
@@ -10,27 +12,16 @@ Methods (all on the shipped target, batch 1, greedy unless said otherwise):
 
 For each test question every method runs ``reps`` times, interleaved (the order rotates from
 one repetition to the next); a method's time on a question is the median of its repetitions.
-Definitions (per method, over all questions):
+The summaries and their definitions: :mod:`hivis.world.app.bench_report`.
 
-* ``speedup`` = sum of autoregressive median times / sum of the method's median times (whole
-  generation, prefill included; ``decode_speedup`` leaves the prefill out);
-* ``tokens_per_s`` = generated tokens / sum of median times;
-* ``acceptance_length`` = tokens committed per target forward, bonus token included, at T = 0
-  (``acceptance_length_t1``: the same at T = 1, one seeded run per question);
-* ``drafter_prefill_ratio`` = mean over questions of drafter prefill rows / target prefill
-  tokens;
-* ``identical_fraction`` = fraction of questions whose output token ids equal the target's own
-  greedy output (the autoregressive run);
-* ``reused_prefix_fraction`` = prompt tokens taken from a prefix cache / all prompt tokens
-  (0 without ``prefix_cache``);
-* ``draft_ms_per_step``, ``verify_ms_per_step``, ``prefill_ms``: where the time goes (see
-  ``_step_costs``);
-* ``prefill_share`` = fraction of the method's time spent in the target's prefill (the same
-  work for every method): autoregressive's value p bounds every speedup at 1 / p, reached only
-  if decoding cost nothing (:func:`speedup_ceiling`).
+Long-form questions (``report``, ``step_by_step``: :mod:`hivis.world.data.long_form`) are the
+headline when the target's tokenizer was trained with them (``BenchConfig.long_form`` None:
+decided by :func:`~hivis.world.data.tokenizer.expresses_long_form`); the shipped target's was
+not, and the report then says so and leaves the ``long_form_*`` fields null. On long-form
+questions autoregressive also runs once at T = 1 (seeded), for ``long_form_speedup_t1``.
 
-With ``prefix_cache`` every method but ``assisted`` (HF ``generate``, which keeps no cache
-between calls) asks a scene's questions in order through one :class:`hivis.PrefixCache` per
+With ``prefix_cache`` every method but the external ones (HF ``generate``, which keeps no
+cache between calls) asks a scene's questions in order through one :class:`hivis.PrefixCache` per
 method, as a chat about an image would: the scene's first question prefills the whole prompt
 (the cache is cleared before each of its runs), the later ones only their question tokens.
 Autoregressive uses the cache too, so the speedups compare like with like.
@@ -50,7 +41,10 @@ from pathlib import Path
 import torch
 
 from hivis.tree import TreeConfig
+from hivis.world.app.bench_report import summarise
+from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.data.tasks import TaskType
+from hivis.world.data.tokenizer import NO_LONG_FORM, expresses_long_form
 from hivis.world.drafters.shipped import DrafterKind, TestCase, WorldModels, load_world, test_cases
 
 # Chosen by ``hivis bench --tune-tree`` on the shipped world target (see BENCHMARKS.md).
@@ -59,6 +53,7 @@ WORLD_TREE = TreeConfig(total_tokens=24, depth=6, top_k=4)
 
 class Method(Enum):
     AUTOREGRESSIVE = "autoregressive"
+    HF_GENERATE = "hf-generate"
     ASSISTED = "assisted"
     EAGLE = "eagle"
     TEXT_ONLY = "text-only"
@@ -72,10 +67,17 @@ class Method(Enum):
             Method.HIVIS: DrafterKind.HIVIS,
         }.get(self)
 
+    @property
+    def external(self) -> bool:
+        """Hugging Face's ``generate``: no phase timings, acceptance or prefix cache."""
+        return self in (Method.HF_GENERATE, Method.ASSISTED)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What ``hivis bench`` runs. ``tasks`` None = every task type of each scene."""
+    """What ``hivis bench`` runs. ``tasks`` None = every task type of each scene;
+    ``long_form`` None = the long-form questions too when the target's tokenizer knows them;
+    they get ``long_form_max_new_tokens``."""
 
     scenes: int = 20
     start: int = 0
@@ -89,17 +91,20 @@ class BenchConfig:
     threads: int = 2  # both cores (measured faster for every method)
     seed: int = 0
     prefix_cache: bool = False
+    long_form: bool | None = None
+    long_form_max_new_tokens: int = LONG_FORM_MAX_NEW_TOKENS
 
     def __post_init__(self) -> None:
-        for name in ("scenes", "reps", "max_new_tokens", "threads", "prompt_lookup_tokens"):
+        counts = ("scenes", "reps", "max_new_tokens", "long_form_max_new_tokens", "threads")
+        for name in (*counts, "prompt_lookup_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if Method.AUTOREGRESSIVE not in self.methods:
             raise ValueError("the methods must include autoregressive (speedups are relative)")
-        if self.prefix_cache and Method.ASSISTED in self.methods:
+        if self.prefix_cache and any(m.external for m in self.methods):
             raise ValueError(
-                "assisted (HF generate) keeps no prefix cache between calls; leave it out of "
-                "a prefix-cache bench"
+                "hf-generate and assisted (HF generate) keep no prefix cache between calls; "
+                "leave them out of a prefix-cache bench"
             )
 
 
@@ -109,9 +114,12 @@ def run_method(world: WorldModels, method: Method, case: TestCase, cfg: BenchCon
     import hivis
     from hivis.hf import hf_generate
 
-    images, n = [case.image], cfg.max_new_tokens
+    images = [case.image]
+    n = cfg.long_form_max_new_tokens if case.task.long_form else cfg.max_new_tokens
     if method is Method.AUTOREGRESSIVE:
         return hivis.autoregressive(world.target, images, case.prompt, max_new_tokens=n, **kw)
+    if method is Method.HF_GENERATE:
+        return hf_generate(world.target, images, case.prompt, n)
     if method is Method.ASSISTED:
         return hf_generate(world.target, images, case.prompt, n, cfg.prompt_lookup_tokens)
     drafter = world.drafters[method.drafter]
@@ -179,85 +187,14 @@ def measure_case(
             )
     if cfg.sampling_acceptance:
         for method in cfg.methods:
-            if method.drafter is not None:
+            if method.drafter is not None or (
+                method is Method.AUTOREGRESSIVE and case.task.long_form
+            ):
                 seed = cfg.seed * 100_003 + index
                 runs.sampled[method] = run_method(
                     world, method, case, cfg, temperature=1.0, seed=seed, **caches.for_run(method)
                 )
     return runs
-
-
-def _acceptance(results: list) -> float:
-    steps = sum(r.metrics.verify_steps for r in results)
-    return sum(r.metrics.committed_in_steps for r in results) / steps if steps else 0.0
-
-
-def summarise(method: Method, runs: list[CaseRuns]) -> dict:
-    """The JSON entry of one method (definitions in the module docstring)."""
-    base = sum(r.median_s(Method.AUTOREGRESSIVE) for r in runs)
-    spent = sum(r.median_s(method) for r in runs)
-    tokens = sum(len(r.greedy[method][0].token_ids) for r in runs)
-    first = [r.greedy[method][0] for r in runs]
-    timed_phases = method is not Method.ASSISTED  # HF reports no prefill time or acceptance
-    entry = {
-        "method": method.value,
-        "acceptance_length": _acceptance(first) if timed_phases else None,
-        "tokens_per_s": tokens / spent,
-        "speedup": base / spent,
-        "drafter_prefill_ratio": None,
-        "identical_fraction": sum(r.identical(method) for r in runs) / len(runs),
-        "decode_speedup": None,
-        "acceptance_length_t1": None,
-        "questions": len(runs),
-        "new_tokens": tokens,
-        "reused_prefix_fraction": sum(r.metrics.reused_prefix_length for r in first)
-        / sum(r.metrics.target_prefill_length for r in first)
-        if timed_phases
-        else 0.0,
-    }
-    if timed_phases:
-        decode_base = sum(r.median_s(Method.AUTOREGRESSIVE, decode=True) for r in runs)
-        decode_spent = sum(r.median_s(method, True) for r in runs)
-        entry["decode_speedup"] = decode_base / decode_spent
-        entry["prefill_share"] = 1.0 - decode_spent / spent
-        entry.update(_step_costs(runs, method))
-    if method.drafter is not None:
-        entry["drafter_prefill_ratio"] = statistics.mean(
-            r.metrics.drafter_prefill_ratio for r in first
-        )
-        if all(method in r.sampled for r in runs):
-            entry["acceptance_length_t1"] = _acceptance([r.sampled[method] for r in runs])
-    entry["by_task"] = _by_task(method, runs)
-    return entry
-
-
-def _step_costs(runs: list[CaseRuns], method: Method) -> dict:
-    """Mean milliseconds per target forward after the prefill, over every greedy run:
-    ``draft_ms_per_step`` (the drafter's calls and tree building), ``verify_ms_per_step``
-    (the target's tree pass or decode step, verification, cache compaction); and
-    ``prefill_ms``, the mean target prefill per question."""
-    results = [r for case in runs for r in case.greedy[method]]
-    steps = sum(r.metrics.verify_steps for r in results) or 1
-    return {
-        "draft_ms_per_step": 1e3 * sum(r.metrics.draft_s for r in results) / steps,
-        "verify_ms_per_step": 1e3 * sum(r.metrics.verify_s for r in results) / steps,
-        "prefill_ms": 1e3 * statistics.mean(r.metrics.prefill_s for r in results),
-    }
-
-
-def _by_task(method: Method, runs: list[CaseRuns]) -> dict:
-    out = {}
-    for task in sorted({r.case.task for r in runs}, key=lambda t: t.value):
-        subset = [r for r in runs if r.case.task is task]
-        base = sum(r.median_s(Method.AUTOREGRESSIVE) for r in subset)
-        first = [r.greedy[method][0] for r in subset]
-        out[task.value] = {
-            "questions": len(subset),
-            "mean_new_tokens": statistics.mean(len(f.token_ids) for f in first),
-            "speedup": base / sum(r.median_s(method) for r in subset),
-            "acceptance_length": _acceptance(first) if method is not Method.ASSISTED else None,
-        }
-    return out
 
 
 def machine() -> dict:
@@ -274,6 +211,36 @@ def machine() -> dict:
     }
 
 
+def long_form_cases(cfg: BenchConfig, tokenizer) -> tuple[bool, str | None]:
+    """Whether the long-form questions run, and if not why (None when they do). Asking for
+    them (``long_form`` True or a long-form task) with a target that cannot express them is
+    an error."""
+    asked = cfg.long_form or any(t.long_form for t in cfg.tasks or ())
+    if cfg.long_form is False:
+        return False, "left out by the bench configuration"
+    if expresses_long_form(tokenizer):
+        return True, None
+    if asked:
+        raise ValueError(f"long-form questions asked for, but {NO_LONG_FORM}")
+    return False, NO_LONG_FORM
+
+
+def _long_form_info(runs: list[CaseRuns], note: str | None) -> dict:
+    """The report's ``long_form`` entry: which tasks ran, how many questions, how long."""
+    long = [r for r in runs if r.case.task.long_form]
+    tokens = [len(r.greedy[Method.AUTOREGRESSIVE][0].token_ids) for r in long]
+    return {
+        "tasks": sorted({r.case.task.value for r in long}),
+        "questions": len(long),
+        "mean_new_tokens": statistics.mean(tokens) if tokens else None,
+        "note": note,
+    }
+
+
+def _rate_of(entries: list[dict], method: Method) -> float | None:
+    return next((m["tokens_per_s"] for m in entries if m["method"] == method.value), None)
+
+
 def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = True) -> dict:
     """Load the shipped models, measure every method on the test questions; the JSON report."""
     from tqdm.auto import tqdm
@@ -281,7 +248,8 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
     torch.set_num_threads(cfg.threads)
     kinds = tuple(m.drafter for m in cfg.methods if m.drafter is not None)
     world = load_world(assets, kinds)
-    cases = test_cases(cfg.scenes, cfg.tasks, cfg.seed, cfg.start)
+    long_form, note = long_form_cases(cfg, world.target.tokenizer)
+    cases = test_cases(cfg.scenes, cfg.tasks, cfg.seed, cfg.start, long_form)
     load_before = os.getloadavg()
     started = time.perf_counter()
     caches = PrefixCaches(cfg)
@@ -295,8 +263,12 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
     config["tree"] = asdict(cfg.tree)
     info = machine()
     info["load_average_start"] = [round(x, 2) for x in load_before]
+    methods = [summarise(m, runs, Method.AUTOREGRESSIVE) for m in cfg.methods]
     return {
-        "methods": [summarise(m, runs) for m in cfg.methods],
+        "methods": methods,
+        "autoregressive_tokens_per_s": _rate_of(methods, Method.AUTOREGRESSIVE),
+        "hf_generate_tokens_per_s": _rate_of(methods, Method.HF_GENERATE),
+        "long_form": _long_form_info(runs, note),
         "config": config,
         "tree": asdict(cfg.tree),
         "split": "test",
@@ -306,75 +278,6 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
         "machine": info,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-
-
-def speedup_ceiling(report: dict) -> float | None:
-    """1 / autoregressive's prefill share: the whole-generation speedup of a method whose
-    decoding took no time (every method pays the same prefill)."""
-    for m in report["methods"]:
-        if m["method"] == Method.AUTOREGRESSIVE.value and m.get("prefill_share"):
-            return 1.0 / m["prefill_share"]
-    return None
-
-
-def _fmt(value, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
-
-
-def format_table(report: dict) -> str:
-    """Markdown table of the methods."""
-    lines = [
-        "| method | acceptance T=0 | acceptance T=1 | tokens/s | speedup | decode speedup "
-        "| drafter prefill | identical |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in report["methods"]:
-        prefill = m["drafter_prefill_ratio"]
-        prefill = None if prefill is None else 100 * prefill
-        lines.append(
-            f"| {m['method']} | {_fmt(m['acceptance_length'], '{:.2f}')} "
-            f"| {_fmt(m['acceptance_length_t1'], '{:.2f}')} | {m['tokens_per_s']:.1f} "
-            f"| {m['speedup']:.2f}x | {_fmt(m['decode_speedup'], '{:.2f}x')} "
-            f"| {_fmt(prefill, '{:.1f} %')} "
-            f"| {m['identical_fraction']:.3f} |"
-        )
-    return "\n".join(lines)
-
-
-def format_step_costs(report: dict) -> str:
-    """One line per hivis-engine method: prefill, then milliseconds per target forward."""
-    lines = ["time per question and per target forward after the prefill (means):"]
-    for m in report["methods"]:
-        if "verify_ms_per_step" in m:
-            lines.append(
-                f"  {m['method']:<15} prefill {m['prefill_ms']:6.1f} ms | per step: draft "
-                f"{m['draft_ms_per_step']:.2f} ms + verify {m['verify_ms_per_step']:.2f} ms"
-            )
-    return "\n".join(lines)
-
-
-def format_by_task(report: dict) -> str:
-    """Markdown table: per task type, mean answer length and each method's speedup
-    (acceptance length in parentheses)."""
-    methods = [m for m in report["methods"] if m["method"] != Method.AUTOREGRESSIVE.value]
-    tasks = list(report["methods"][0]["by_task"])
-    lines = [
-        "| task | questions | mean new tokens | " + " | ".join(m["method"] for m in methods) + " |",
-        "|---|---|---|" + "---|" * len(methods),
-    ]
-    for task in tasks:
-        first = report["methods"][0]["by_task"][task]
-        cells = []
-        for m in methods:
-            t = m["by_task"][task]
-            acc = "" if t["acceptance_length"] is None else f" ({t['acceptance_length']:.2f})"
-            cells.append(f"{t['speedup']:.2f}x{acc}")
-        lines.append(
-            f"| {task} | {first['questions']} | {first['mean_new_tokens']:.1f} | "
-            + " | ".join(cells)
-            + " |"
-        )
-    return "\n".join(lines)
 
 
 def tune_tree(trees: list[TreeConfig], cfg: BenchConfig, assets: Path | None = None) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 from hivis.cli import parse_chain, parse_tree
@@ -66,7 +67,13 @@ def add_bench_command(subparsers) -> None:
         "--prefix-cache",
         action="store_true",
         help="ask each scene's questions in order through a prefix cache per method (the "
-        "image is prefilled once per scene); assisted is left out",
+        "image is prefilled once per scene); hf-generate and assisted are left out",
+    )
+    cmd.add_argument(
+        "--long-form",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the long-form questions too (default: when the target's tokenizer knows them)",
     )
     cmd.add_argument("--threads", type=int, default=d["threads"].default)
     cmd.add_argument(
@@ -83,7 +90,7 @@ def _bench_config(args):
     from hivis.world.app.bench import BenchConfig, Method
     from hivis.world.data.tasks import TaskType
 
-    methods = tuple(m for m in Method if not (args.prefix_cache and m is Method.ASSISTED))
+    methods = tuple(m for m in Method if not (args.prefix_cache and m.external))
     if args.method:
         methods = tuple(m for m in Method if m.value in args.method or m is Method.AUTOREGRESSIVE)
     return BenchConfig(
@@ -96,6 +103,7 @@ def _bench_config(args):
         sampling_acceptance=not args.no_sampling,
         threads=args.threads,
         prefix_cache=args.prefix_cache,
+        long_form=args.long_form,
         **({"tree": args.tree or args.chain} if (args.tree or args.chain) else {}),
     )
 
@@ -112,13 +120,17 @@ def _run_tune_tree(cfg, args) -> int:
 
 
 def _print_report(report: dict) -> None:
-    from hivis.world.app.bench import (
+    from hivis.world.app.bench_report import (
         format_by_task,
+        format_long_form,
         format_step_costs,
         format_table,
         speedup_ceiling,
     )
 
+    print(format_long_form(report))
+    print()
+    print("all questions:")
     print(format_table(report))
     ceiling = speedup_ceiling(report)
     if ceiling is not None:
@@ -133,7 +145,7 @@ def _print_report(report: dict) -> None:
 
 
 def _run_bench(args) -> int:
-    from hivis.world.app.bench import run_bench, write_json
+    from hivis.world.app.bench import Method, run_bench, write_json
 
     cfg = _bench_config(args)
     if args.tune_tree:
@@ -142,5 +154,5 @@ def _run_bench(args) -> int:
     _print_report(report)
     if args.json:
         print(f"report -> {write_json(report, args.json)}")
-    hivis_rows = [m for m in report["methods"] if m["method"] != "assisted"]
+    hivis_rows = [m for m in report["methods"] if not Method(m["method"]).external]
     return 0 if all(m["identical_fraction"] == 1.0 for m in hivis_rows) else 1

@@ -8,6 +8,9 @@ the table shows the answer, whether it is right (equal to the world's reference)
 HiViS output is identical to the target's own, the acceptance length (bonus token included),
 the speedup (median target-alone time / median HiViS time, whole generation) and the
 drafter's prefill as a share of the target's. A PNG shows the scenes with answers and metrics.
+When the target's tokenizer was trained with the long-form questions it also asks the first
+scene for a report (100-300 tokens), whose "right" column is the share of its facts stated
+right (:mod:`hivis.world.data.facts`); otherwise it says why it does not.
 
 Without the shipped models it says how to build them and runs the on-the-fly demo
 (:mod:`hivis.world.app.demo_onthefly`: a random-weight model and a drafter trained in seconds).
@@ -22,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivis.world.app.bench import WORLD_TREE, BenchConfig, Method, run_method
+from hivis.world.data.facts import fact_score
 from hivis.world.data.tasks import TaskType
+from hivis.world.data.tokenizer import NO_LONG_FORM, expresses_long_form
 from hivis.world.drafters.shipped import (
     AssetsMissing,
     DrafterKind,
@@ -45,6 +50,13 @@ class DemoRow:
     acceptance_length: float
     speedup: float
     prefill_ratio: float
+    facts: float | None = None  # long-form: share of the reference's facts stated right
+
+    @property
+    def right(self) -> str:
+        if self.facts is not None:
+            return f"{100 * self.facts:.0f}%"
+        return "yes" if self.correct else "no"
 
 
 def compare(world, case: TestCase, reps: int, max_new_tokens: int) -> DemoRow:
@@ -60,10 +72,12 @@ def compare(world, case: TestCase, reps: int, max_new_tokens: int) -> DemoRow:
                 times[method].append(results[method].metrics.total_s)
     fast, slow = results[Method.HIVIS], results[Method.AUTOREGRESSIVE]
     answer = fast.text.strip()
+    facts = fact_score(answer, case.reference).accuracy if case.task.long_form else None
     return DemoRow(
         case=case,
         answer=answer,
         correct=answer == case.reference,
+        facts=facts,
         identical=fast.token_ids == slow.token_ids,
         acceptance_length=fast.metrics.acceptance_length,
         speedup=statistics.median(times[Method.AUTOREGRESSIVE])
@@ -80,7 +94,7 @@ def format_table(rows: list[DemoRow]) -> str:
     for r in rows:
         scene = r.case.uid.rsplit("-", 1)[-1].lstrip("0") or "0"
         lines.append(
-            f"{scene:6s} {r.case.task.value:13s} | {'yes' if r.correct else 'no':5s} | "
+            f"{scene:6s} {r.case.task.value:13s} | {r.right:5s} | "
             f"{'yes' if r.identical else 'NO':9s} | {r.acceptance_length:14.2f} | "
             f"{r.speedup:6.2f}x | {100 * r.prefill_ratio:13.1f} %"
         )
@@ -88,11 +102,12 @@ def format_table(rows: list[DemoRow]) -> str:
 
 
 def _panel_text(row: DemoRow) -> str:
-    answer = textwrap.fill(row.answer, 64, subsequent_indent="   ")
+    short = textwrap.shorten(row.answer, 320, placeholder=" ...")  # a report runs 100-300 tokens
+    answer = textwrap.fill(short, 64, subsequent_indent="   ")
     return (
         f"Q: {row.case.question}\nA: {answer}\n"
         f"identical to target: {'yes' if row.identical else 'NO'}   right: "
-        f"{'yes' if row.correct else 'no'}\naccept. length {row.acceptance_length:.2f}   "
+        f"{row.right}\naccept. length {row.acceptance_length:.2f}   "
         f"speedup {row.speedup:.2f}x   drafter prefill {100 * row.prefill_ratio:.1f} %"
     )
 
@@ -157,6 +172,10 @@ def run_demo(
         f"{WORLD_TREE.total_tokens} nodes / depth {WORLD_TREE.depth} / top-{WORLD_TREE.top_k}"
     )
     cases = test_cases(scenes, DEMO_TASKS)
+    if expresses_long_form(world.target.tokenizer):
+        cases.insert(len(DEMO_TASKS), test_cases(1, (TaskType.REPORT,), long_form=True)[0])
+    else:
+        log(f"no long-form answer in this demo: {NO_LONG_FORM}")
     rows = []
     for case in cases:
         rows.append(compare(world, case, reps, max_new_tokens))

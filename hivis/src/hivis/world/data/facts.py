@@ -115,3 +115,15 @@ def fact_score(answer: str, reference: str) -> FactScore:
     stated = stated_facts(answer)
     correct = sum(stated.get(key) == values for key, values in expected.items())
     return FactScore(correct, len(expected))
+
+
+def distinct_ngram_fraction(texts: list[str], n: int = 4) -> float:
+    """Distinct word ``n``-grams over all word ``n``-grams of ``texts`` (each text on its own;
+    words split at whitespace); 0.0 when there is none. A repetitive, looping text scores
+    low."""
+    grams = [
+        tuple(words[i : i + n])
+        for words in (text.split() for text in texts)
+        for i in range(len(words) - n + 1)
+    ]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -108,6 +108,12 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
+NO_LONG_FORM = (
+    "the target's tokenizer was not trained with the long-form questions (`hivis world "
+    "tokenizer --long-form`), so the target never learnt them"
+)
+
+
 def one_token_per_word(tokenizer, text: str) -> bool:
     """Whether ``text`` is encoded as one token per word or punctuation mark (per piece of the
     byte-level pre-tokenizer): how the world tokenizer encodes the text it was trained on."""

@@ -116,8 +116,11 @@ class TestCase:
 TestCase.__test__ = False  # not a pytest class
 
 
-def test_cases(scenes: int, tasks=None, seed: int = 0, start: int = 0) -> list[TestCase]:
-    """The questions of ``tasks`` (default: all) for test-split scenes start..start+scenes-1.
+def test_cases(
+    scenes: int, tasks=None, seed: int = 0, start: int = 0, long_form: bool = False
+) -> list[TestCase]:
+    """The questions of ``tasks`` (default: all) for test-split scenes start..start+scenes-1,
+    with ``long_form`` their long-form questions too.
 
     The test split is a random stream the build never reads, so these scenes are held out
     from the target's and the drafters' training.
@@ -127,7 +130,7 @@ def test_cases(scenes: int, tasks=None, seed: int = 0, start: int = 0) -> list[T
     wanted = None if tasks is None else {TaskType(t) for t in tasks}
     cases = []
     for index in range(start, start + scenes):
-        sample = make_sample(seed, Split.TEST, index)
+        sample = make_sample(seed, Split.TEST, index, long_form=long_form)
         image = render_scene(sample.scene)
         for task in sample.tasks:
             if wanted is None or task.task_type in wanted:
