@@ -69,3 +69,15 @@ def test_fact_accuracy_and_distinct_ngrams_of_hand_made_answers():
     assert distinct_ngram_fraction(["a b c"], 4) == 0.0
     looping = " ".join(["Object one is a small red circle."] * 10)
     assert distinct_ngram_fraction([looping], 4) < 0.2 < distinct_ngram_fraction([reference], 4)
+
+
+def test_demo_shows_one_long_form_answer_when_the_target_can(long_form_assets, tmp_path):
+    from hivis.world.app.demo import run_demo
+
+    lines: list[str] = []
+    rows = run_demo(tmp_path, scenes=1, reps=1, assets=long_form_assets, log=lines.append)
+    assert [r.case.task for r in rows].count(TaskType.REPORT) == 1
+    report_row = next(r for r in rows if r.case.task is TaskType.REPORT)
+    assert report_row.identical and report_row.right.endswith("%")
+    assert report_row.facts == fact_score(report_row.answer, report_row.case.reference).accuracy
+    assert not any("no long-form answer" in line for line in lines)

@@ -13,6 +13,7 @@ def test_demo_quick_runs_end_to_end_on_shipped_models(tmp_path, capsys):
     assert len(table) == 3  # describe, reasoning, counting on one held-out scene
     assert all("| yes       |" in line for line in table)  # identical to the target
     assert "identical to the target's own output: 3/3" in out
+    assert "no long-form answer in this demo" in out  # the shipped tokenizer lacks them
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

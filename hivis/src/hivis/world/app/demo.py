@@ -102,7 +102,8 @@ def format_table(rows: list[DemoRow]) -> str:
 
 
 def _panel_text(row: DemoRow) -> str:
-    short = textwrap.shorten(row.answer, 320, placeholder=" ...")  # a report runs 100-300 tokens
+    printable = "".join(ch if ch.isprintable() else "?" for ch in row.answer)
+    short = textwrap.shorten(printable, 320, placeholder=" ...")  # a report: 100-300 tokens
     answer = textwrap.fill(short, 64, subsequent_indent="   ")
     return (
         f"Q: {row.case.question}\nA: {answer}\n"
