@@ -234,6 +234,10 @@ def test_kernel_command_writes_every_output(tmp_path):
     event = summary["per_event"][0]
     assert event["time_steps"] == {"forward": NT, "replay": NT, "adjoint": NT, "total": 3 * NT}
     assert event["chunk"] == 97 and event["snapshots"] == 4 and event["store_bytes"] > 0
+    rates = event["cell_updates_per_second"]  # model cells x steps / seconds, per phase
+    for phase in ("forward", "replay", "adjoint"):
+        assert rates[phase] == pytest.approx(56 * 44 * NT / event["seconds"][phase])
+        assert event["threads"][phase] >= 1
     for name in ("K_rho", "K_kappa", "K_alpha", "K_Qkappa", "dchi_dvp"):
         assert np.load(out / f"{name}.npy").shape == (56, 44)
     with xr.open_dataset(out / "kernels.nc", engine="scipy") as data:

@@ -24,6 +24,7 @@ from devito import (
 
 from anelastic.acquisition import Component
 from anelastic.forward.cache import Claimable, OperatorCache
+from anelastic.forward.threads import ThreadChooser
 from anelastic.physics.base import CoefficientSpec, FieldRole, Physics
 from anelastic.physics.boundary import AbsorbingLayout
 
@@ -109,6 +110,7 @@ class Propagator(Claimable):
         }
         self.operator = Operator(self._equations(physics), name="forward")
         self._direct: DirectKernel | None = None
+        self.auto_threads = ThreadChooser()  # for simulations that set no thread count
 
     def _equations(self, physics: Physics) -> list:
         return forward_equations(
@@ -153,18 +155,24 @@ class Propagator(Claimable):
         """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
         every state, e.g. to record a boundary ring, costs ~1.1 steps instead of ~9)."""
         self.check_owner(sim)
-        if self._direct is None or self._direct.threads != sim.threads:
-            self._direct = DirectKernel(self.operator, sim.threads)
+        threads = self.threads_for(sim).best()
+        if self._direct is None or self._direct.threads != threads:
+            self._direct = DirectKernel(self.operator, threads)
         self._direct(step, step)
+
+    def threads_for(self, sim: Simulation) -> ThreadChooser:
+        """``sim``'s fixed thread count, or this operator's measured choice if it sets none."""
+        return ThreadChooser(sim.threads) if sim.threads is not None else self.auto_threads
 
     def apply(self, sim: Simulation, start: int, stop: int) -> None:
         self.check_owner(sim)
         if stop > start:
-            # Sparse injection/interpolation touch a handful of points: one thread avoids an
-            # OpenMP fork/join per step that costs more than the work (and stalls under load).
-            self.operator.apply(
-                time_m=start, time_M=stop - 1, nthreads=sim.threads, nthreads_nonaffine=1
-            )
+            self.threads_for(sim).run(self._apply_range, start, stop)
+
+    def _apply_range(self, start: int, stop: int, threads: int) -> None:
+        # Sparse injection/interpolation touch a handful of points: one thread avoids an
+        # OpenMP fork/join per step that costs more than the work (and stalls under load).
+        self.operator.apply(time_m=start, time_M=stop - 1, nthreads=threads, nthreads_nonaffine=1)
 
     def finite(self) -> bool:
         wavefields = [self.fields[s.name] for s in self.specs if s.role is FieldRole.WAVEFIELD]

@@ -8,7 +8,6 @@ so a full run of steps 0..nt-1 gives traces [nt, nrec] at t = 0, dt, ..., (nt-1)
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +92,9 @@ class Simulation:
         self.receivers = receivers
         self.time = time
         self.config = config if config is not None else PhysicsConfig()
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1 or None (chosen by measurement); got {threads}")
+        self.threads = threads  # None: chosen per call by measurement (forward/threads.py)
         self.pads = padding(model.ndim, self.config.pml_width, self.config.free_surface)
         _validate_acquisition(model, self.sources, receivers, self.pads, self.config)
         self.f0 = self.sources[0].wavelet.dominant_frequency

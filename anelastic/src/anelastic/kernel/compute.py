@@ -23,6 +23,7 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from anelastic.kernel.progress import PassLog, PhaseBars
 from anelastic.kernel.reconstruction import ReverseUnstableError
 from anelastic.kernel.schedule import chunks
 from anelastic.kernel.storage import STRATEGIES, StorageStrategy, Traces
+
+if TYPE_CHECKING:
+    from anelastic.forward.simulation import Simulation
 
 
 @dataclass
@@ -78,6 +82,8 @@ def compute_kernels(event: Event, settings: KernelSettings, progress: bool = Fal
         "nt": event.time.nt,
         "time_steps": dict(log.steps, total=sum(log.steps.values())),
         "seconds": dict(log.seconds, total=time.perf_counter() - start),
+        "cell_updates_per_second": cell_update_rates(log, int(np.prod(event.model.grid.shape))),
+        "threads": thread_choices(settings.threads, run.sim, ops),
         "buffer_bytes": ops.buffer_nbytes(),
         "peak_ram_bytes": peak_ram_bytes(),
         "misfit": misfit.chi,
@@ -105,6 +111,26 @@ def kernel_pass(
         log.add("adjoint", chunk.length, time.perf_counter() - begin)
         bars["adjoint"].update(chunk.length)
         strategy.chunk_done(ops, chunk)
+
+
+def cell_update_rates(log: PassLog, cells: int) -> dict[str, float]:
+    """Model cells (PML excluded) times steps per second of wall time, per phase."""
+    return {
+        phase: cells * steps / log.seconds[phase]
+        for phase, steps in log.steps.items()
+        if log.seconds.get(phase, 0.0) > 0
+    }
+
+
+def thread_choices(requested: int | None, sim: Simulation, ops: KernelOperators) -> dict:
+    """The thread count each phase's operator ran on at the end (``requested``: the user's
+    setting; None means chosen by measurement, see :mod:`anelastic.forward.threads`)."""
+    return {
+        "requested": requested,
+        "forward": sim.propagator.threads_for(sim).best(),
+        "replay": ops.threads_for("replay").best(),
+        "adjoint": ops.threads_for("adjoint").best(),
+    }
 
 
 def evaluate_misfit(event: Event, misfit: Misfit, traces: Traces) -> EventMisfit:

@@ -23,6 +23,7 @@ from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
 from anelastic.forward.cache import OperatorCache
 from anelastic.forward.propagator import fill_coefficients, forward_equations, make_coefficient
+from anelastic.forward.threads import ThreadChooser
 
 if TYPE_CHECKING:
     from anelastic.forward.simulation import Simulation
@@ -90,6 +91,12 @@ class KernelOperators:
         self._fill_op = None
         self.replay_steps = 0
         self.adjoint_steps = 0
+        self.auto_threads = {"replay": ThreadChooser(), "adjoint": ThreadChooser()}
+
+    def threads_for(self, phase: str) -> ThreadChooser:
+        """The simulation's fixed thread count, or the phase operator's measured choice."""
+        fixed = self.sim.threads
+        return ThreadChooser(fixed) if fixed is not None else self.auto_threads[phase]
 
     def _replay_coefficient_specs(self) -> tuple:
         """Model-dependent coefficients only the buffer needs (e.g. Q-derivatives)."""
@@ -150,8 +157,11 @@ class KernelOperators:
         self.prop.write_state(0, state)
         for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
             src.data[:length] = full.data[start:stop]
-        self.replay_op.apply(
-            time_m=0, time_M=length - 1, nthreads=self.sim.threads, nthreads_nonaffine=1
+        self.threads_for("replay").timed(
+            lambda threads: self.replay_op.apply(
+                time_m=0, time_M=length - 1, nthreads=threads, nthreads_nonaffine=1
+            ),
+            length,
         )
         self.replay_steps += length
 
@@ -164,15 +174,18 @@ class KernelOperators:
             if name in state:  # the buffer only reads wavefields (and memory variables)
                 f.data[tau % 2] = state[name]
                 f.data[(tau + 1) % 2] = next_state[name]
-        self._fill_op.apply(time_m=tau, time_M=tau, nthreads=self.sim.threads)
+        self._fill_op.apply(time_m=tau, time_M=tau, nthreads=self.threads_for("replay").best())
 
     def adjoint_chunk(self, start: int, stop: int, residual: np.ndarray) -> None:
         """Adjoint steps stop-1 .. start; ``residual`` [nt, nrec] is dchi/d(recorded sample)."""
         length = self._check_chunk(start, stop)
         self._align_adjoint_slots(length)
         self.residual.data[:length] = residual[start:stop]
-        self.adjoint_op.apply(
-            time_m=0, time_M=length - 1, nthreads=self.sim.threads, nthreads_nonaffine=1
+        self.threads_for("adjoint").timed(
+            lambda threads: self.adjoint_op.apply(
+                time_m=0, time_M=length - 1, nthreads=threads, nthreads_nonaffine=1
+            ),
+            length,
         )
         self.adjoint_steps += length
 

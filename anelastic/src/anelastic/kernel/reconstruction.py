@@ -194,7 +194,7 @@ class _BoundaryReplay:
     def _step_back(self) -> None:
         """State ``current - 1`` from state ``current`` (ring loaded inside the operator)."""
         self._check_owner()
-        self._op.step_back(self._current, self.sim.threads)
+        self._op.step_back(self._current, self.sim.propagator.threads_for(self.sim).best())
         self._current -= 1
         self.backward_steps += 1
 

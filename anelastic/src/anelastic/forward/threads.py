@@ -1,0 +1,116 @@
+"""The thread count of each operator call, chosen by measurement when the user sets none.
+
+Why measure: on a 2-core machine two OpenMP threads beat one only while the second core is free.
+A time step has several short parallel loops; when another process holds a core, the thread that
+shares it reaches each loop's barrier a scheduler slice late and the step waits for it (measured
+on benchmark P1 with one competing process: 2 threads 1.2-40x slower than 1 thread, depending on
+the wait policy). No fixed count is right on a shared machine, so a :class:`ThreadChooser` times
+real work: the first calls try each candidate once, later calls use the fastest per step, and
+every few calls the others are re-timed (always in short calls), so a process that starts or
+stops competing mid-run changes the choice within seconds. Results do not depend on the
+count: each grid point is updated by one thread with the same arithmetic, and sparse injection
+runs on one thread (``nthreads_nonaffine=1``).
+
+A user who sets ``threads`` gets exactly that count (:class:`ThreadChooser` with ``fixed``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+PROBE_STEPS = 40  # steps per probing call: long enough to time, short enough to waste little
+REPROBE_EVERY = 12  # calls between re-timings of the candidates not in use
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_candidates(cores: int | None = None) -> tuple[int, ...]:
+    """1 thread and, if there are more cores, 2 and the core count (at most three candidates)."""
+    cores = available_cores() if cores is None else cores
+    return tuple(sorted({1, min(2, cores), cores}))
+
+
+class ThreadChooser:
+    """Thread count per operator call: ``fixed`` if given, else the fastest measured candidate.
+
+    Seconds per step are kept per candidate as the latest measurement (a machine's load changes,
+    so old figures are replaced, not averaged).
+    """
+
+    def __init__(self, fixed: int | None = None, candidates: tuple[int, ...] | None = None):
+        if fixed is not None and fixed < 1:
+            raise ValueError(f"threads must be >= 1 (got {fixed})")
+        self.fixed = fixed
+        self.candidates = (fixed,) if fixed is not None else (candidates or default_candidates())
+        self.per_step: dict[int, float] = {}
+        self.calls = 0
+        self.history: list[tuple[int, int, float]] = []  # (threads, steps, seconds) per call
+
+    @property
+    def probing(self) -> bool:
+        """True while some candidate has never been timed (never with one candidate)."""
+        return len(self.candidates) > 1 and any(c not in self.per_step for c in self.candidates)
+
+    def best(self) -> int:
+        """The fastest candidate measured so far (the first untimed one before that)."""
+        untimed = [c for c in self.candidates if c not in self.per_step]
+        if untimed and len(self.candidates) > 1:
+            return untimed[0]
+        if untimed:
+            return self.candidates[0]
+        return min(self.candidates, key=lambda c: self.per_step[c])
+
+    def next_call(self) -> tuple[int, bool]:
+        """(threads, is_probe) for the next call: untimed candidates first, then the best,
+        re-timing the others once every :data:`REPROBE_EVERY` calls. Probe calls are kept short
+        by :meth:`run` (a candidate may be many times slower)."""
+        if self.probing:
+            return self.best(), True
+        if len(self.candidates) > 1 and self.calls % REPROBE_EVERY == REPROBE_EVERY - 1:
+            others = [c for c in self.candidates if c != self.best()]
+            return others[(self.calls // REPROBE_EVERY) % len(others)], True
+        return self.best(), False
+
+    def record(self, threads: int, steps: int, seconds: float) -> None:
+        """One call's measurement: ``steps`` time steps on ``threads`` threads took ``seconds``."""
+        self.calls += 1
+        self.history.append((threads, steps, seconds))
+        if steps > 0:
+            self.per_step[threads] = seconds / steps
+
+    def run(self, call: Callable[[int, int, int], None], start: int, stop: int) -> None:
+        """Steps ``start .. stop-1`` as timed ``call(first, last_plus_one, threads)`` pieces;
+        a probing piece is at most :data:`PROBE_STEPS` long."""
+        while start < stop:
+            threads, probe = self.next_call()
+            end = min(stop, start + PROBE_STEPS) if probe else stop
+            t0 = time.perf_counter()
+            call(start, end, threads)
+            self.record(threads, end - start, time.perf_counter() - t0)
+            start = end
+
+    def timed(self, call: Callable[[int], None], steps: int) -> None:
+        """One timed ``call(threads)`` of ``steps`` time steps, never split (an operator whose
+        calls cannot be cut, e.g. a backward chunk; probing then uses whole calls)."""
+        threads, _ = self.next_call()
+        t0 = time.perf_counter()
+        call(threads)
+        self.record(threads, steps, time.perf_counter() - t0)
+
+    def summary(self) -> dict:
+        """Steps and seconds per thread count over all calls, and the current choice."""
+        out: dict[str, dict] = {}
+        for threads, steps, seconds in self.history:
+            entry = out.setdefault(str(threads), {"calls": 0, "steps": 0, "seconds": 0.0})
+            entry["calls"] += 1
+            entry["steps"] += steps
+            entry["seconds"] += seconds
+        return {"fixed": self.fixed, "choice": self.best(), "by_threads": out}
