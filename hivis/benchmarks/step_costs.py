@@ -7,7 +7,8 @@ step, a target tree pass.
   rows (logits included), through the HF decoder layer and through ``hivis.lean_layer``
   (checked to give the same logits), and the lean call part by part;
 * target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
-  ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node).
+  ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node), through the HF
+  text model and through ``hivis.targets.lean`` (checked to give the same logits).
 
 Caches are cropped back after each call (``hivis.kv_cache.crop``), so a timed call starts
 from the same cache each time. Median of 7 batches (300 drafter calls, 100 target
@@ -73,13 +74,18 @@ def main() -> None:
         same = torch.equal(call(None), call(lean))
         hf, ours = median_ms(lambda: call(None)), median_ms(lambda: call(lean))
         parts = drafter_parts(drafter, lean, (ids, feats, pos, mask), cache, base)
-        decode, tree = target_costs(world.target, args.tree_nodes)
+        steps = {name: target_costs(t, args.tree_nodes) for name, t in _targets(world).items()}
     print(
         f"threads {args.threads}: drafter call on {args.rows} rows: HF layer {hf:.3f} ms, lean "
-        f"layer {ours:.3f} ms ({hf / ours:.2f}x, identical logits: {same}); target decode "
-        f"step {decode:.2f} ms, {args.tree_nodes}-node tree pass {tree:.2f} ms "
-        f"({tree / decode:.2f} decode steps)"
+        f"layer {ours:.3f} ms ({hf / ours:.2f}x, identical logits: {same})"
     )
+    for name, (decode, tree, _) in steps.items():
+        print(
+            f"target through {name}: decode step {decode:.2f} ms, {args.tree_nodes}-node tree "
+            f"pass {tree:.2f} ms ({tree / decode:.2f} decode steps)"
+        )
+    same = all(torch.equal(a, b) for a, b in zip(*(s[2] for s in steps.values()), strict=True))
+    print(f"target logits identical through both: {same}")
     print("lean drafter call, part by part: " + ", ".join(f"{k} {v:.3f} ms" for k, v in parts))
 
 
@@ -110,8 +116,14 @@ def drafter_parts(drafter, lean, inputs, cache, base: int) -> list[tuple[str, fl
     ]
 
 
-def target_costs(target, nodes: int) -> tuple[float, float]:
-    """Milliseconds of one decode step and of one ``nodes``-node tree pass after a prefill."""
+def _targets(world) -> dict:
+    """The shipped target through the HF text model and through the lean forward."""
+    return {"HF modules": world.target.with_lean(False), "hivis.targets.lean": world.target}
+
+
+def target_costs(target, nodes: int) -> tuple[float, float, tuple]:
+    """Milliseconds of one decode step and of one ``nodes``-node tree pass after a prefill,
+    and the logits of each (decode [V], tree [nodes, V])."""
     case = test_cases(1)[0]
     cache = target.new_cache()
     target.prefill(target.prepare([case.image], case.prompt), cache)
@@ -126,7 +138,12 @@ def target_costs(target, nodes: int) -> tuple[float, float]:
         target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)
         crop(cache, length)
 
-    return median_ms(decode, calls=100), median_ms(verify, calls=100)
+    logits = (
+        target.decode_one(5, length, cache),
+        target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)[0],
+    )
+    crop(cache, length)
+    return median_ms(decode, calls=100), median_ms(verify, calls=100), logits
 
 
 if __name__ == "__main__":

@@ -37,13 +37,14 @@ _FALLBACKS = {
 }
 
 
-def load_target(directory: str | Path, dtype=None) -> HFTarget:
+def load_target(directory: str | Path, dtype=None, lean: bool = True) -> HFTarget:
     """Load ``directory`` with AutoModelForImageTextToText + AutoProcessor as a target.
 
     The family is checked from ``config.json`` before any weights load. If the processor
     cannot be built (Qwen2-VL, Qwen2.5-VL and SmolVLM processors require torchvision for
     their video half), the tokenizer and image processor are loaded on their own and hivis
-    expands image placeholders with the processor's documented rule.
+    expands image placeholders with the processor's documented rule. ``lean``: see
+    :class:`HFTarget`.
     """
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
@@ -54,7 +55,7 @@ def load_target(directory: str | Path, dtype=None) -> HFTarget:
     family = family_of(AutoConfig.from_pretrained(directory).model_type)
     model = AutoModelForImageTextToText.from_pretrained(directory, dtype=dtype or torch.float32)
     model.eval()
-    return wrap_target(model, _load_processor(directory, family), family)
+    return wrap_target(model, _load_processor(directory, family), family, lean)
 
 
 def _load_processor(directory: Path, family: Family):
@@ -80,8 +81,11 @@ class _Parts:
         self.reason = reason
 
 
-def wrap_target(model, processor, family: Family | str | None = None) -> HFTarget:
-    """Wrap an already loaded model and processor (or tokenizer+image-processor parts)."""
+def wrap_target(
+    model, processor, family: Family | str | None = None, lean: bool = True
+) -> HFTarget:
+    """Wrap an already loaded model and processor (or tokenizer+image-processor parts);
+    ``lean``: see :class:`HFTarget`."""
     family = family_of(model.config.model_type) if family is None else Family(family)
     if isinstance(processor, _Parts):
         preparer, full = _FALLBACKS[family], None
@@ -94,4 +98,5 @@ def wrap_target(model, processor, family: Family | str | None = None) -> HFTarge
         family,
         processor=full,
         image_processor=processor.image_processor,
+        lean=lean,
     )

@@ -4,7 +4,9 @@ The adapter never forks or patches model code: a tree is verified by calling the
 inner module (``model.model``) with a 4-D additive attention mask, explicit position ids (3-D
 M-RoPE ids for Qwen2-VL / Qwen2.5-VL) and a ``DynamicCache`` that hivis owns; the LM head is
 applied by hivis to the last-layer hidden states it also needs for the drafter. Nothing is
-written into the user's model object.
+written into the user's model object. Decode steps and tree passes of the text models that
+:mod:`hivis.targets.lean` serves run through its lean forward instead of the HF modules (the
+same arithmetic on the same weights; ``lean=False`` keeps the HF modules everywhere).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from transformers.cache_utils import DynamicCache
 from hivis.kv_cache import full_attention_cache, keep_rows
 from hivis.targets.families import MROPE_FAMILIES, Family
 from hivis.targets.kwargs import cache_kwargs
+from hivis.targets.lean import LeanTextModel, lean_text_model_for
 
 
 @dataclass(frozen=True)
@@ -62,11 +65,20 @@ class HFTarget:
 
     Built by :func:`hivis.targets.load_target`; ``preparer`` turns (images, prompt) into model
     inputs for the family (see :mod:`hivis.targets.inputs`). ``processor`` is None when the
-    family's processor could not be built and hivis's fallback expansion is used.
+    family's processor could not be built and hivis's fallback expansion is used. ``lean``:
+    decode steps and tree passes through :mod:`hivis.targets.lean` where the text model is
+    served (``self.lean`` is then not None).
     """
 
     def __init__(
-        self, model, tokenizer, preparer, family: Family, processor=None, image_processor=None
+        self,
+        model,
+        tokenizer,
+        preparer,
+        family: Family,
+        processor=None,
+        image_processor=None,
+        lean: bool = True,
     ):
         attn = model.config._attn_implementation
         if attn not in ("eager", "sdpa"):
@@ -87,8 +99,23 @@ class HFTarget:
         self.hidden_size = int(self.text_config.hidden_size)
         self.vocab_size = int(self.lm_head.weight.shape[0])
         self.language_model = _language_model(self.inner)
+        served = None if self.mrope else lean_text_model_for(self.language_model)
+        self.lean: LeanTextModel | None = served if lean else None
         self.dtype = self.lm_head.weight.dtype
         self.device = self.lm_head.weight.device
+
+    def with_lean(self, lean: bool) -> HFTarget:
+        """The same model, tokenizer and inputs with the lean forward on or off (to compare
+        the two paths; the model object is shared, not copied)."""
+        return HFTarget(
+            self.model,
+            self.tokenizer,
+            self.preparer,
+            self.family,
+            self.processor,
+            self.image_processor,
+            lean=lean,
+        )
 
     @property
     def mrope(self) -> bool:
@@ -162,34 +189,37 @@ class HFTarget:
         tokens, depths = tokens.to(self.device), depths.to(self.device)
         ancestor_mask = ancestor_mask.to(self.device)
         positions = (depths + root_position)[None, :]
-        if self.mrope:
-            positions = positions.expand(3, -1)
         # A lone root needs no mask: plain causal attention over the cache is the same thing.
         n = ancestor_mask.shape[0]
         mask = None if n == 1 else additive_tree_mask(ancestor_mask, prefix_len, self.dtype)
-        out = self.language_model(
-            inputs_embeds=self.embed_tokens(tokens[None, :]),
-            attention_mask=mask,
-            position_ids=self.native_positions(positions),
-            use_cache=True,
-            **cache_kwargs(self.language_model, cache),
-        )
-        hidden = out.last_hidden_state[0]
+        hidden = self._text_rows(tokens[None, :], positions, mask, cache)[0]
         return self.lm_head(hidden), hidden
 
     def decode_one(self, token: int, position: int, cache: DynamicCache) -> torch.Tensor:
         """Plain one-token decode step (the autoregressive baseline). Returns logits [V]."""
         ids = torch.tensor([[token]], device=self.device)
         positions = torch.tensor([[position]], device=self.device)
+        return self.lm_head(self._text_rows(ids, positions, None, cache)[0, -1])
+
+    def _text_rows(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache
+    ) -> torch.Tensor:
+        """The text model on new rows after ``cache`` (which it extends): ids [1, n], positions
+        [1, n], mask None (causal) or additive [1, 1, n, past + n]. Through the lean forward
+        where served, else the HF text model. Returns last-layer hidden states [1, n, H]."""
+        embeds = self.embed_tokens(ids)
+        if self.lean is not None:
+            return self.lean(embeds, positions, mask, cache)
         if self.mrope:
             positions = positions.expand(3, -1)
         out = self.language_model(
-            inputs_embeds=self.embed_tokens(ids),
+            inputs_embeds=embeds,
+            attention_mask=mask,
             position_ids=self.native_positions(positions),
             use_cache=True,
             **cache_kwargs(self.language_model, cache),
         )
-        return self.lm_head(out.last_hidden_state[0, -1])
+        return out.last_hidden_state
 
     def keep_path(self, cache: DynamicCache, prefix_len: int, kept: torch.Tensor) -> None:
         """Keep cache rows ``prefix_len + kept`` (in order) after the first ``prefix_len``.
