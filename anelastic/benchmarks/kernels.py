@@ -9,13 +9,19 @@ RSS), alternating round by round so all see the same machine load:
 - ``ours_checkpoint``: forward with snapshots every N = 45 steps (~sqrt(nt)) to a disk store,
   then replay + adjoint chunk by chunk (3 nt steps), kernels of vp, rho, Q;
 - ``ours_full``: all nt frames in RAM (needs ~7.7 GB for P1);
+- ``ours_dispersion``: the dispersion-only approach (4 nt steps, the paper's comparison: it
+  reconstructs the forward backwards from a boundary ring, so the adjoint sees a lossless field);
 - ``deepwave_default``: ``deepwave.viscoacoustic`` forward + ``backward()`` for v and Q grads,
   its default storage (every step kept);
 - ``deepwave_checkpointed``: the same with ``checkpoint_segments=45``
   (= ``deepwave.checkpointing.run_segments(checkpoint=True)`` with 45 segments).
 
 Within a worker the case runs once untimed (JIT compile / warm-up), then ``--reps`` timed runs.
-JSON: ``kernel_over_forward`` (our checkpoint time / our forward time; goal <= 3.5),
+Our cases run with the thread count chosen by measurement (the package default) unless
+``--fixed-threads`` is given. JSON: ``kernel_over_forward`` (our checkpoint time / our forward
+time; goal <= 3.5), ``phase_over_forward`` (each phase of the checkpointed kernel, median over
+runs, over the forward's median: ``forward_with_snapshots``, ``replay``, ``adjoint``),
+``dispersion_over_exact`` (dispersion-only time / checkpoint time; the paper's 4/3),
 ``peak_ram_vs_deepwave_checkpointed`` (our checkpoint peak RSS / Deepwave checkpointed peak RSS;
 goal <= 1), ``speed_vs_deepwave_checkpointed`` (Deepwave checkpointed time / ours; goal > 1).
 
@@ -44,6 +50,7 @@ SEGMENTS = 45
 CASES = (
     "ours_forward",
     "ours_checkpoint",
+    "ours_dispersion",
     "ours_full",
     "deepwave_default",
     "deepwave_checkpointed",
@@ -67,7 +74,14 @@ def _our_event(space_order: int):
     return Event(model, [Source(p1.SOURCE, ricker(p1.F0))], receivers, time_axis, config, zeros)
 
 
-def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
+STORAGE_OF_CASE = {
+    "ours_checkpoint": "checkpoint",
+    "ours_full": "full",
+    "ours_dispersion": "dispersion-only",
+}
+
+
+def run_ours(case: str, reps: int, threads: int | None, space_order: int) -> dict:
     from anelastic.forward.simulation import Simulation
     from anelastic.kernel.compute import compute_kernels
     from anelastic.kernel.inputs import KernelSettings, Storage, kernel_fit
@@ -83,7 +97,7 @@ def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
             Simulation(*args, threads=threads, sls_fit=fit).run()
             return {}
     else:
-        storage = Storage.CHECKPOINT if case == "ours_checkpoint" else Storage.FULL
+        storage = Storage(STORAGE_OF_CASE[case])
 
         def once():
             with tempfile.TemporaryDirectory(prefix="anelastic-bench-") as store:
@@ -96,6 +110,7 @@ def run_ours(case: str, reps: int, threads: int, space_order: int) -> dict:
             return {
                 "time_steps": s["time_steps"],
                 "phase_seconds": s["seconds"],
+                "thread_choice": s["threads"],
                 "store_bytes": s.get("store_bytes", 0),
                 "buffer_bytes": s["buffer_bytes"],
             }
@@ -107,12 +122,13 @@ def _timed(once, reps: int) -> dict:
     start = time.perf_counter()
     once()  # compile / warm-up
     setup = time.perf_counter() - start
-    times, info = [], {}
+    times, info, phases = [], {}, []
     for _ in range(reps):
         t0 = time.perf_counter()
         info = once()
         times.append(time.perf_counter() - t0)
-    return {"times": times, "setup_seconds": setup, **info}
+        phases.append(info.get("phase_seconds"))
+    return {"times": times, "setup_seconds": setup, **info, "phase_seconds_per_run": phases}
 
 
 def run_deepwave(case: str, reps: int, threads: int, space_order: int) -> dict:
@@ -148,9 +164,11 @@ def run_deepwave(case: str, reps: int, threads: int, space_order: int) -> dict:
     return _timed(once, reps)
 
 
-def worker(case: str, reps: int, threads: int, space_order: int) -> None:
-    runner = run_ours if case.startswith("ours") else run_deepwave
-    result = runner(case, reps, threads, space_order)
+def worker(case: str, reps: int, threads: int, space_order: int, fixed: bool) -> None:
+    if case.startswith("ours"):
+        result = run_ours(case, reps, threads if fixed else None, space_order)
+    else:
+        result = run_deepwave(case, reps, threads, space_order)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(result))
 
@@ -166,6 +184,12 @@ def summarise(runs: list[dict]) -> dict:
     for key in ("time_steps", "store_bytes", "buffer_bytes", "phase_seconds", "grad_norm_v"):
         if key in runs[-1]:
             out[key] = runs[-1][key]
+    per_run = [p for r in runs for p in r.get("phase_seconds_per_run", []) if p]
+    if per_run:
+        out["phase_median_seconds"] = {
+            phase: float(np.median([p[phase] for p in per_run])) for phase in per_run[0]
+        }
+        out["thread_choice"] = runs[-1].get("thread_choice")
     return out
 
 
@@ -177,16 +201,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--space-order", type=int, default=4)
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument(
+        "--fixed-threads",
+        action="store_true",
+        help="ours on exactly --threads threads (default: chosen by measurement)",
+    )
     parser.add_argument("--worker", choices=CASES, default=None)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.reps, args.threads, args.space_order)
+        worker(args.worker, args.reps, args.threads, args.space_order, args.fixed_threads)
         return
     cases = [c for c in args.cases.split(",") if c]
     runs: dict[str, list[dict]] = {c: [] for c in cases}
     for _ in range(args.rounds):
         for case in cases:
-            runs[case].append(p1.spawn(case, args.reps, args.threads, args.space_order, __file__))
+            extra = ["--fixed-threads"] if args.fixed_threads else []
+            runs[case].append(
+                p1.spawn(case, args.reps, args.threads, args.space_order, __file__, extra)
+            )
     results = {c: summarise(r) for c, r in runs.items()}
     report = {
         "problem": "P1 kernels (waveform misfit, vp/rho/Q gradients)",
@@ -194,6 +226,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_1min": os.getloadavg()[0],
         "threads": args.threads,
+        "our_threads": "fixed" if args.fixed_threads else "chosen by measurement",
         "space_order": args.space_order,
         "segments": SEGMENTS,
         "rounds": args.rounds,
@@ -204,10 +237,12 @@ def main() -> None:
     for case, r in results.items():
         print(f"{case:22s} median {r['median_seconds']:7.2f} s  best {r['best_seconds']:7.2f} s  "
               f"peak RSS {r['peak_rss_mib']:7.0f} MiB")  # fmt: skip
-    for key in ("kernel_over_forward", "peak_ram_vs_deepwave_checkpointed",
+    for key in ("kernel_over_forward", "dispersion_over_exact", "peak_ram_vs_deepwave_checkpointed",
                 "speed_vs_deepwave_checkpointed", "full_over_forward"):  # fmt: skip
         if key in report:
             print(f"{key} = {report[key]:.2f}")
+    for phase, ratio in report.get("phase_over_forward", {}).items():
+        print(f"phase_over_forward[{phase}] = {ratio:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
@@ -222,6 +257,18 @@ def _ratios(results: dict) -> dict:
     if ours and dw:
         out["peak_ram_vs_deepwave_checkpointed"] = ours["peak_rss_mib"] / dw["peak_rss_mib"]
         out["speed_vs_deepwave_checkpointed"] = dw["median_seconds"] / ours["median_seconds"]
+    if ours and fwd and "phase_median_seconds" in ours:
+        names = {"forward_with_snapshots": "forward", "replay": "replay", "adjoint": "adjoint"}
+        phases = ours["phase_median_seconds"]
+        out["phase_over_forward"] = {
+            key: phases[phase] / fwd["median_seconds"]
+            for key, phase in names.items()
+            if phase in phases
+        }
+    if ours and results.get("ours_dispersion"):
+        out["dispersion_over_exact"] = (
+            results["ours_dispersion"]["median_seconds"] / ours["median_seconds"]
+        )
     if results.get("ours_full") and fwd:
         out["full_over_forward"] = results["ours_full"]["median_seconds"] / fwd["median_seconds"]
     return out

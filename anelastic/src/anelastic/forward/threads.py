@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 PROBE_STEPS = 40  # steps per probing call: long enough to time, short enough to waste little
 REPROBE_EVERY = 12  # calls between re-timings of the candidates not in use
+MIN_TIMED_STEPS = 16  # shorter calls are not timed: a call's fixed cost (~ms) would dominate
 
 
 def available_cores() -> int:
@@ -81,9 +82,9 @@ class ThreadChooser:
 
     def record(self, threads: int, steps: int, seconds: float) -> None:
         """One call's measurement: ``steps`` time steps on ``threads`` threads took ``seconds``."""
-        self.calls += 1
         self.history.append((threads, steps, seconds))
-        if steps > 0:
+        if steps >= MIN_TIMED_STEPS:
+            self.calls += 1
             self.per_step[threads] = seconds / steps
 
     def run(self, call: Callable[[int, int, int], None], start: int, stop: int) -> None:
