@@ -21,6 +21,12 @@ def fake_call(seconds_per_step: dict[int, float], log: list, clock: list):
     return call
 
 
+def warm(chooser: ThreadChooser) -> ThreadChooser:
+    """As after each count's untimed first call (the policy tests start from there)."""
+    chooser._warmed.update(chooser.candidates)
+    return chooser
+
+
 @pytest.fixture
 def fake_clock(monkeypatch):
     clock = [0.0]
@@ -38,7 +44,7 @@ def test_fixed_count_never_probes_and_runs_one_call(fake_clock):
 
 def test_probes_each_candidate_in_short_calls_then_uses_the_fastest(fake_clock):
     log: list = []
-    chooser = ThreadChooser(candidates=(1, 2))
+    chooser = warm(ThreadChooser(candidates=(1, 2)))
     chooser.run(fake_call({1: 1.0, 2: 3.0}, log, fake_clock), 0, 1000)
     assert log[0] == (0, T.PROBE_STEPS, 1)
     assert log[1] == (T.PROBE_STEPS, 2 * T.PROBE_STEPS, 2)
@@ -47,9 +53,24 @@ def test_probes_each_candidate_in_short_calls_then_uses_the_fastest(fake_clock):
     assert chooser.per_step == {1: 1.0, 2: 3.0}
 
 
+def test_each_count_first_runs_a_short_untimed_call(fake_clock):
+    """Thread start-up and first page touches would make the first timing of a count slow."""
+    log: list = []
+    chooser = ThreadChooser(candidates=(1, 2))
+    chooser.run(fake_call({1: 1.0, 2: 0.5}, log, fake_clock), 0, 300)
+    w, p = T.WARMUP_STEPS, T.PROBE_STEPS
+    assert log[:4] == [
+        (0, w, 1),
+        (w, w + p, 1),
+        (w + p, 2 * w + p, 2),
+        (2 * w + p, 2 * w + 2 * p, 2),
+    ]
+    assert chooser.per_step == {1: 1.0, 2: 0.5} and chooser.best() == 2
+
+
 def test_steps_are_covered_once_in_order(fake_clock):
     log: list = []
-    chooser = ThreadChooser(candidates=(1, 2, 4))
+    chooser = warm(ThreadChooser(candidates=(1, 2, 4)))
     call = fake_call({1: 2.0, 2: 1.0, 4: 1.5}, log, fake_clock)
     for start in range(0, 3000, 250):
         chooser.run(call, start, start + 250)
@@ -63,7 +84,7 @@ def test_reprobes_and_follows_a_change_of_load(fake_clock):
     only a re-timing of the count not in use (a short call) can see it: the choice moves back."""
     speeds = {1: 2.0, 2: 10.0}
     log: list = []
-    chooser = ThreadChooser(candidates=(1, 2))
+    chooser = warm(ThreadChooser(candidates=(1, 2)))
     call = fake_call(speeds, log, fake_clock)
     chooser.run(call, 0, 250)
     assert chooser.best() == 1
@@ -77,7 +98,7 @@ def test_reprobes_and_follows_a_change_of_load(fake_clock):
 
 
 def test_unsplittable_calls_are_timed_whole(fake_clock):
-    chooser = ThreadChooser(candidates=(1, 2))
+    chooser = warm(ThreadChooser(candidates=(1, 2)))
     seen = []
 
     def call(threads: int) -> None:
@@ -91,7 +112,7 @@ def test_unsplittable_calls_are_timed_whole(fake_clock):
 
 def test_short_calls_are_not_timed(fake_clock):
     """A call's fixed cost would dominate a few steps: such calls leave the choice open."""
-    chooser = ThreadChooser(candidates=(1, 2))
+    chooser = warm(ThreadChooser(candidates=(1, 2)))
     chooser.run(fake_call({1: 1.0, 2: 1.0}, [], fake_clock), 0, T.MIN_TIMED_STEPS - 1)
     assert chooser.probing and chooser.per_step == {}
 
@@ -117,3 +138,17 @@ def test_measured_thread_counts_give_the_fixed_count_result(monkeypatch):
     assert {threads for threads, _, _ in auto_sim.propagator.auto_threads.history} == {1, 2}
     for comp in fixed.data:
         np.testing.assert_array_equal(fixed.data[comp], auto.data[comp])
+
+
+def test_confirmed_choice_backs_off_the_retimings(fake_clock):
+    """On a machine that stays busy, each re-timing of the slow count doubles the interval."""
+    log: list = []
+    chooser = warm(ThreadChooser(candidates=(1, 2)))
+    call = fake_call({1: 1.0, 2: 5.0}, log, fake_clock)
+    for start in range(0, 250 * 200, 250):
+        chooser.run(call, start, start + 250)
+    retimings = [k for k, (_, _, threads) in enumerate(log) if threads == 2][1:]
+    gaps = np.diff(retimings)
+    intervals = [2 * T.REPROBE_EVERY, 4 * T.REPROBE_EVERY, T.MAX_REPROBE_EVERY]
+    assert list(gaps[:3]) == [n + 1 for n in intervals]  # + the rest of the probe's chunk
+    assert chooser.best() == 1

@@ -5,7 +5,8 @@ A time step has several short parallel loops; when another process holds a core,
 shares it reaches each loop's barrier a scheduler slice late and the step waits for it (measured
 on benchmark P1 with one competing process: 2 threads 1.2-40x slower than 1 thread, depending on
 the wait policy). No fixed count is right on a shared machine, so a :class:`ThreadChooser` times
-real work: the first calls try each candidate once, later calls use the fastest per step, and
+real work: after one short untimed call per count (OpenMP starts its threads, pages are first
+touched), the first calls try each candidate once, later calls use the fastest per step, and
 every few calls the others are re-timed (always in short calls), so a process that starts or
 stops competing mid-run changes the choice within seconds. Results do not depend on the
 count: each grid point is updated by one thread with the same arithmetic, and sparse injection
@@ -20,9 +21,11 @@ import os
 import time
 from collections.abc import Callable
 
-PROBE_STEPS = 40  # steps per probing call: long enough to time, short enough to waste little
-REPROBE_EVERY = 12  # calls between re-timings of the candidates not in use
+PROBE_STEPS = 32  # steps per probing call: long enough to time, short enough to waste little
+REPROBE_EVERY = 12  # timed calls between re-timings of the candidates not in use ...
+MAX_REPROBE_EVERY = 96  # ... doubled (up to this) each time a re-timing confirms the choice
 MIN_TIMED_STEPS = 16  # shorter calls are not timed: a call's fixed cost (~ms) would dominate
+WARMUP_STEPS = 4  # an untimed first call per count: it starts OpenMP's threads, touches pages
 
 
 def available_cores() -> int:
@@ -52,7 +55,10 @@ class ThreadChooser:
         self.fixed = fixed
         self.candidates = (fixed,) if fixed is not None else (candidates or default_candidates())
         self.per_step: dict[int, float] = {}
-        self.calls = 0
+        self.calls = 0  # timed calls
+        self.reprobe_every = REPROBE_EVERY
+        self._next_reprobe = REPROBE_EVERY
+        self._warmed: set[int] = set()  # counts that have run once (untimed)
         self.history: list[tuple[int, int, float]] = []  # (threads, steps, seconds) per call
 
     @property
@@ -71,27 +77,44 @@ class ThreadChooser:
 
     def next_call(self) -> tuple[int, bool]:
         """(threads, is_probe) for the next call: untimed candidates first, then the best,
-        re-timing the others once every :data:`REPROBE_EVERY` calls. Probe calls are kept short
-        by :meth:`run` (a candidate may be many times slower)."""
+        re-timing one of the others when :attr:`reprobe_every` timed calls have passed. Probe
+        calls are kept short by :meth:`run` (a candidate may be many times slower)."""
         if self.probing:
             return self.best(), True
-        if len(self.candidates) > 1 and self.calls % REPROBE_EVERY == REPROBE_EVERY - 1:
+        if len(self.candidates) > 1 and self.calls >= self._next_reprobe:
             others = [c for c in self.candidates if c != self.best()]
             return others[(self.calls // REPROBE_EVERY) % len(others)], True
         return self.best(), False
 
     def record(self, threads: int, steps: int, seconds: float) -> None:
-        """One call's measurement: ``steps`` time steps on ``threads`` threads took ``seconds``."""
+        """One call's measurement: ``steps`` time steps on ``threads`` threads took ``seconds``.
+        A re-timing that leaves the choice as it was doubles the interval to the next one (a
+        machine that stays busy costs few slow probes); one that changes it resets it."""
         self.history.append((threads, steps, seconds))
-        if steps >= MIN_TIMED_STEPS:
-            self.calls += 1
-            self.per_step[threads] = seconds / steps
+        if steps < MIN_TIMED_STEPS:
+            return
+        before = self.best()
+        reprobe = not self.probing and threads != before
+        self.calls += 1
+        self.per_step[threads] = seconds / steps
+        if reprobe:
+            changed = self.best() != before
+            self.reprobe_every = (
+                REPROBE_EVERY if changed else min(2 * self.reprobe_every, MAX_REPROBE_EVERY)
+            )
+            self._next_reprobe = self.calls + self.reprobe_every
 
     def run(self, call: Callable[[int, int, int], None], start: int, stop: int) -> None:
         """Steps ``start .. stop-1`` as timed ``call(first, last_plus_one, threads)`` pieces;
         a probing piece is at most :data:`PROBE_STEPS` long."""
         while start < stop:
             threads, probe = self.next_call()
+            if threads not in self._warmed and len(self.candidates) > 1:
+                end = min(stop, start + WARMUP_STEPS)
+                call(start, end, threads)
+                self._warmed.add(threads)
+                start = end
+                continue
             end = min(stop, start + PROBE_STEPS) if probe else stop
             t0 = time.perf_counter()
             call(start, end, threads)
@@ -104,7 +127,11 @@ class ThreadChooser:
         threads, _ = self.next_call()
         t0 = time.perf_counter()
         call(threads)
-        self.record(threads, steps, time.perf_counter() - t0)
+        if threads in self._warmed or len(self.candidates) == 1:
+            self.record(threads, steps, time.perf_counter() - t0)
+        else:  # a first call (thread start-up, first touch of pages) is not timed
+            self._warmed.add(threads)
+            self.history.append((threads, steps, time.perf_counter() - t0))
 
     def summary(self) -> dict:
         """Steps and seconds per thread count over all calls, and the current choice."""
