@@ -8,7 +8,8 @@ step, a target tree pass.
   (checked to give the same logits), and the lean call part by part;
 * target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
   ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node), through the HF
-  text model and through ``hivis.targets.lean`` (checked to give the same logits).
+  text model and through ``hivis.targets.lean`` (checked to give the same logits), and what
+  compacting the cache to a 4-node accepted path (``keep_path``) adds to a tree pass.
 
 Caches are cropped back after each call (``hivis.kv_cache.crop``), so a timed call starts
 from the same cache each time. Median of 7 batches (300 drafter calls, 100 target
@@ -23,7 +24,7 @@ import time
 
 import torch
 
-from hivis.kv_cache import crop, growing_cache
+from hivis.kv_cache import crop, full_attention_cache, growing_cache, keep_rows
 from hivis.lean_layer import lean_layer_for
 from hivis.targets.base import additive_tree_mask
 from hivis.tree import build_tree
@@ -86,6 +87,11 @@ def main() -> None:
         )
     same = all(torch.equal(a, b) for a, b in zip(*(s[2] for s in steps.values()), strict=True))
     print(f"target logits identical through both: {same}")
+    print(
+        f"KV cache work of one step ({args.tree_nodes} rows appended to each of the target's "
+        "layers, a 4-node path kept, cropped back): "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in cache_costs(world.target, args.tree_nodes))
+    )
     print("lean drafter call, part by part: " + ", ".join(f"{k} {v:.3f} ms" for k, v in parts))
 
 
@@ -116,6 +122,37 @@ def drafter_parts(drafter, lean, inputs, cache, base: int) -> list[tuple[str, fl
     ]
 
 
+def cache_costs(target, nodes: int) -> list[tuple[str, float]]:
+    """Milliseconds of a step's cache operations alone, per cache kind, at the target's
+    shapes after a prefill of the test prompt's length: append ``nodes`` rows to every layer,
+    keep a 4-node path (``keep_rows``), crop back to the prefix."""
+    config = target.text_config
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    case = test_cases(1)[0]
+    prefix = target.prepare([case.image], case.prompt).length
+    layers = int(config.num_hidden_layers)
+    rows = torch.randn(1, heads, nodes, head_dim)
+    kept = torch.tensor([0, 1, 5, 21]) if nodes >= 22 else torch.arange(min(4, nodes))
+    out = []
+    for name, cache in (
+        ("growing layers", growing_cache(layers)),
+        ("one stacked buffer", full_attention_cache(target.model.config)),
+    ):
+        block = torch.randn(1, heads, prefix, head_dim)
+        for i in range(layers):
+            cache.update(block, block, i)
+
+        def step(cache=cache):
+            for i in range(layers):
+                cache.update(rows, rows, i)
+            keep_rows(cache, prefix, kept)
+            crop(cache, prefix)
+
+        out.append((name, median_ms(step)))
+    return out
+
+
 def _targets(world) -> dict:
     """The shipped target through the HF text model and through the lean forward."""
     return {"HF modules": world.target.with_lean(False), "hivis.targets.lean": world.target}
@@ -134,10 +171,17 @@ def target_costs(target, nodes: int) -> tuple[float, float, tuple]:
         target.decode_one(5, length, cache)
         crop(cache, length)
 
-    def verify():
+    def verify(path=None):
         target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)
+        if path is not None:
+            target.keep_path(cache, length, path)
         crop(cache, length)
 
+    if nodes >= 22:  # how much keeping a path of depth 3 (root 0, 1, 5, 21) adds
+        path = torch.tensor([0, 1, 5, 21])
+        kept = median_ms(lambda: verify(path), calls=100) - median_ms(verify, calls=100)
+        name = "HF modules" if target.lean is None else "hivis.targets.lean"
+        print(f"target through {name}: keeping a 4-node path (keep_path) adds {kept:+.3f} ms")
     logits = (
         target.decode_one(5, length, cache),
         target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)[0],

@@ -86,3 +86,37 @@ def test_full_attention_cache_follows_the_config_and_refuses_sliding_windows():
     )
     with pytest.raises(ValueError, match="full-attention caches only"):
         full_attention_cache(sliding)
+
+
+def test_stacked_cache_equals_growing_layers_under_every_operation():
+    gen = torch.Generator().manual_seed(3)
+    stacked, growing = full_attention_cache(LlamaConfig(num_hidden_layers=3)), growing_cache(3)
+
+    def both(fn):
+        fn(stacked)
+        fn(growing)
+        for a, b in zip(stacked.layers, growing.layers, strict=True):
+            assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+
+    def append(n):
+        rows = [torch.randn(1, 2, n, 4, generator=gen) for _ in range(3)]
+        return lambda cache: [cache.update(k, k + 1, i) for i, k in enumerate(rows)]
+
+    both(append(254))  # the prefill
+    first = stacked.buffer.data_ptr()
+    both(append(5))  # a tree of 5 rows past the first capacity: the buffer grows, rows kept
+    assert stacked.buffer.data_ptr() != first and stacked.buffer.shape[-2] == 512
+    both(lambda cache: keep_rows(cache, 254, torch.tensor([0, 2, 4])))
+    assert stacked.get_seq_length() == 257
+    both(append(4))
+    both(lambda cache: crop(cache, 255))
+    # One buffer behind every layer: a compaction is one gather and one copy.
+    storage = stacked.buffer.untyped_storage().data_ptr()
+    assert all(layer.keys.untyped_storage().data_ptr() == storage for layer in stacked.layers)
+
+
+def test_stacked_cache_refuses_layers_of_different_shapes():
+    cache = full_attention_cache(LlamaConfig(num_hidden_layers=2))
+    cache.update(torch.zeros(1, 2, 3, 4), torch.zeros(1, 2, 3, 4), 0)
+    with pytest.raises(ValueError, match="one shape"):
+        cache.update(torch.zeros(1, 3, 3, 4), torch.zeros(1, 3, 3, 4), 1)

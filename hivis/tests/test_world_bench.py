@@ -146,3 +146,17 @@ def test_bench_prefix_cache_prefills_each_image_once_and_stays_lossless():
 def test_bench_refuses_long_form_questions_the_target_cannot_express():
     with pytest.raises(ValueError, match="long-form questions asked for"):
         run_bench(BenchConfig(scenes=1, tasks=(TaskType.REPORT,), reps=1), progress=False)
+
+
+def test_bench_cli_options_reach_the_config():
+    import argparse
+
+    from hivis.world.app.cli import _bench_config, add_bench_command
+
+    parser = argparse.ArgumentParser()
+    add_bench_command(parser.add_subparsers())
+    cfg = _bench_config(parser.parse_args(["bench", "--hf-target-steps", "--no-long-form"]))
+    assert cfg.lean_target is False and cfg.long_form is False
+    cfg = _bench_config(parser.parse_args(["bench", "--prefix-cache"]))
+    assert cfg.lean_target is True and cfg.long_form is None
+    assert not any(m.external for m in cfg.methods)

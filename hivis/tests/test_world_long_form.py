@@ -209,3 +209,18 @@ def test_eval_target_scores_the_facts_of_long_form_answers(long_form_tokenizer):
     assert "report" in format_scores(scores)
     teacher = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 2, long_form=True)
     assert teacher["report"].facts == scores["report"].facts  # the same greedy answers
+
+
+def test_train_target_cli_expresses_a_deep_long_form_target(world_tokenizer_dir, tmp_path):
+    import argparse
+
+    from hivis.world.cli import _target_train_config, add_world_commands
+
+    parser = argparse.ArgumentParser()
+    add_world_commands(parser.add_subparsers())
+    args = ["world", "train-target", "--out", str(tmp_path), "--tokenizer"]
+    args += [str(world_tokenizer_dir), "--text-layers", "24", "--text-intermediate", "256"]
+    cfg = _target_train_config(parser.parse_args([*args, "--long-form"]))
+    assert cfg.long_form and cfg.target.text_layers == 24 and cfg.target.text_intermediate == 256
+    assert cfg.lookup_layer_index == 11  # the middle of the deeper text model
+    assert not _target_train_config(parser.parse_args(args)).long_form  # off by default

@@ -70,7 +70,12 @@ def _target_train_config(args: argparse.Namespace):
         threads=args.threads,
         cpu_budget_core_min=args.cpu_budget_core_min,
         wall_budget_min=args.wall_budget_min,
-        target=TargetConfig(text_layers=args.text_layers),
+        target=TargetConfig(
+            text_layers=args.text_layers,
+            text_hidden=args.text_hidden,
+            text_heads=args.text_heads,
+            text_intermediate=args.text_intermediate,
+        ),
     )
 
 
@@ -337,6 +342,15 @@ def _add_run_options(p, d: dict) -> None:
     """train-target: checkpoints, model size, threads, budgets, seed."""
     p.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
+    p.add_argument("--text-hidden", type=int, default=TargetConfig.text_hidden)
+    p.add_argument("--text-heads", type=int, default=TargetConfig.text_heads)
+    p.add_argument(
+        "--text-intermediate",
+        type=int,
+        default=TargetConfig.text_intermediate,
+        help="MLP width of the text model (a deep thin target: e.g. --text-layers 24 "
+        "--text-hidden 128 --text-intermediate 384)",
+    )
     p.add_argument("--threads", type=int, default=d["threads"])
     p.add_argument(
         "--cpu-budget-core-min",

@@ -93,6 +93,7 @@ class BenchConfig:
     prefix_cache: bool = False
     long_form: bool | None = None
     long_form_max_new_tokens: int = LONG_FORM_MAX_NEW_TOKENS
+    lean_target: bool = True  # False: the target's steps through the HF modules
 
     def __post_init__(self) -> None:
         counts = ("scenes", "reps", "max_new_tokens", "long_form_max_new_tokens", "threads")
@@ -247,7 +248,7 @@ def run_bench(cfg: BenchConfig, assets: Path | None = None, progress: bool = Tru
 
     torch.set_num_threads(cfg.threads)
     kinds = tuple(m.drafter for m in cfg.methods if m.drafter is not None)
-    world = load_world(assets, kinds)
+    world = load_world(assets, kinds, cfg.lean_target)
     long_form, note = long_form_cases(cfg, world.target.tokenizer)
     cases = test_cases(cfg.scenes, cfg.tasks, cfg.seed, cfg.start, long_form)
     load_before = os.getloadavg()

@@ -75,6 +75,12 @@ def add_bench_command(subparsers) -> None:
         default=None,
         help="the long-form questions too (default: when the target's tokenizer knows them)",
     )
+    cmd.add_argument(
+        "--hf-target-steps",
+        action="store_true",
+        help="the target's decode steps and tree passes through the HF modules instead of "
+        "hivis.targets.lean (for comparison)",
+    )
     cmd.add_argument("--threads", type=int, default=d["threads"].default)
     cmd.add_argument(
         "--tune-tree",
@@ -104,6 +110,7 @@ def _bench_config(args):
         threads=args.threads,
         prefix_cache=args.prefix_cache,
         long_form=args.long_form,
+        lean_target=not args.hf_target_steps,
         **({"tree": args.tree or args.chain} if (args.tree or args.chain) else {}),
     )
 

@@ -86,13 +86,16 @@ class WorldModels:
     manifest: dict
 
 
-def load_world(assets: Path | None = None, kinds=tuple(DrafterKind)) -> WorldModels:
-    """Load the shipped target (float32) and the drafters of ``kinds``."""
+def load_world(
+    assets: Path | None = None, kinds=tuple(DrafterKind), lean: bool = True
+) -> WorldModels:
+    """Load the shipped target (float32; ``lean``: its steps through
+    :mod:`hivis.targets.lean`) and the drafters of ``kinds``."""
     from hivis.drafter import HiViSDrafter
     from hivis.targets import load_target
 
     assets = check_assets(assets, kinds)
-    target = load_target(assets / "target", dtype=torch.float32)
+    target = load_target(assets / "target", dtype=torch.float32, lean=lean)
     drafters = {k: HiViSDrafter.load(assets / "drafters" / k.value, target) for k in kinds}
     manifest = json.loads((assets / "manifest.json").read_text())
     return WorldModels(target, drafters, manifest)
