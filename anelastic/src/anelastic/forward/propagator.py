@@ -253,10 +253,11 @@ class DirectKernel:
 
     def __call__(self, time_m: int, time_M: int) -> None:  # noqa: N803  (Devito's names)
         if self._values is None:  # Devito checks bounds here, once
-            args = self.operator.arguments(
-                time_m=time_m, time_M=time_M, nthreads=self.threads, nthreads_nonaffine=1
-            )
             params = self.operator.parameters
+            threads = {"nthreads": self.threads}
+            if any(p.name == "nthreads_nonaffine" for p in params):  # operators with sparse loops
+                threads["nthreads_nonaffine"] = 1
+            args = self.operator.arguments(time_m=time_m, time_M=time_M, **threads)
             self._values = [args[p.name] for p in params]
             self._positions = {p.name: i for i, p in enumerate(params)}
         self._values[self._positions["time_m"]] = time_m
