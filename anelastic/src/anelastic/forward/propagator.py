@@ -109,7 +109,7 @@ class Propagator(Claimable):
             for comp in components
         }
         self.operator = Operator(self._equations(physics), name="forward")
-        self._direct: DirectKernel | None = None
+        self.calls = DirectCalls(self.operator)
         self.auto_threads = ThreadChooser()  # for simulations that set no thread count
 
     def _equations(self, physics: Physics) -> list:
@@ -129,7 +129,7 @@ class Propagator(Claimable):
     def load_problem(self, sim: Simulation) -> None:
         """Fill coefficients, boundary profiles, sources and receivers; zero the state."""
         physics = sim.physics
-        self._direct = None  # Constants may change: direct calls must re-read the arguments
+        self.calls.reset()  # Constants may change: direct calls must re-read the arguments
         fill_coefficients(self.coeffs, physics.coefficient_specs(), self.dtype)
         vmax = physics.velocity_bounds()[1]
         self.layout.set_profiles(vmax, sim.f0, sim.time.dt, sim.model.grid.spacing)
@@ -155,10 +155,7 @@ class Propagator(Claimable):
         """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
         every state, e.g. to record a boundary ring, costs ~1.1 steps instead of ~9)."""
         self.check_owner(sim)
-        threads = self.threads_for(sim).best()
-        if self._direct is None or self._direct.threads != threads:
-            self._direct = DirectKernel(self.operator, threads)
-        self._direct(step, step)
+        self.calls(step, step, self.threads_for(sim).best())
 
     def threads_for(self, sim: Simulation) -> ThreadChooser:
         """``sim``'s fixed thread count, or this operator's measured choice if it sets none."""
@@ -170,9 +167,7 @@ class Propagator(Claimable):
             self.threads_for(sim).run(self._apply_range, start, stop)
 
     def _apply_range(self, start: int, stop: int, threads: int) -> None:
-        # Sparse injection/interpolation touch a handful of points: one thread avoids an
-        # OpenMP fork/join per step that costs more than the work (and stalls under load).
-        self.operator.apply(time_m=start, time_M=stop - 1, nthreads=threads, nthreads_nonaffine=1)
+        self.calls(start, stop - 1, threads)
 
     def finite(self) -> bool:
         wavefields = [self.fields[s.name] for s in self.specs if s.role is FieldRole.WAVEFIELD]
@@ -241,7 +236,9 @@ class DirectKernel:
     ``time_M``. Valid while the Operator's Functions keep their memory and its Constants their
     values (Constants are passed by value: build a new DirectKernel after changing one).
     Devito checks the bounds against the arrays on the first call only: later calls must stay
-    within them (the caller's job).
+    within them (the caller's job). Sparse injection/interpolation run on one thread
+    (``nthreads_nonaffine=1``): they touch a handful of points, and an OpenMP fork/join per step
+    would cost more than the work (and stalls under load).
     Measured on a 440 x 440 order-8 float32 forward, one step per call: apply 9.2x the cost of
     one 500-step call, direct 1.14x (ring copy included).
     """
@@ -265,6 +262,25 @@ class DirectKernel:
         status = self.operator.cfunction(*self._values)
         if status != 0:
             raise RuntimeError(f"Devito kernel {self.operator.name} failed with status {status}")
+
+
+class DirectCalls:
+    """The :class:`DirectKernel` of one operator for each thread count; ``reset()`` after a
+    Constant changes (a new problem loaded)."""
+
+    def __init__(self, operator: Operator) -> None:
+        self.operator = operator
+        self._by_threads: dict[int, DirectKernel] = {}
+
+    def reset(self) -> None:
+        self._by_threads.clear()
+
+    def __call__(self, time_m: int, time_M: int, threads: int) -> None:  # noqa: N803
+        """Time indices ``time_m .. time_M`` (inclusive, Devito's convention) on ``threads``."""
+        call = self._by_threads.get(threads)
+        if call is None:
+            call = self._by_threads[threads] = DirectKernel(self.operator, threads)
+        call(time_m, time_M)
 
 
 def forward_equations(

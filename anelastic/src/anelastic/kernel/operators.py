@@ -23,7 +23,7 @@ from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
 from anelastic.forward.cache import OperatorCache
 from anelastic.forward.propagator import (
-    DirectKernel,
+    DirectCalls,
     fill_coefficients,
     forward_equations,
     make_coefficient,
@@ -93,8 +93,9 @@ class KernelOperators:
         )
         self.replay_op = Operator(self._replay_equations(), name="replay")
         self.adjoint_op = Operator(self._adjoint_equations(), name="adjoint")
-        self._fill_op = None
-        self._fill_call: DirectKernel | None = None
+        self.replay_calls = DirectCalls(self.replay_op)
+        self.adjoint_calls = DirectCalls(self.adjoint_op)
+        self._fill_calls: DirectCalls | None = None
         self.replay_steps = 0
         self.adjoint_steps = 0
         self.auto_threads = {"replay": ThreadChooser(), "adjoint": ThreadChooser()}
@@ -155,7 +156,10 @@ class KernelOperators:
             src.coordinates.data[:] = full.coordinates.data
         self.replay_steps = 0
         self.adjoint_steps = 0
-        self._fill_call = None  # Constants are passed by value: rebuild the argument list
+        # Constants are passed by value: the direct calls must re-read the arguments
+        for calls in (self.replay_calls, self.adjoint_calls, self._fill_calls):
+            if calls is not None:
+                calls.reset()
 
     def replay(self, start: int, stop: int, state: dict[str, np.ndarray]) -> None:
         """Fill buffer frames 0..stop-start-1 with steps start..stop-1, from ``state`` (the
@@ -164,41 +168,28 @@ class KernelOperators:
         self.prop.write_state(0, state)
         for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
             src.data[:length] = full.data[start:stop]
-        self.threads_for("replay").timed(
-            lambda threads: self.replay_op.apply(
-                time_m=0, time_M=length - 1, nthreads=threads, nthreads_nonaffine=1
-            ),
-            length,
-        )
+        self.threads_for("replay").timed(lambda n: self.replay_calls(0, length - 1, n), length)
         self.replay_steps += length
 
     def fill_frame(self, tau: int, state: dict, next_state: dict) -> None:
         """Buffer frame ``tau`` from complete states of steps n and n + 1 computed elsewhere
         (a backward reconstruction); one small operator call, no time step."""
-        if self._fill_op is None:
-            self._fill_op = Operator(self._buffer_equations(), name="fill")
+        if self._fill_calls is None:
+            self._fill_calls = DirectCalls(Operator(self._buffer_equations(), name="fill"))
         for name, f in self.prop.fields.items():
             if name in state:  # the buffer only reads wavefields (and memory variables)
                 f.data[tau % 2] = state[name]
                 f.data[(tau + 1) % 2] = next_state[name]
         # One frame per call, nt calls per pass: Operator.apply's ~4 ms of argument processing
         # per call would cost more than the frame's work (measured: 8 of 10 s on P1).
-        threads = self.threads_for("replay").best()
-        if self._fill_call is None or self._fill_call.threads != threads:
-            self._fill_call = DirectKernel(self._fill_op, threads)
-        self._fill_call(tau, tau)
+        self._fill_calls(tau, tau, self.threads_for("replay").best())
 
     def adjoint_chunk(self, start: int, stop: int, residual: np.ndarray) -> None:
         """Adjoint steps stop-1 .. start; ``residual`` [nt, nrec] is dchi/d(recorded sample)."""
         length = self._check_chunk(start, stop)
         self._align_adjoint_slots(length)
         self.residual.data[:length] = residual[start:stop]
-        self.threads_for("adjoint").timed(
-            lambda threads: self.adjoint_op.apply(
-                time_m=0, time_M=length - 1, nthreads=threads, nthreads_nonaffine=1
-            ),
-            length,
-        )
+        self.threads_for("adjoint").timed(lambda n: self.adjoint_calls(0, length - 1, n), length)
         self.adjoint_steps += length
 
     def _align_adjoint_slots(self, length: int) -> None:
