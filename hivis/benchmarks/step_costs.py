@@ -8,8 +8,10 @@ step, a target tree pass.
   (checked to give the same logits), and the lean call part by part;
 * target: after the prefill of a held-out test prompt, one ``decode_one`` step and one
   ``forward_tree`` pass over a ``--tree-nodes`` tree (4 children per node), through the HF
-  text model and through ``hivis.targets.lean`` (checked to give the same logits), and what
-  compacting the cache to a 4-node accepted path (``keep_path``) adds to a tree pass.
+  text model and through ``hivis.targets.lean`` (checked to give the same logits);
+* the KV-cache work of one step alone (``--tree-nodes`` rows appended to each of the target's
+  layers, a 4-node accepted path kept, cropped back) with growing layers and with the
+  target's ``StackedCache``.
 
 Caches are cropped back after each call (``hivis.kv_cache.crop``), so a timed call starts
 from the same cache each time. Median of 7 batches (300 drafter calls, 100 target
@@ -171,17 +173,10 @@ def target_costs(target, nodes: int) -> tuple[float, float, tuple]:
         target.decode_one(5, length, cache)
         crop(cache, length)
 
-    def verify(path=None):
+    def verify():
         target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)
-        if path is not None:
-            target.keep_path(cache, length, path)
         crop(cache, length)
 
-    if nodes >= 22:  # how much keeping a path of depth 3 (root 0, 1, 5, 21) adds
-        path = torch.tensor([0, 1, 5, 21])
-        kept = median_ms(lambda: verify(path), calls=100) - median_ms(verify, calls=100)
-        name = "HF modules" if target.lean is None else "hivis.targets.lean"
-        print(f"target through {name}: keeping a 4-node path (keep_path) adds {kept:+.3f} ms")
     logits = (
         target.decode_one(5, length, cache),
         target.forward_tree(tree.tokens, tree.depths, tree.ancestor_mask, length, cache)[0],
