@@ -61,6 +61,26 @@ def test_shipped_drafters_generate_losslessly(world, kind):
         assert reference.token_ids[-1] == world.target.tokenizer.eos_token_id
 
 
+def test_shipped_models_are_lossless_on_long_form_questions(world):
+    """The shipped target never learnt the long-form questions, but whatever it answers,
+    HiViS answers the same, and so does HF's own generate."""
+    from hivis.hf import hf_generate
+    from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
+
+    cases = test_cases(2, (TaskType.REPORT, TaskType.STEP_BY_STEP), long_form=True)
+    assert [c.task for c in cases] == [TaskType.REPORT, TaskType.STEP_BY_STEP] * 2
+    n = LONG_FORM_MAX_NEW_TOKENS
+    for case in cases:
+        reference = hivis.autoregressive(world.target, [case.image], case.prompt, n)
+        fast = hivis.generate(
+            world.target, world.drafters[DrafterKind.HIVIS], [case.image], case.prompt, n
+        )
+        assert fast.token_ids == reference.token_ids
+        assert (
+            hf_generate(world.target, [case.image], case.prompt, n).token_ids == reference.token_ids
+        )
+
+
 def test_shipped_target_reads_the_image(world):
     """Counting and colour questions on 40 held-out scenes: the shipped target measured 96.8-
     100 % on 500 (world README); a target that guessed from the question's prior would not
