@@ -46,9 +46,10 @@ def test_probes_each_candidate_in_short_calls_then_uses_the_fastest(fake_clock):
     log: list = []
     chooser = warm(ThreadChooser(candidates=(1, 2)))
     chooser.run(fake_call({1: 1.0, 2: 3.0}, log, fake_clock), 0, 1000)
-    assert log[0] == (0, T.PROBE_STEPS, 1)
-    assert log[1] == (T.PROBE_STEPS, 2 * T.PROBE_STEPS, 2)
-    assert log[2] == (2 * T.PROBE_STEPS, 1000, 1)  # the rest in one call on the faster count
+    p = T.PROBE_STEPS
+    assert T.PROBES_PER_COUNT == 2  # the first timings alternate: 1, 2, 1, 2
+    assert log[:4] == [(0, p, 1), (p, 2 * p, 2), (2 * p, 3 * p, 1), (3 * p, 4 * p, 2)]
+    assert log[4] == (4 * p, 1000, 1)  # the rest in one call on the faster count
     assert chooser.best() == 1
     assert chooser.per_step == {1: 1.0, 2: 3.0}
 
@@ -105,9 +106,9 @@ def test_unsplittable_calls_are_timed_whole(fake_clock):
         seen.append(threads)
         fake_clock[0] += 45 * (1.0 if threads == 2 else 1.5)
 
-    for _ in range(4):
+    for _ in range(6):
         chooser.timed(call, 45)
-    assert seen == [1, 2, 2, 2]
+    assert seen == [1, 2, 1, 2, 2, 2]
 
 
 def test_short_calls_are_not_timed(fake_clock):
@@ -147,7 +148,7 @@ def test_confirmed_choice_backs_off_the_retimings(fake_clock):
     call = fake_call({1: 1.0, 2: 5.0}, log, fake_clock)
     for start in range(0, 250 * 200, 250):
         chooser.run(call, start, start + 250)
-    retimings = [k for k, (_, _, threads) in enumerate(log) if threads == 2][1:]
+    retimings = [k for k, (_, _, threads) in enumerate(log) if threads == 2][T.PROBES_PER_COUNT :]
     gaps = np.diff(retimings)
     intervals = [2 * T.REPROBE_EVERY, 4 * T.REPROBE_EVERY, T.MAX_REPROBE_EVERY]
     assert list(gaps[:3]) == [n + 1 for n in intervals]  # + the rest of the probe's chunk

@@ -25,6 +25,7 @@ PROBE_STEPS = 32  # steps per probing call: long enough to time, short enough to
 REPROBE_EVERY = 12  # timed calls between re-timings of the candidates not in use ...
 MAX_REPROBE_EVERY = 96  # ... doubled (up to this) each time a re-timing confirms the choice
 MIN_TIMED_STEPS = 16  # shorter calls are not timed: a call's fixed cost (~ms) would dominate
+PROBES_PER_COUNT = 2  # first timings per count, alternated; the fastest of them counts
 WARMUP_STEPS = 4  # an untimed first call per count: it starts OpenMP's threads, touches pages
 
 
@@ -55,6 +56,7 @@ class ThreadChooser:
         self.fixed = fixed
         self.candidates = (fixed,) if fixed is not None else (candidates or default_candidates())
         self.per_step: dict[int, float] = {}
+        self._first_timings: dict[int, list[float]] = {c: [] for c in self.candidates}
         self.calls = 0  # timed calls
         self.reprobe_every = REPROBE_EVERY
         self._next_reprobe = REPROBE_EVERY
@@ -63,16 +65,18 @@ class ThreadChooser:
 
     @property
     def probing(self) -> bool:
-        """True while some candidate has never been timed (never with one candidate)."""
-        return len(self.candidates) > 1 and any(c not in self.per_step for c in self.candidates)
+        """True while some candidate has fewer than :data:`PROBES_PER_COUNT` timings (never with
+        one candidate)."""
+        counts = self._first_timings.values()
+        return len(self.candidates) > 1 and any(len(t) < PROBES_PER_COUNT for t in counts)
 
     def best(self) -> int:
-        """The fastest candidate measured so far (the first untimed one before that)."""
-        untimed = [c for c in self.candidates if c not in self.per_step]
-        if untimed and len(self.candidates) > 1:
-            return untimed[0]
-        if untimed:
+        """The fastest candidate measured so far; while probing, the least-timed one (so the
+        first timings alternate between the counts: one noisy timing cannot decide)."""
+        if len(self.candidates) == 1:
             return self.candidates[0]
+        if self.probing:
+            return min(self.candidates, key=lambda c: len(self._first_timings[c]))
         return min(self.candidates, key=lambda c: self.per_step[c])
 
     def next_call(self) -> tuple[int, bool]:
@@ -96,7 +100,12 @@ class ThreadChooser:
         before = self.best()
         reprobe = not self.probing and threads != before
         self.calls += 1
-        self.per_step[threads] = seconds / steps
+        first = self._first_timings.setdefault(threads, [])
+        if len(first) < PROBES_PER_COUNT:
+            first.append(seconds / steps)
+            self.per_step[threads] = min(first)
+        else:
+            self.per_step[threads] = seconds / steps
         if reprobe:
             changed = self.best() != before
             self.reprobe_every = (
