@@ -25,8 +25,14 @@ runs, over the forward's median: ``forward_with_snapshots``, ``replay``, ``adjoi
 ``peak_ram_vs_deepwave_checkpointed`` (our checkpoint peak RSS / Deepwave checkpointed peak RSS;
 goal <= 1), ``speed_vs_deepwave_checkpointed`` (Deepwave checkpointed time / ours; goal > 1).
 
+A 3-D case (``--three-d-cells N``, e.g. 120 with ``--three-d-nt 800``): viscoelastic, N^3
+cells of 10 m, vp 2000 / vs 1150 m/s, Q 30, 10 Hz, order 8, PML 10, pressure receivers on a line,
+our forward, checkpointed and dispersion-only cases only (Deepwave has no 3-D viscoelastic
+solver); its ratios go under ``"3d"`` with the same keys.
+
     python anelastic/benchmarks/kernels.py --json kernels.json [--rounds 2] [--reps 2]
         [--cases ours_forward,ours_checkpoint,deepwave_checkpointed]
+        [--three-d-cells 120 --three-d-nt 800]
 """
 
 from __future__ import annotations
@@ -57,6 +63,26 @@ CASES = (
 )
 
 
+def _event_3d(cells: int, nt: int):
+    """The 3-D viscoelastic event (module docstring), zero observed data."""
+    from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
+    from anelastic.forward.simulation import TimeAxis
+    from anelastic.kernel.inputs import Event
+    from anelastic.model import Grid, homogeneous
+    from anelastic.physics import PhysicsConfig, PhysicsKind
+
+    h = 10.0
+    grid = Grid((cells,) * 3, (h,) * 3)
+    model = homogeneous(grid, 2000.0, 2000.0, 1150.0, 30.0, 30.0, f_ref=10.0)
+    centre = h * (cells // 2)
+    xs = h * np.linspace(2, cells - 3, 10)
+    positions = np.stack([xs, np.full(10, centre), np.full(10, 5 * h)], axis=1)
+    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=8, pml_width=10)
+    zeros = Seismograms(1e-3, positions, {Component.P: np.zeros((nt, 10))})
+    source = Source((centre, centre, centre), ricker(10.0))
+    return Event(model, [source], Receivers(positions), TimeAxis(1e-3, nt), config, zeros)
+
+
 def _our_event(space_order: int):
     from anelastic.acquisition import Component, Receivers, Seismograms, Source, ricker
     from anelastic.forward.simulation import TimeAxis
@@ -81,15 +107,17 @@ STORAGE_OF_CASE = {
 }
 
 
-def run_ours(case: str, reps: int, threads: int | None, space_order: int) -> dict:
+def run_ours(
+    case: str, reps: int, threads: int | None, space_order: int, three_d: tuple[int, int] = (0, 0)
+) -> dict:
     from anelastic.forward.simulation import Simulation
     from anelastic.kernel.compute import compute_kernels
     from anelastic.kernel.inputs import KernelSettings, Storage, kernel_fit
     from anelastic.kernel.misfit import Misfit
     from anelastic.kernel.schedule import parse_bytes
 
-    event = _our_event(space_order)
-    fit = kernel_fit(event.model, event.config, p1.F0)
+    event = _event_3d(*three_d) if three_d[0] else _our_event(space_order)
+    fit = kernel_fit(event.model, event.config, event.f0)
     if case == "ours_forward":
         args = (event.model, event.sources, event.receivers, event.time, event.config)
 
@@ -102,7 +130,8 @@ def run_ours(case: str, reps: int, threads: int | None, space_order: int) -> dic
         def once():
             with tempfile.TemporaryDirectory(prefix="anelastic-bench-") as store:
                 settings = KernelSettings(
-                    Misfit(), storage, chunk=SEGMENTS if storage is Storage.CHECKPOINT else None,
+                    Misfit(), storage,
+                    chunk=_segments(event.time.nt) if storage is Storage.CHECKPOINT else None,
                     memory_budget=parse_bytes("20GiB"), store=Path(store), threads=threads,
                 )  # fmt: skip
                 result = compute_kernels(event, settings)
@@ -116,6 +145,11 @@ def run_ours(case: str, reps: int, threads: int | None, space_order: int) -> dic
             }
 
     return _timed(once, reps)
+
+
+def _segments(nt: int) -> int:
+    """Chunk length N: SEGMENTS for P1, ~sqrt(nt) otherwise."""
+    return SEGMENTS if nt == p1.NT else max(1, round(nt**0.5))
 
 
 def _timed(once, reps: int) -> dict:
@@ -164,9 +198,11 @@ def run_deepwave(case: str, reps: int, threads: int, space_order: int) -> dict:
     return _timed(once, reps)
 
 
-def worker(case: str, reps: int, threads: int, space_order: int, fixed: bool) -> None:
+def worker(
+    case: str, reps: int, threads: int, space_order: int, fixed: bool, three_d: tuple[int, int]
+) -> None:
     if case.startswith("ours"):
-        result = run_ours(case, reps, threads if fixed else None, space_order)
+        result = run_ours(case, reps, threads if fixed else None, space_order, three_d)
     else:
         result = run_deepwave(case, reps, threads, space_order)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -206,45 +242,67 @@ def main() -> None:
         action="store_true",
         help="ours on exactly --threads threads (default: chosen by measurement)",
     )
+    parser.add_argument("--three-d-cells", type=int, default=0, help="3-D case: cells per axis")
+    parser.add_argument("--three-d-nt", type=int, default=800)
     parser.add_argument("--worker", choices=CASES, default=None)
     args = parser.parse_args()
+    three_d = (args.three_d_cells, args.three_d_nt)
     if args.worker:
-        worker(args.worker, args.reps, args.threads, args.space_order, args.fixed_threads)
+        worker(args.worker, args.reps, args.threads, args.space_order, args.fixed_threads, three_d)
         return
-    cases = [c for c in args.cases.split(",") if c]
-    runs: dict[str, list[dict]] = {c: [] for c in cases}
-    for _ in range(args.rounds):
-        for case in cases:
-            extra = ["--fixed-threads"] if args.fixed_threads else []
-            runs[case].append(
-                p1.spawn(case, args.reps, args.threads, args.space_order, __file__, extra)
-            )
-    results = {c: summarise(r) for c, r in runs.items()}
+    extra = ["--fixed-threads"] if args.fixed_threads else []
     report = {
         "problem": "P1 kernels (waveform misfit, vp/rho/Q gradients)",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "load_average_1min": os.getloadavg()[0],
+        "load_average_1min": {"before": os.getloadavg()[0]},
         "threads": args.threads,
         "our_threads": "fixed" if args.fixed_threads else "chosen by measurement",
         "space_order": args.space_order,
         "segments": SEGMENTS,
         "rounds": args.rounds,
         "reps_per_round": args.reps,
-        "cases": results,
     }
-    report.update(_ratios(results))
+    cases = [c for c in args.cases.split(",") if c]
+    if cases:
+        results = measure(cases, args, extra)
+        report.update(cases=results, **_ratios(results))
+        print_results(results, report)
+    if args.three_d_cells:
+        cases_3d = ["ours_forward", "ours_checkpoint", "ours_dispersion"]
+        flags = ["--three-d-cells", str(args.three_d_cells), "--three-d-nt", str(args.three_d_nt)]
+        results = measure(cases_3d, args, extra + flags)
+        report["3d"] = {"cells_per_axis": args.three_d_cells, "nt": args.three_d_nt,
+                        "cases": results, **_ratios(results)}  # fmt: skip
+        print(f"3-D viscoelastic, {args.three_d_cells}^3 cells, nt {args.three_d_nt}:")
+        print_results(results, report["3d"])
+    report["load_average_1min"]["after"] = os.getloadavg()[0]
+    print(f"load average (1 min): {report['load_average_1min']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def measure(cases: list[str], args, extra: list[str]) -> dict:
+    """Each case in its own subprocess, alternating round by round; medians per case."""
+    runs: dict[str, list[dict]] = {c: [] for c in cases}
+    for _ in range(args.rounds):
+        for case in cases:
+            runs[case].append(
+                p1.spawn(case, args.reps, args.threads, args.space_order, __file__, extra)
+            )
+    return {c: summarise(r) for c, r in runs.items()}
+
+
+def print_results(results: dict, ratios: dict) -> None:
     for case, r in results.items():
         print(f"{case:22s} median {r['median_seconds']:7.2f} s  best {r['best_seconds']:7.2f} s  "
               f"peak RSS {r['peak_rss_mib']:7.0f} MiB")  # fmt: skip
     for key in ("kernel_over_forward", "dispersion_over_exact", "peak_ram_vs_deepwave_checkpointed",
                 "speed_vs_deepwave_checkpointed", "full_over_forward"):  # fmt: skip
-        if key in report:
-            print(f"{key} = {report[key]:.2f}")
-    for phase, ratio in report.get("phase_over_forward", {}).items():
+        if key in ratios:
+            print(f"{key} = {ratios[key]:.2f}")
+    for phase, ratio in ratios.get("phase_over_forward", {}).items():
         print(f"phase_over_forward[{phase}] = {ratio:.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
 
 
 def _ratios(results: dict) -> dict:
