@@ -159,7 +159,7 @@ class Propagator(Claimable):
 
     def threads_for(self, sim: Simulation) -> ThreadChooser:
         """``sim``'s fixed thread count, or this operator's measured choice if it sets none."""
-        return ThreadChooser(sim.threads) if sim.threads is not None else self.auto_threads
+        return self.auto_threads.or_fixed(sim.threads)
 
     def apply(self, sim: Simulation, start: int, stop: int) -> None:
         self.check_owner(sim)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 
 PROBE_STEPS = 32  # steps per probing call: long enough to time, short enough to waste little
 REPROBE_EVERY = 12  # timed calls between re-timings of the candidates not in use ...
@@ -113,34 +114,41 @@ class ThreadChooser:
             )
             self._next_reprobe = self.calls + self.reprobe_every
 
+    def _needs_warmup(self, threads: int) -> bool:
+        """A count's first call is not timed (with one candidate nothing is compared)."""
+        return len(self.candidates) > 1 and threads not in self._warmed
+
     def run(self, call: Callable[[int, int, int], None], start: int, stop: int) -> None:
         """Steps ``start .. stop-1`` as timed ``call(first, last_plus_one, threads)`` pieces;
         a probing piece is at most :data:`PROBE_STEPS` long."""
         while start < stop:
             threads, probe = self.next_call()
-            if threads not in self._warmed and len(self.candidates) > 1:
-                end = min(stop, start + WARMUP_STEPS)
-                call(start, end, threads)
-                self._warmed.add(threads)
-                start = end
-                continue
-            end = min(stop, start + PROBE_STEPS) if probe else stop
-            t0 = time.perf_counter()
-            call(start, end, threads)
-            self.record(threads, end - start, time.perf_counter() - t0)
+            warmup = self._needs_warmup(threads)
+            length = WARMUP_STEPS if warmup else PROBE_STEPS if probe else stop - start
+            end = min(stop, start + length)
+            self._call_and_record(partial(call, start, end, threads), threads, end - start, warmup)
             start = end
 
     def timed(self, call: Callable[[int], None], steps: int) -> None:
         """One timed ``call(threads)`` of ``steps`` time steps, never split (an operator whose
         calls cannot be cut, e.g. a backward chunk; probing then uses whole calls)."""
         threads, _ = self.next_call()
+        self._call_and_record(partial(call, threads), threads, steps, self._needs_warmup(threads))
+
+    def _call_and_record(self, call: Callable[[], None], threads: int, steps: int, warmup: bool):
+        """Run ``call``; record its time, or only log it if it is a count's warm-up call."""
         t0 = time.perf_counter()
-        call(threads)
-        if threads in self._warmed or len(self.candidates) == 1:
-            self.record(threads, steps, time.perf_counter() - t0)
-        else:  # a first call (thread start-up, first touch of pages) is not timed
+        call()
+        seconds = time.perf_counter() - t0
+        if warmup:
             self._warmed.add(threads)
-            self.history.append((threads, steps, time.perf_counter() - t0))
+            self.history.append((threads, steps, seconds))
+        else:
+            self.record(threads, steps, seconds)
+
+    def or_fixed(self, fixed: int | None) -> ThreadChooser:
+        """A chooser of exactly ``fixed`` threads if the user set a count, else this one."""
+        return ThreadChooser(fixed) if fixed is not None else self
 
     def summary(self) -> dict:
         """Steps and seconds per thread count over all calls, and the current choice."""

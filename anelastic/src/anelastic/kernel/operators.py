@@ -102,8 +102,7 @@ class KernelOperators:
 
     def threads_for(self, phase: str) -> ThreadChooser:
         """The simulation's fixed thread count, or the phase operator's measured choice."""
-        fixed = self.sim.threads
-        return ThreadChooser(fixed) if fixed is not None else self.auto_threads[phase]
+        return self.auto_threads[phase].or_fixed(self.sim.threads)
 
     def _replay_coefficient_specs(self) -> tuple:
         """Model-dependent coefficients only the buffer needs (e.g. Q-derivatives)."""

@@ -45,7 +45,7 @@ from devito import (
 
 from anelastic.forward.cache import Claimable, OperatorCache
 from anelastic.forward.propagator import (
-    DirectKernel,
+    DirectCalls,
     devito_grid,
     fill_coefficients,
     injection_groups,
@@ -336,7 +336,7 @@ class ReverseOperator(Claimable):
             for k, (group, members) in enumerate(groups.items())
         }
         self.operator = Operator(self._equations(physics), name="reverse")
-        self._call: tuple | None = None
+        self.calls = DirectCalls(self.operator)
 
     def _ring_buffers(self, names, regions, nt: int) -> dict[str, np.ndarray]:
         """Per field with a ring: index Functions (one per axis, [nring]) and a buffer
@@ -390,14 +390,12 @@ class ReverseOperator(Claimable):
             src.data[1:] = forward_src.data
         for f in self.fields.values():
             f.data[:] = 0
-        self._call = None  # Constants are passed by value: rebuild the argument list
+        self.calls.reset()  # Constants are passed by value: rebuild the argument list
 
     def step_back(self, t: int, threads: int) -> None:
         """State ``t - 1`` from state ``t`` (ring from the buffers, interior by the inverse
-        step): one direct kernel call (see :class:`DirectKernel`)."""
-        if self._call is None or self._call.threads != threads:
-            self._call = DirectKernel(self.operator, threads)
-        self._call(t, t)
+        step): one direct kernel call (see :class:`DirectCalls`)."""
+        self.calls(t, t, threads)
 
 
 INVERSE_STEP_OPERATORS: OperatorCache[ReverseOperator] = OperatorCache("inverse step")
