@@ -32,9 +32,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_tokenizer(args: argparse.Namespace) -> int:
-    from hivis.world.data.tokenizer import save_tokenizer, train_tokenizer
+    from hivis.world.data.long_form import long_form_vocabulary
+    from hivis.world.data.tokenizer import extend_tokenizer, save_tokenizer, train_tokenizer
 
-    tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed, args.long_form)
+    if args.extend:
+        from transformers import AutoTokenizer
+
+        if not args.long_form:
+            raise ValueError("--extend adds the long-form words to a tokenizer: add --long-form")
+        base = AutoTokenizer.from_pretrained(args.extend)
+        tokenizer = extend_tokenizer(base, long_form_vocabulary())
+    else:
+        tokenizer = train_tokenizer(args.vocab_size, args.scenes, args.seed, args.long_form)
     save_tokenizer(tokenizer, Path(args.out))
     print(f"tokenizer with {len(tokenizer)} tokens -> {args.out}")
     return 0
@@ -61,8 +70,17 @@ def _target_train_config(args: argparse.Namespace):
         lookup_head=args.lookup_head,
         count_all_on_class_token=args.count_all_on_class_token,
         long_form=args.long_form,
-        vision_pretrain_fraction=args.vision_fraction,
+        # A grown target's vision tower is trained already: no vision phase unless asked.
+        vision_pretrain_fraction=(
+            args.vision_fraction
+            if args.vision_fraction is not None
+            else 0.0
+            if args.init_from
+            else TargetTrainConfig.vision_pretrain_fraction
+        ),
+        init_from=Path(args.init_from).resolve() if args.init_from else None,
         freeze_vision_in_joint=args.freeze_vision_in_joint,
+        aux_weight=args.aux_weight,
         fact_targets=args.fact_targets,
         object_count_targets=args.object_count_targets,
         checkpoint_every=args.checkpoint_every,
@@ -214,6 +232,13 @@ def _add_tokenizer(sub) -> None:
         action="store_true",
         help="train on the long-form questions too (needed by `train-target --long-form`)",
     )
+    p.add_argument(
+        "--extend",
+        metavar="DIR",
+        help="with --long-form: extend the tokenizer in DIR (e.g. a saved target) with the "
+        "long-form words instead of training a new one; its tokens keep their ids (for "
+        "`train-target --init-from DIR`)",
+    )
     p.set_defaults(func=_cmd_tokenizer)
 
 
@@ -291,8 +316,23 @@ def _add_vision_options(p, d: dict) -> None:
     p.add_argument(
         "--vision-fraction",
         type=float,
-        default=d["vision_pretrain_fraction"],
-        help="fraction of the budget for the vision-only phase",
+        default=None,
+        help=f"fraction of the budget for the vision-only phase (default "
+        f"{d['vision_pretrain_fraction']}; 0 with --init-from)",
+    )
+    p.add_argument(
+        "--aux-weight",
+        type=float,
+        default=d["aux_weight"],
+        help="weight of the auxiliary vision losses (0 when growing a target whose tower is "
+        "trained: fresh heads would only disturb its projector)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="TARGET_DIR",
+        help="start from this trained target, grown to --text-layers (a multiple of its "
+        "layers) by block expansion; needs a tokenizer made with `world tokenizer --extend "
+        "TARGET_DIR` (hivis.world.target.grow)",
     )
     p.add_argument(
         "--freeze-vision-in-joint",

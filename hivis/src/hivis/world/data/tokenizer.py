@@ -9,6 +9,7 @@ and prompts built by ``prompt_text`` are the same token sequence.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,29 @@ def train_tokenizer(
         show_progress=False,
     )
     core.train_from_iterator(world_corpus(scenes, seed, long_form), trainer=trainer)
+    return wrap_tokenizer(core)
+
+
+def extend_tokenizer(base: PreTrainedTokenizerFast, texts) -> PreTrainedTokenizerFast:
+    """``base`` with merges appended so that every piece of the byte-level pre-tokenizer in
+    ``texts`` becomes one token. Every token of ``base`` keeps its id and every text ``base``
+    spelled one token per piece keeps its encoding (the new merges rank last and pair tokens
+    that no such text holds side by side), so a target trained with ``base`` still reads its
+    own questions the same way (``target.grow`` starts a deeper target from it)."""
+    state = json.loads(base.backend_tokenizer.to_str())
+    vocab, merges = state["model"]["vocab"], state["model"]["merges"]
+    core = Tokenizer.from_str(json.dumps(state))
+    for text in texts:
+        for piece, _ in core.pre_tokenizer.pre_tokenize_str(text):
+            tokens = core.model.tokenize(piece)
+            while len(tokens) > 1:
+                # Merge the first two tokens: ranked last, this merge fires only where all
+                # earlier merges are done, i.e. in this piece (and pieces built like it).
+                left, right = tokens[0].value, tokens[1].value
+                merges.append([left, right])
+                vocab.setdefault(left + right, max(vocab.values()) + 1)
+                core = Tokenizer.from_str(json.dumps(state))
+                tokens = core.model.tokenize(piece)
     return wrap_tokenizer(core)
 
 

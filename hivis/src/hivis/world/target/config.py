@@ -49,6 +49,9 @@ class TargetTrainConfig:
     # packed sequence of an image, so a step costs ~1.8x and the default budget would train
     # the short questions less; and they need a tokenizer trained with them (other token ids).
     long_form: bool = False
+    # A trained target to start from (``target.grow``: block expansion, extended tokenizer);
+    # its vision tower is already trained, so runs that grow one skip the vision phase.
+    init_from: Path | None = None
     curriculum_max_objects: int = 3
     checkpoint_every: int = 50
     log_every: int = 10
@@ -83,6 +86,8 @@ class TargetTrainConfig:
             raise ValueError(
                 f"lookup_head must be in [0, {self.target.text_heads}), got {self.lookup_head}"
             )
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise FileNotFoundError(f"init_from {self.init_from}: no saved target there")
         if not Path(self.tokenizer_dir).is_dir():
             raise FileNotFoundError(
                 f"tokenizer directory {self.tokenizer_dir} does not exist "

@@ -50,6 +50,7 @@ from hivis.world.data.tokenizer import expresses_long_form
 from hivis.world.target.aux_heads import head_of_run
 from hivis.world.target.checkpoint import load_checkpoint, save_checkpoint
 from hivis.world.target.config import TargetTrainConfig
+from hivis.world.target.grow import grow_target
 from hivis.world.target.model import build_target, save_target
 from hivis.world.target.schedule import run_progress
 from hivis.world.target.steps import optimizer_for, train_step
@@ -77,6 +78,8 @@ def train_target(cfg: TargetTrainConfig, stop_at_step: int | None = None) -> Pat
             f"{cfg.tokenizer_dir} was not (make one with `world tokenizer --long-form`)"
         )
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
+    if cfg.init_from is not None:
+        grow_target(model, tokenizer, cfg.init_from)  # a resumed run's checkpoint overrides it
     head = head_of_run(cfg, model, tokenizer)
     optimizer = optimizer_for(model, head, cfg)
     state = load_checkpoint(cfg, model, head, optimizer)
