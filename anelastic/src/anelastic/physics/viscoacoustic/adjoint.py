@@ -199,24 +199,27 @@ class ViscoacousticAdjoint(AdjointScheme):
         physics, dims = self.physics, layout.grid.dimensions
         sponge_p = self._sponge(layout, ())
         pressure = sponge_p * adj["adj_p"]
-        eqs = [Eq(tmp["tmp_div"], self._adjoint_divergence(adj, coeffs, pressure))]
+        pointwise = [Eq(tmp["tmp_div"], self._adjoint_divergence(adj, coeffs, pressure))]
         for l in range(self.n_memory):
             z = adj[f"adj_zeta{l}"]
             update = coeffs[f"zalpha{l}"] * z + physics.memory_coefficient(coeffs, l) * pressure
-            eqs.append(Eq(z.backward, update))
-        eqs.append(Eq(grads["grad_mod"], grads["grad_mod"] + pressure * buffers["w_mod"]))
+            pointwise.append(Eq(z.backward, update))
+        pointwise.append(Eq(grads["grad_mod"], grads["grad_mod"] + pressure * buffers["w_mod"]))
         if self.n_memory:
-            eqs.append(Eq(grads["grad_q"], grads["grad_q"] + pressure * buffers["w_q"]))
-        if self.cpml:  # psi^ only lives where its profile is nonzero: the regions damping it
+            pointwise.append(Eq(grads["grad_q"], grads["grad_q"] + pressure * buffers["w_q"]))
+        if not self.cpml or seams is None:
+            eqs = pointwise + self._memory_psi(adj, tmp, layout, None)
+        else:
+            # Per forward region, the pointwise updates and then the psi^_v of that region: one
+            # loop nest per region reads adiv once (measured on P1: 13 -> 10 parallel regions).
+            eqs = []
+            for region in layout.regions:
+                eqs += [Eq(e.lhs, e.rhs, subdomain=region.subdomain) for e in pointwise]
+                eqs += self._memory_psi(adj, tmp, layout, region)
+        # Region-major: both axes of one region next to each other, so Devito fuses them into
+        # one loop nest per region (axis-major, the strips took one nest per axis and side).
+        for region in seams.regions if seams is not None else [None]:
             for i, a in enumerate(self.axes):
-                psi = adj[f"adj_psi_v{a}"]
-                b = layout.profiles[f"cpmlb_{a}"]
-                for region in layout.regions if seams is not None else [None]:
-                    if region is None or region.damps(i):
-                        where = region.subdomain if region is not None else None
-                        eqs.append(Eq(psi.backward, b * (psi + tmp["tmp_div"]), subdomain=where))
-        for i, a in enumerate(self.axes):
-            for region in seams.regions if seams is not None else [None]:
                 damped = self.cpml and (region is None or region.damps(i))
                 where = region.subdomain if region is not None else None
                 eqs += self._velocity_axis(
@@ -234,6 +237,20 @@ class ViscoacousticAdjoint(AdjointScheme):
     def _adjoint_divergence(self, adj, coeffs, pressure):
         mixed = sum(coeffs[f"zbeta{l}"] * adj[f"adj_zeta{l}"] for l in range(self.n_memory))
         return mixed - coeffs["mod_dt"] * pressure
+
+    def _memory_psi(self, adj, tmp, layout, region) -> list[Eq]:
+        """psi^_v updates (C-PML only) on ``region``, for each axis it damps (None: every axis
+        on the whole grid; correct too, the profiles ``b`` vanish where nothing damps)."""
+        if not self.cpml:
+            return []
+        eqs = []
+        for i, a in enumerate(self.axes):
+            if region is None or region.damps(i):
+                psi = adj[f"adj_psi_v{a}"]
+                b = layout.profiles[f"cpmlb_{a}"]
+                where = region.subdomain if region is not None else None
+                eqs.append(Eq(psi.backward, b * (psi + tmp["tmp_div"]), subdomain=where))
+        return eqs
 
     def _velocity_axis(
         self, i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, damped, where

@@ -176,8 +176,9 @@ class ViscoelasticAdjoint(AdjointScheme):
         self, fields: dict, buffers: dict, grid, coeffs: dict | None = None, regions=None
     ) -> list[Eq]:
         """Copy F_a (from sigma^n, slot t), E_a and S_ab (from v^{n+1/2}, slot t + 1) into the
-        buffer frame, after the forward step; C-PML terms are not included. ``coeffs`` and
-        ``regions`` (the interface of the viscoacoustic buffer) are not needed here."""
+        buffer frame, after the forward step; C-PML terms are not included. ``coeffs`` (the
+        interface of the viscoacoustic buffer) is not needed here; ``regions``: the forward's
+        regions, so Devito fuses the frame into their stress nests (None: one whole-grid nest)."""
         h = dict(zip(self.axes, (d.spacing for d in grid.dimensions), strict=True))
         eqs = []
         for a in self.axes:
@@ -195,7 +196,8 @@ class ViscoelasticAdjoint(AdjointScheme):
             va, vb = fields[f"v{a}"], fields[f"v{b}"]
             shear = self._derivative(va, j, h[b], True, 1) + self._derivative(vb, i, h[a], True, 1)
             eqs.append(Eq(buffers[f"shear_{a}{b}"], shear))
-        return eqs
+        wheres = [r.subdomain for r in regions] if regions is not None else [None]
+        return [Eq(e.lhs, e.rhs, subdomain=where) for where in wheres for e in eqs]
 
     # --- adjoint step --------------------------------------------------------------------
     def adjoint_equations(
@@ -206,11 +208,14 @@ class ViscoelasticAdjoint(AdjointScheme):
         ``halo_profiles`` is not needed (profiles are only read at their own points)."""
         weighted = self._weighted_stresses(adj, coeffs)
         normal, shear = self._strain_adjoints(adj, coeffs, weighted)
+        # The memory variables and the stress gradients are pointwise: per forward region they
+        # join the region's strain temporaries in one loop nest (the stresses read once).
+        pointwise = self._memory_adjoint(adj, coeffs, weighted)
+        pointwise += self._stress_gradients(adj, grads, buffers, weighted)
         eqs = []
         for subdomain, damped in self._regions(layout):
             eqs += self._strain_temporaries(adj, tmp, layout, subdomain, damped, normal, shear)
-        eqs += self._memory_adjoint(adj, coeffs, weighted)
-        eqs += self._stress_gradients(adj, grads, buffers, weighted)
+            eqs += [Eq(e.lhs, e.rhs, subdomain=subdomain) for e in pointwise]
         eqs += self._velocity_adjoint(adj, tmp, coeffs, layout)
         for a in self.axes:
             g = grads[f"grad_buoy_{a}"]
