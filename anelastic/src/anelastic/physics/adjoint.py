@@ -22,11 +22,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+from devito import Eq
 
 from anelastic.physics.base import CoefficientSpec, FieldSpec, Physics
 
 # Relative step of the central differences of the coefficient functions (float64).
 COEFFICIENT_STEP = 1e-5
+
+
+def on_subdomain(equations: list[Eq], subdomain) -> list[Eq]:
+    """The same updates restricted to ``subdomain`` (None: the whole grid)."""
+    return [Eq(e.lhs, e.rhs, subdomain=subdomain) for e in equations]
+
+
+def on_regions(equations: list[Eq], regions) -> list[Eq]:
+    """The updates once per region of the forward's layout, region by region (None: once on
+    the whole grid): placed beside the forward's equations of the same region, Devito fuses
+    them into that region's loop nest."""
+    wheres = [r.subdomain for r in regions] if regions is not None else [None]
+    return [e for where in wheres for e in on_subdomain(equations, where)]
 
 
 class AdjointScheme(ABC):

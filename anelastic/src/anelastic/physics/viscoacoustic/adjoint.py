@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme
+from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme, on_regions, on_subdomain
 from anelastic.physics.averaging import node_buoyancy_gradient
 from anelastic.physics.base import (
     VELOCITY_NAMES,
@@ -170,8 +170,7 @@ class ViscoacousticAdjoint(AdjointScheme):
             terms = sum(coeffs[f"dq_mem{l}"] * z for l, z in enumerate(memory))
             w_q = terms - coeffs["dq_mod"] * div
             frame.append((buffers["w_q"], coeffs["mod_dt"] * w_q if self.uniform else w_q))
-        wheres = [r.subdomain for r in regions] if regions is not None else [None]
-        return [Eq(lhs, rhs, subdomain=where) for where in wheres for lhs, rhs in frame]
+        return on_regions([Eq(lhs, rhs) for lhs, rhs in frame], regions)
 
     def seam_layout(self, grid, pads):
         """Regions for the transposed velocity update: the forward's absorbing strips widened
@@ -214,7 +213,7 @@ class ViscoacousticAdjoint(AdjointScheme):
             # loop nest per region reads adiv once (measured on P1: 13 -> 10 parallel regions).
             eqs = []
             for region in layout.regions:
-                eqs += [Eq(e.lhs, e.rhs, subdomain=region.subdomain) for e in pointwise]
+                eqs += on_subdomain(pointwise, region.subdomain)
                 eqs += self._memory_psi(adj, tmp, layout, region)
         # Region-major: both axes of one region next to each other, so Devito fuses them into
         # one loop nest per region (axis-major, the strips took one nest per axis and side).

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme
+from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme, on_regions, on_subdomain
 from anelastic.physics.averaging import (
     corner_mean,
     corner_transpose,
@@ -196,8 +196,7 @@ class ViscoelasticAdjoint(AdjointScheme):
             va, vb = fields[f"v{a}"], fields[f"v{b}"]
             shear = self._derivative(va, j, h[b], True, 1) + self._derivative(vb, i, h[a], True, 1)
             eqs.append(Eq(buffers[f"shear_{a}{b}"], shear))
-        wheres = [r.subdomain for r in regions] if regions is not None else [None]
-        return [Eq(e.lhs, e.rhs, subdomain=where) for where in wheres for e in eqs]
+        return on_regions(eqs, regions)
 
     # --- adjoint step --------------------------------------------------------------------
     def adjoint_equations(
@@ -215,7 +214,7 @@ class ViscoelasticAdjoint(AdjointScheme):
         eqs = []
         for subdomain, damped in self._regions(layout):
             eqs += self._strain_temporaries(adj, tmp, layout, subdomain, damped, normal, shear)
-            eqs += [Eq(e.lhs, e.rhs, subdomain=subdomain) for e in pointwise]
+            eqs += on_subdomain(pointwise, subdomain)
         eqs += self._velocity_adjoint(adj, tmp, coeffs, layout)
         for a in self.axes:
             g = grads[f"grad_buoy_{a}"]
