@@ -95,6 +95,7 @@ def test_unsupported_family_lists_supported(tmp_path):
 
 def test_cli_reports_errors(tmp_path, capsys):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2"}))
+    random_image(0).save(tmp_path / "x.png")
     code = main(
         [
             "generate",
@@ -103,7 +104,7 @@ def test_cli_reports_errors(tmp_path, capsys):
             "--drafter",
             str(tmp_path),
             "--image",
-            "x.png",
+            str(tmp_path / "x.png"),
             "--prompt",
             "<image> hi",
         ]

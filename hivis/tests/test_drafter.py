@@ -221,3 +221,52 @@ def test_drafter_target_and_scripted_proposer_meet_the_engine_contracts(tiny_tar
         assert isinstance(proposer, Proposer)
         assert isinstance(proposer.begin(target, prompt, hidden, 5), DraftSession)
     assert not isinstance(object(), Proposer)
+
+
+def test_drafter_of_another_same_shape_target_is_refused(tiny_target, tmp_path):
+    """Same family and sizes, other weights: refused naming the weights; allowed on request.
+    Another head layout at the same hidden size: refused naming the field, not a raw
+    size-mismatch error."""
+    from hivis.drafter import DrafterMismatchError
+
+    mine = tiny_target(Family.LLAVA)
+    HiViSDrafter(mine).save(tmp_path / "d")
+    other = tiny_target(Family.LLAVA, TinySpec(seed=1))
+    with pytest.raises(DrafterMismatchError, match="trained on another target.*embedding"):
+        HiViSDrafter.load(tmp_path / "d", other)
+    assert HiViSDrafter.load(tmp_path / "d", other, allow_other_target=True) is not None
+    heads = tiny_target(Family.LLAVA, TinySpec(num_heads=8, num_kv_heads=4))
+    with pytest.raises(DrafterMismatchError, match="num_attention_heads: drafter 4 vs target 8"):
+        HiViSDrafter.load(tmp_path / "d", heads)
+
+
+def test_fingerprint_survives_a_dtype_change(target_dir, tiny_target, tmp_path):
+    from hivis.targets import load_target
+
+    HiViSDrafter(tiny_target(Family.LLAVA)).save(tmp_path / "d")
+    half = load_target(target_dir(Family.LLAVA), dtype=torch.bfloat16)
+    assert HiViSDrafter.load(tmp_path / "d", half).fc.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "config", "missing-key"])
+def test_damaged_drafter_files_are_named(tiny_target, tmp_path, damage):
+    from safetensors.torch import load_file, save_file
+
+    from hivis.drafter import DrafterFileError
+
+    target = tiny_target(Family.LLAVA)
+    directory = HiViSDrafter(target).save(tmp_path / "d")
+    weights, config = directory / "drafter.safetensors", directory / "config.json"
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "garbage":
+        weights.write_bytes(b"not a safetensors file at all")
+    elif damage == "config":
+        config.write_text(config.read_text()[:40])
+    else:
+        state = load_file(str(weights))
+        state.pop(sorted(state)[0])
+        save_file(state, str(weights))
+    named = "config.json" if damage == "config" else "drafter.safetensors"
+    with pytest.raises(DrafterFileError, match=named):
+        HiViSDrafter.load(directory, target)

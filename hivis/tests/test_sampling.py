@@ -18,7 +18,7 @@ from scipy.stats import chisquare
 
 import hivis
 from hivis.acceptance import accept_sampling
-from hivis.engine import GenerationConfig, speculative_generate
+from hivis.engine import GenerationConfig, speculative_generate, target_scores
 from hivis.selfcheck.inputs import random_image
 from hivis.selfcheck.proposers import ScriptedProposer
 from hivis.selfcheck.zoo import TinySpec
@@ -99,14 +99,20 @@ def test_rejection_sampling_keeps_target_distribution(config):
 TINY = TinySpec(vocab_words=6, seed=3)
 
 
-def _exact_pairs(target, image, prompt):
-    """Exact P(first two tokens) at T = 1; a first-token EOS ends the sequence."""
+def _exact_pairs(target, image, prompt, config: GenerationConfig | None = None):
+    """Exact P(first two tokens) at T = 1, or under ``config``'s temperature and warp; a
+    first-token EOS ends the sequence."""
     prepared = target.prepare([image], prompt)
     eos = target.tokenizer.eos_token_id
+
+    def dist(logits):
+        scores = logits if config is None else target_scores(logits, config)
+        return torch.softmax(scores.double(), -1)
+
     with torch.inference_mode():
         cache = target.new_cache()
         logits, _ = target.prefill(prepared, cache)
-        p1 = torch.softmax(logits[0].double(), -1)
+        p1 = dist(logits[0])
         probs, p2 = {}, {}
         for a in range(target.vocab_size):
             if a == eos:
@@ -115,7 +121,7 @@ def _exact_pairs(target, image, prompt):
             # Decode a on a copy of the prompt cache (also right when a is the image id,
             # which generate embeds as a plain token).
             step = target.decode_one(a, prepared.next_position, copy.deepcopy(cache))
-            p2[a] = torch.softmax(step.double(), -1)
+            p2[a] = dist(step)
             for b in range(target.vocab_size):
                 probs[(a, b)] = float(p1[a] * p2[a][b])
     return probs, p2
@@ -152,3 +158,39 @@ def test_speculative_sampling_matches_target(tiny_target, kind):
     assert _chi2_pvalue(counts, probs) > P_MIN
     if kind == "good":
         assert accepted > 400  # the good drafter's proposals are really used
+
+
+def test_sampling_follows_the_processed_distribution(tiny_target):
+    """Temperature 3 with Hugging Face's top-k and top-p warpers (as ``hivis.hf.generate``
+    builds them from ``generate``'s processors): the first two tokens follow the target's
+    processed distribution, not the raw one."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    from hivis.hf import _scores_transform
+
+    target = tiny_target(Family.LLAVA, TINY)
+    image, prompt = random_image(8), "<image> what is"
+    processors = [TemperatureLogitsWarper(3.0), TopKLogitsWarper(4), TopPLogitsWarper(0.9)]
+    settings = type("Settings", (), {"do_sample": True})()
+    temperature, warp = _scores_transform(settings, processors)
+    assert temperature == 3.0 and warp is not None
+    tree = TreeConfig(6, 2, 3, 0.0)
+    base = GenerationConfig(2, temperature, tree, adaptive=False, warp=warp)
+    probs, _ = _exact_pairs(target, image, prompt, base)
+    raw, _ = _exact_pairs(target, image, prompt)
+    assert sum(1 for v in probs.values() if v > 0) < sum(1 for v in raw.values() if v > 0)
+    torch.manual_seed(6)
+    drafter = hivis.HiViSDrafter(target)
+    prepared = target.prepare([image], prompt)
+    counts = Counter()
+    with torch.inference_mode():
+        for seed in range(800):
+            config = GenerationConfig(2, temperature, tree, seed=seed, adaptive=False, warp=warp)
+            counts[tuple(speculative_generate(target, drafter, prepared, config).token_ids)] += 1
+    assert _chi2_pvalue(counts, probs) > P_MIN
+    assert all(probs.get(pair, 0.0) > 0 for pair in counts)  # nothing top-k/p removed
+    assert _chi2_pvalue(counts, raw) < P_MIN  # power: the unprocessed law is rejected

@@ -11,17 +11,24 @@ Quick start::
 
 from hivis.acceptance import NonFiniteLogitsError
 from hivis.api import autoregressive, generate
-from hivis.drafter import DrafterConfig, DrafterMismatchError, HiViSDrafter
+from hivis.drafter import DrafterConfig, DrafterFileError, DrafterMismatchError, HiViSDrafter
 from hivis.engine import GenerationConfig, GenerationResult
 from hivis.metrics import GenerationMetrics
 from hivis.prefix import PrefixCache
-from hivis.targets import SUPPORTED_FAMILIES, Family, UnsupportedFamilyError, load_target
+from hivis.targets import (
+    SUPPORTED_FAMILIES,
+    Family,
+    UnsupportedFamilyError,
+    load_target,
+    wrap_target,
+)
 from hivis.tree import DraftTree, TreeConfig
 
 __all__ = [
     "SUPPORTED_FAMILIES",
     "DraftTree",
     "DrafterConfig",
+    "DrafterFileError",
     "DrafterMismatchError",
     "Family",
     "GenerationConfig",
@@ -35,4 +42,5 @@ __all__ = [
     "autoregressive",
     "generate",
     "load_target",
+    "wrap_target",
 ]

@@ -1,7 +1,9 @@
-"""Command line: ``hivis generate``, ``hivis verify lossless``, ``hivis train ...`` and
-``hivis world ...``, ``hivis demo`` and ``hivis bench`` (argparse subcommands; each group
-registers its own: train in :mod:`hivis.train.cli`, world in :mod:`hivis.world.cli`, demo and
-bench in :mod:`hivis.world.app.cli`)."""
+"""Command line: generate, chat, export-hf, verify, train, world, demo and bench.
+
+argparse subcommands; each group registers its own: train in :mod:`hivis.train.cli`, world in
+:mod:`hivis.world.cli`, demo and bench in :mod:`hivis.world.app.cli`. Every error a user can
+cause ends in one message and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import argparse  # noqa: E402
 import json
 import sys
 
+from hivis.targets import DTYPES
 from hivis.tree import TreeConfig
 
 
@@ -40,12 +43,26 @@ def parse_chain(text: str) -> TreeConfig:
         raise argparse.ArgumentTypeError(f"--chain wants a positive depth: {err}") from None
 
 
-def _add_generate(subparsers) -> None:
-    cmd = subparsers.add_parser("generate", help="speculative generation for one image+prompt")
-    cmd.add_argument("--target", required=True, help="Hugging Face VLM directory")
-    cmd.add_argument("--drafter", required=True, help="hivis drafter directory")
-    cmd.add_argument("--image", required=True, action="append", help="image path (repeatable)")
-    cmd.add_argument("--prompt", required=True, help="prompt text with the image placeholder")
+def _add_model_options(cmd) -> None:
+    """The target and drafter to load and where: shared by ``generate`` and ``chat``."""
+    cmd.add_argument("--target", help="Hugging Face VLM directory (default: the shipped world's)")
+    cmd.add_argument("--drafter", help="hivis drafter directory (default: the shipped world's)")
+    cmd.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1, mps")
+    cmd.add_argument("--dtype", default=None, choices=DTYPES, help="weights dtype (float32)")
+    cmd.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    cmd.add_argument(
+        "--allow-other-target",
+        action="store_true",
+        help="use a drafter trained on another target (experiments; acceptance will suffer)",
+    )
+    cmd.add_argument(
+        "--raw-prompt",
+        action="store_true",
+        help="send --prompt as it is, image placeholders included, without the chat template",
+    )
+
+
+def _add_decoding_options(cmd) -> None:
     cmd.add_argument("--max-new-tokens", type=int, default=64)
     cmd.add_argument("--temperature", type=float, default=0.0)
     cmd.add_argument("--seed", type=int, default=None)
@@ -53,38 +70,166 @@ def _add_generate(subparsers) -> None:
     shape = cmd.add_mutually_exclusive_group()
     shape.add_argument("--tree", type=parse_tree, help="TOTAL,DEPTH,TOPK (default 10,4,3)")
     shape.add_argument("--chain", type=parse_chain, help="chain drafting of this depth")
-    cmd.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def _add_generate(subparsers) -> None:
+    cmd = subparsers.add_parser("generate", help="speculative generation for one image+prompt")
+    _add_model_options(cmd)
+    cmd.add_argument("--image", required=True, action="append", help="image path (repeatable)")
+    cmd.add_argument(
+        "--prompt",
+        required=True,
+        help="the question; written into the model's chat template unless --raw-prompt",
+    )
+    _add_decoding_options(cmd)
+    output = cmd.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print a JSON object")
+    output.add_argument("--stream", action="store_true", help="print tokens as they are verified")
     cmd.set_defaults(handler=_run_generate)
 
 
-def _run_generate(args) -> int:
-    import hivis
+def _load_models(args):
+    """(target, drafter) from the model options, every option checked before loading."""
+    from hivis.drafter import HiViSDrafter
+    from hivis.targets import as_device, as_dtype, load_target
 
-    target = hivis.load_target(args.target)
-    result = hivis.generate(
-        target,
-        args.drafter,
-        args.image,
-        args.prompt,
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    as_dtype(args.dtype), as_device(args.device)
+    if (args.target is None) != (args.drafter is None):
+        raise ValueError(
+            "give both --target and --drafter, or neither (then the shipped world models run)"
+        )
+    target_dir, drafter_dir = args.target, args.drafter
+    if target_dir is None:
+        from hivis.world.drafters.shipped import check_assets
+
+        assets = check_assets()
+        target_dir, drafter_dir = assets / "target", assets / "drafters" / "hivis"
+        print(f"hivis: the shipped world models ({assets})", file=sys.stderr)
+    target = load_target(target_dir, dtype=args.dtype, device=args.device)
+    drafter = HiViSDrafter.load(drafter_dir, target, args.allow_other_target)
+    return target, drafter
+
+
+def _prompt_kwargs(args, text: str) -> dict:
+    return {"prompt": text} if args.raw_prompt else {"messages": text}
+
+
+def _decoding_kwargs(args) -> dict:
+    return dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
         tree=args.tree or args.chain,
         stop_strings=args.stop,
         seed=args.seed,
     )
+
+
+def _text_streamer(target):
+    from transformers import TextStreamer
+
+    return TextStreamer(target.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def _run_generate(args) -> int:
+    import hivis
+    from hivis.targets.inputs import load_images
+
+    images = load_images(args.image)  # a bad path fails before the models load
+    target, drafter = _load_models(args)
+    streamer = _text_streamer(target) if args.stream else None
+    result = hivis.generate(
+        target,
+        drafter,
+        images,
+        streamer=streamer,
+        **_prompt_kwargs(args, args.prompt),
+        **_decoding_kwargs(args),
+    )
     if args.json:
         out = {"text": result.text, "token_ids": result.token_ids}
         out["metrics"] = result.metrics.to_dict()
         print(json.dumps(out))
-    else:
-        m = result.metrics
+        return 0
+    if not args.stream:
         print(result.text)
-        print(
-            f"[{m.new_tokens} tokens, {m.tokens_per_s:.1f} tok/s, acceptance length "
-            f"{m.acceptance_length:.2f} (bonus incl.), drafter prefill "
-            f"{100 * m.drafter_prefill_ratio:.1f}% of target's]",
-            file=sys.stderr,
+    _print_metrics(result.metrics)
+    return 0
+
+
+def _print_metrics(m) -> None:
+    print(
+        f"[{m.new_tokens} tokens, {m.tokens_per_s:.1f} tok/s, acceptance length "
+        f"{m.acceptance_length:.2f} (bonus incl.), drafter prefill "
+        f"{100 * m.drafter_prefill_ratio:.1f}% of target's]",
+        file=sys.stderr,
+    )
+
+
+def _add_chat(subparsers) -> None:
+    cmd = subparsers.add_parser(
+        "chat", help="answer question after question about an image (models loaded once)"
+    )
+    _add_model_options(cmd)
+    cmd.add_argument("--image", required=True, action="append", help="image path (repeatable)")
+    _add_decoding_options(cmd)
+    cmd.set_defaults(handler=_run_chat)
+
+
+def _run_chat(args) -> int:
+    """Read questions from stdin until an empty line or end of input; stream each answer.
+
+    Each question is asked about the image on its own (the world's models are single-turn);
+    the image's prefill is computed once and reused through a :class:`~hivis.PrefixCache`.
+    """
+    import hivis
+    from hivis.targets.inputs import load_images
+
+    images = load_images(args.image)
+    target, drafter = _load_models(args)
+    cache = hivis.PrefixCache()
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("question> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0
+        result = hivis.generate(
+            target,
+            drafter,
+            images,
+            prefix_cache=cache,
+            streamer=_text_streamer(target),
+            **_prompt_kwargs(args, line.strip()),
+            **_decoding_kwargs(args),
         )
+        _print_metrics(result.metrics)
+
+
+def _add_export_hf(subparsers) -> None:
+    cmd = subparsers.add_parser(
+        "export-hf",
+        help="a custom_generate folder for model.generate(custom_generate=OUT, ...)",
+    )
+    cmd.add_argument("drafter", help="hivis drafter directory")
+    cmd.add_argument("out", help="folder to write (custom_generate/generate.py + drafter/)")
+    cmd.set_defaults(handler=_run_export_hf)
+
+
+def _run_export_hf(args) -> int:
+    from hivis.hf import export_folder
+
+    out = export_folder(args.drafter, args.out)
+    print(
+        f"wrote {out}: model.generate(**inputs, custom_generate={str(out)!r}, "
+        "trust_remote_code=True, max_new_tokens=...)"
+    )
     return 0
 
 
@@ -126,6 +271,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     parser = argparse.ArgumentParser(prog="hivis", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate(subparsers)
+    _add_chat(subparsers)
+    _add_export_hf(subparsers)
     _add_verify(subparsers)
     add_demo_command(subparsers)
     add_bench_command(subparsers)
@@ -141,9 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or args.func
     try:
         return int(handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError) as err:  # what a user's input can cause
         print(f"hivis: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hivis: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

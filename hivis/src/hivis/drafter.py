@@ -54,10 +54,87 @@ class DrafterConfig:
     use_target_features: bool = True
     text_config: dict | None = None
     format_version: int = FORMAT_VERSION
+    target_fingerprint: dict | None = None  # see target_fingerprint(); None: not recorded
 
 
 class DrafterMismatchError(ValueError):
     """The drafter was made for a different target."""
+
+
+class DrafterFileError(ValueError):
+    """A drafter directory whose files are missing, truncated or corrupt."""
+
+
+# Text-config fields that say nothing about the weights (paths, dtypes, generation flags).
+_NOT_ARCHITECTURE = frozenset(
+    {
+        "_name_or_path",
+        "dtype",
+        "torch_dtype",
+        "transformers_version",
+        "architectures",
+        "output_attentions",
+        "output_hidden_states",
+        "return_dict",
+        "use_cache",
+        "id2label",
+        "label2id",
+        "problem_type",
+        "chunk_size_feed_forward",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+    }
+)
+_SAMPLES = 64  # entries of the embedding and of the LM head recorded in a fingerprint
+_SAMPLE_RTOL = 2e-2  # bfloat16 keeps 8 mantissa bits: a dtype cast moves entries < 0.4 %
+
+
+def target_fingerprint(target: HFTarget) -> dict:
+    """What identifies the target a drafter is trained on: its text config (architecture
+    fields, :data:`_NOT_ARCHITECTURE` left out) and 64 fixed entries of its embedding and LM
+    head (rows spread over the vocabulary). Entries, not a hash, so that the same target
+    loaded in another dtype still matches (within :data:`_SAMPLE_RTOL`)."""
+    config = json.loads(target.text_config.to_json_string(use_diff=False))
+    text = {k: v for k, v in sorted(config.items()) if k not in _NOT_ARCHITECTURE}
+    return {
+        "text_config": text,
+        "embedding": _weight_sample(target.embed_tokens.weight),
+        "lm_head": _weight_sample(_head_weight(target.lm_head)),
+    }
+
+
+def _head_weight(head) -> torch.Tensor:
+    weight = head.weight
+    return weight() if callable(weight) else weight  # dynamic-quantised Linear: a method
+
+
+def _weight_sample(weight: torch.Tensor) -> list[float]:
+    """[V, H] -> 64 entries at rows spread over V and columns scattered over H."""
+    if weight.is_quantized:
+        weight = weight.dequantize()
+    rows, cols = weight.shape
+    index = torch.arange(_SAMPLES)
+    row = index * (rows - 1) // (_SAMPLES - 1)
+    col = (index * 7919 + row) % cols
+    return [float(v) for v in weight.detach()[row, col].float().cpu()]
+
+
+def fingerprint_differences(recorded: dict, current: dict) -> list[str]:
+    """What differs between two :func:`target_fingerprint` s, in words (empty: the same)."""
+    problems = []
+    old, new = recorded.get("text_config", {}), current.get("text_config", {})
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            problems.append(
+                f"text config {key}: drafter's target {old.get(key)!r}, this {new.get(key)!r}"
+            )
+    for part in ("embedding", "lm_head"):
+        a = torch.tensor(recorded.get(part, []), dtype=torch.float64)
+        b = torch.tensor(current.get(part, []), dtype=torch.float64)
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=_SAMPLE_RTOL, atol=1e-6):
+            problems.append(f"{part} weights differ from those the drafter was trained with")
+    return problems
 
 
 class HiViSDrafter(nn.Module):
@@ -84,6 +161,7 @@ class HiViSDrafter(nn.Module):
             hide_visual_tokens=hide_visual_tokens,
             use_target_features=use_target_features,
             text_config=_config_dict(text_config),
+            target_fingerprint=target_fingerprint(target),
         )
         hidden = target.hidden_size
         self.fc = nn.Linear(3 * hidden, hidden, bias=False)
@@ -94,6 +172,7 @@ class HiViSDrafter(nn.Module):
         self.mrope = target.mrope
         # A plain tuple keeps the shared modules out of parameters() and state_dict().
         self._shared = (target.embed_tokens, target.lm_head)
+        self._target = target
         self.to(device=target.device, dtype=target.dtype)
 
     def forward(
@@ -134,6 +213,11 @@ class HiViSDrafter(nn.Module):
             **cache_kwargs(self.layer, cache),
         )
 
+    @property
+    def target(self) -> HFTarget:
+        """The target this drafter was built or loaded for (it shares its embedding and head)."""
+        return self._target
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., H] -> [..., V] through the target's frozen LM head."""
         head = self._shared[1]
@@ -157,35 +241,101 @@ class HiViSDrafter(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, target: HFTarget) -> HiViSDrafter:
-        """Load a saved drafter for ``target``; refuse one made for another target."""
+    def load(
+        cls, directory: str | Path, target: HFTarget, allow_other_target: bool = False
+    ) -> HiViSDrafter:
+        """Load a saved drafter for ``target``. Refused, with what differs: a drafter of
+        another shape, or one trained on another target (its recorded
+        :func:`target_fingerprint`; ``allow_other_target`` skips that check, for
+        experiments). Missing, truncated or corrupt files are named."""
         directory = Path(directory)
-        if not (directory / _CONFIG).is_file() or not (directory / _WEIGHTS).is_file():
-            raise FileNotFoundError(f"{directory} holds no hivis drafter ({_CONFIG}, {_WEIGHTS})")
-        raw = json.loads((directory / _CONFIG).read_text())
-        if raw.get("format_version") != FORMAT_VERSION:
-            raise DrafterMismatchError(
-                f"drafter format version {raw.get('format_version')!r} is not the supported "
-                f"version {FORMAT_VERSION}"
-            )
-        config = DrafterConfig(**raw)
+        config = read_config(directory)
         check_fits(config, target)
+        if config.target_fingerprint is not None and not allow_other_target:
+            problems = fingerprint_differences(
+                config.target_fingerprint, target_fingerprint(target)
+            )
+            if problems:
+                raise DrafterMismatchError(
+                    f"the drafter in {directory} was trained on another target ("
+                    + "; ".join(problems[:4])
+                    + "); pass allow_other_target=True (CLI: --allow-other-target) to use it "
+                    "anyway"
+                )
         drafter = cls(
             target, config.num_steps, config.hide_visual_tokens, config.use_target_features
         )
-        drafter.load_state_dict(load_file(str(directory / _WEIGHTS)))
+        weights = directory / _WEIGHTS
+        try:
+            state = load_file(str(weights))
+        except Exception as err:  # safetensors raises its own SafetensorError
+            raise DrafterFileError(
+                f"{weights} is unreadable (truncated or corrupt?): {err}"
+            ) from None
+        try:
+            drafter.load_state_dict(state)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0]
+            raise DrafterFileError(
+                f"{weights} does not hold this drafter's weights: {first}"
+            ) from None
         return drafter.eval()
 
 
+def read_config(directory: Path) -> DrafterConfig:
+    """The :class:`DrafterConfig` saved in ``directory``, or an error naming the file."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} holds no hivis drafter (no such directory)")
+    missing = [name for name in (_CONFIG, _WEIGHTS) if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory} holds no hivis drafter (missing {', '.join(missing)})"
+        )
+    path = directory / _CONFIG
+    try:
+        raw = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DrafterFileError(f"{path} is not valid JSON (truncated or corrupt?): {err}") from None
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        raise DrafterMismatchError(
+            f"{path}: drafter format version {version!r} is not the supported version "
+            f"{FORMAT_VERSION}"
+        )
+    try:
+        return DrafterConfig(**raw)
+    except TypeError as err:
+        raise DrafterFileError(f"{path} is not a hivis drafter config: {err}") from None
+
+
+_LAYER_SHAPE = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+)
+
+
 def check_fits(config: DrafterConfig, target: HFTarget) -> None:
-    """Raise :class:`DrafterMismatchError` naming every field that differs from the target."""
+    """Raise :class:`DrafterMismatchError` naming every field that differs from the target
+    (family, sizes, and the layer shape its text config gives)."""
     wanted = {
         "family": target.family.value,
         "hidden_size": target.hidden_size,
         "vocab_size": target.vocab_size,
     }
-    bad = [f"{k}: drafter {getattr(config, k)!r} vs target {v!r}" for k, v in wanted.items()]
-    bad = [b for b, (k, v) in zip(bad, wanted.items(), strict=True) if getattr(config, k) != v]
+    bad = [
+        f"{k}: drafter {getattr(config, k)!r} vs target {v!r}"
+        for k, v in wanted.items()
+        if getattr(config, k) != v
+    ]
+    mine, theirs = config.text_config or {}, target.text_config.to_dict()
+    bad += [
+        f"{k}: drafter {mine.get(k)!r} vs target {theirs.get(k)!r}"
+        for k in _LAYER_SHAPE
+        if k in mine and mine.get(k) != theirs.get(k)
+    ]
     if bad:
         raise DrafterMismatchError("the drafter does not fit this target (" + "; ".join(bad) + ")")
 

@@ -71,16 +71,63 @@ def check_prompt(prompt: str, placeholder: str, n_images: int) -> None:
 def _finish(target, encoded: dict, positions: torch.Tensor, next_position: int) -> PreparedPrompt:
     input_ids = encoded["input_ids"]
     visual = input_ids[0] == image_token_id(target.model)
-    vision = {k: v.to(target.device) for k, v in encoded.items() if k not in _TEXT_KEYS}
-    for key, value in vision.items():
-        if value.is_floating_point():
-            vision[key] = value.to(target.dtype)
+    vision = {k: _to_device(v, target) for k, v in encoded.items() if k not in _TEXT_KEYS}
     return PreparedPrompt(input_ids, vision, visual, positions, next_position)
+
+
+def _to_device(value, target):
+    """Tensors to the target's device (floating ones to its dtype); others as they are."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    value = value.to(target.device)
+    return value.to(target.dtype) if value.is_floating_point() else value
 
 
 def _linear_positions(target, encoded: dict) -> PreparedPrompt:
     length = encoded["input_ids"].shape[1]
     return _finish(target, encoded, torch.arange(length)[None, :], length)
+
+
+def chat_prompt(target, messages, n_images: int) -> str:
+    """The prompt the model's chat template writes for ``messages``, ready for the answer.
+
+    messages: a question (str; it gets one image entry per image before it) or a list of
+    ``{"role": ..., "content": ...}`` messages in Hugging Face's chat format.
+    """
+    owner = target.processor if target.processor is not None else target.tokenizer
+    if getattr(owner, "chat_template", None) is None:
+        owner = target.tokenizer
+    if getattr(owner, "chat_template", None) is None:
+        raise ValueError(
+            "this model has no chat template; give the raw prompt with its image placeholder "
+            "(API: prompt=..., CLI: --raw-prompt)"
+        )
+    if isinstance(messages, str):
+        placeholder = getattr(target.processor, "image_token", None) or "<image>"
+        if placeholder in messages:
+            raise ValueError(
+                f"the question contains the image placeholder {placeholder!r}; the chat "
+                "template places the images itself: write the question alone, or pass a raw "
+                "prompt (API: prompt=..., CLI: --raw-prompt)"
+            )
+        content = [{"type": "image"}] * n_images + [{"type": "text", "text": messages}]
+        messages = [{"role": "user", "content": content}]
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise TypeError("messages must be a question string or a list of role/content dicts")
+    return owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def prepared_from_encoded(target, encoded: dict, positions: torch.Tensor | None = None):
+    """A prompt the caller already encoded: ``input_ids`` [1, L] plus the family's image
+    inputs (pixel values, grids, or the image features Hugging Face ``generate`` computed,
+    ``mm_encoder_outputs``). positions: [R, L] target position ids when the caller has them
+    (``generate`` computes M-RoPE ids before encoding the images); None = computed here.
+    The first new token goes at ``max(positions) + 1``. Used by :mod:`hivis.hf`."""
+    if positions is not None:
+        return _finish(target, encoded, positions, int(positions.max()) + 1)
+    if target.family in (Family.QWEN2_VL, Family.QWEN2_5_VL):
+        return _mrope_positions(target, encoded)
+    return _linear_positions(target, encoded)
 
 
 def prepare_with_processor(target, images, prompt: str) -> PreparedPrompt:
@@ -92,9 +139,7 @@ def prepare_with_processor(target, images, prompt: str) -> PreparedPrompt:
         encoded = processor(images=[images], text=prompt, return_tensors="pt")
     else:
         encoded = processor(images=images, text=prompt, return_tensors="pt")
-    if target.family in (Family.QWEN2_VL, Family.QWEN2_5_VL):
-        return _mrope_positions(target, dict(encoded))
-    return _linear_positions(target, dict(encoded))
+    return prepared_from_encoded(target, dict(encoded))
 
 
 def _mrope_positions(target, encoded: dict) -> PreparedPrompt:

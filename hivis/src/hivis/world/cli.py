@@ -469,11 +469,33 @@ def _add_eval_aux(sub) -> None:
     p.set_defaults(func=_cmd_eval_aux)
 
 
+def _add_assets(sub) -> None:
+    p = sub.add_parser("assets", help="where the shipped world models are")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_assets)
+
+
+def _cmd_assets(args: argparse.Namespace) -> int:
+    from hivis.world.drafters.shipped import DrafterKind, check_assets
+
+    assets = check_assets()
+    paths = {"target": str(assets / "target")}
+    paths.update({k.value: str(assets / "drafters" / k.value) for k in DrafterKind})
+    if args.json:
+        print(json.dumps(paths))
+        return 0
+    width = max(len(name) for name in paths)
+    for name, path in paths.items():
+        print(f"{name:{width}s}  {path}")
+    return 0
+
+
 def add_world_commands(subparsers) -> None:
-    """Register ``world {generate,tokenizer,train-target,eval-target,eval-aux,build}``."""
+    """Register ``world {assets,generate,tokenizer,train-target,eval-target,eval-aux,build}``."""
     world = subparsers.add_parser("world", help="the embedded synthetic world")
     sub = world.add_subparsers(dest="world_command", required=True)
     for add in (
+        _add_assets,
         _add_generate,
         _add_tokenizer,
         _add_train_target,
