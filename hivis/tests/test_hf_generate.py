@@ -216,7 +216,47 @@ def test_batch_and_foreign_drafter_refused(tiny_target):
     inputs = _generate_inputs(target, 0, Family.LLAVA)
     batch = {k: torch.cat([v, v]) for k, v in inputs.items()}
     with pytest.raises(ValueError, match="one sequence at a time"):
-        target.model.generate(**batch, custom_generate=hivis.hf.generate, drafter=_drafter(target))
+        target.model.generate(
+            **batch, custom_generate=hivis.hf.generate, drafter=_drafter(target), max_new_tokens=4
+        )
     other = tiny_target(Family.LLAVA_NEXT)
     with pytest.raises(ValueError, match="another model object"):
-        target.model.generate(**inputs, custom_generate=hivis.hf.generate, drafter=_drafter(other))
+        target.model.generate(
+            **inputs, custom_generate=hivis.hf.generate, drafter=_drafter(other), max_new_tokens=4
+        )
+
+
+def test_shipped_world_through_generate_with_eos_inside_accepted_runs():
+    """The trained world models, called the Hugging Face way (processor, chat template,
+    ``generate``): identical to greedy ``generate``, also when an EOS id falls inside a run
+    of accepted draft tokens, with real acceptance."""
+    from hivis.world.data.tasks import TaskType
+    from hivis.world.drafters.shipped import DrafterKind, load_world, test_cases
+
+    world = load_world(kinds=(DrafterKind.HIVIS,))
+    target, drafter = world.target, world.drafters[DrafterKind.HIVIS]
+    model, processor = target.model, target.processor
+    for case in test_cases(2, (TaskType.DESCRIBE,)):
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": case.question}],
+            }
+        ]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True)
+        inputs = processor(images=[case.image], text=text, return_tensors="pt")
+        prompt = inputs["input_ids"].shape[1]
+        full = model.generate(**inputs, do_sample=False, max_new_tokens=60)
+        eos = int(full[0, prompt + 20])  # a token in the middle of the answer
+        expected = model.generate(**inputs, do_sample=False, max_new_tokens=60, eos_token_id=eos)
+        out = model.generate(
+            **inputs,
+            custom_generate=hivis.hf.generate,
+            drafter=drafter,
+            max_new_tokens=60,
+            eos_token_id=eos,
+            return_dict_in_generate=True,
+        )
+        assert torch.equal(out.sequences, expected)
+        assert expected.shape[1] < full.shape[1]  # the EOS really cut the answer
+        assert out.hivis_metrics.acceptance_length > 2.0

@@ -78,3 +78,47 @@ def test_cache_keyword_follows_the_forward_signature():
     marker = object()
     assert cache_kwargs(NewStyle(), marker) == {"cache": marker}
     assert cache_kwargs(OldStyle(), marker) == {"past_key_values": marker}
+
+
+def test_dynamic_int8_target_is_lossless_against_its_own_generate(target_dir):
+    """A torch dynamic-int8 target (every Linear, LM head included, quantised) runs through
+    its own modules: hivis's output equals its own greedy generate, in both entry points."""
+    import hivis
+    import hivis.hf
+    from hivis.hf import generate_prepared
+    from hivis.targets import load_target, wrap_target
+
+    base = load_target(target_dir(Family.LLAVA))
+    quantised = torch.ao.quantization.quantize_dynamic(
+        base.model, {torch.nn.Linear}, dtype=torch.qint8
+    )
+    target = wrap_target(quantised, base.processor)
+    assert target.lean is None  # quantised projections: no lean path
+    torch.manual_seed(0)
+    drafter = hivis.HiViSDrafter(target)
+    for seed in range(2):
+        image, prompt = random_image(seed), random_prompt(Family.LLAVA, seed)
+        prepared = target.prepare([image], prompt)
+        expected = generate_prepared(target, prepared, 12)
+        assert hivis.generate(target, drafter, [image], prompt, 12).token_ids == expected
+        assert hivis.autoregressive(target, [image], prompt, 12).token_ids == expected
+        out = quantised.generate(
+            input_ids=prepared.input_ids,
+            **prepared.vision_inputs,
+            custom_generate=hivis.hf.generate,
+            drafter=drafter,
+            max_new_tokens=12,
+        )
+        assert out[0, prepared.length :].tolist() == expected
+
+
+def test_model_spread_over_devices_is_refused(target_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hivis.targets import wrap_target
+
+    directory = target_dir(Family.LLAVA)
+    model = AutoModelForImageTextToText.from_pretrained(directory)
+    model.hf_device_map = {"model.vision_tower": "cpu", "model.language_model": "disk"}
+    with pytest.raises(ValueError, match="whole model on one device"):
+        wrap_target(model, AutoProcessor.from_pretrained(directory))

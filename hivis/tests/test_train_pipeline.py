@@ -39,6 +39,8 @@ def world(tmp_path_factory):
         answer = " ".join(rng.choice(WORDS) for _ in range(8))
         convo = [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
         lines.append(json.dumps({"id": str(i), "image": f"images/{i}.png", "conversations": convo}))
+    convo = [{"from": "human", "value": "what"}, {"from": "gpt", "value": "red"}]
+    lines += ["{not json", json.dumps({"id": "no-image", "conversations": convo})]
     (root / "data.jsonl").write_text("\n".join(lines) + "\n")
     store = root / "features"
     code = hivis_main(
@@ -79,6 +81,17 @@ def config(stage=Stage.STAGE1, steps=40, checkpoint_every=0):
 def mean_loss(history, first: bool) -> float:
     part = history[:5] if first else history[-5:]
     return sum(h["loss"] for h in part) / len(part)
+
+
+def test_train_features_manifest_counts_every_skipped_record(world):
+    manifest = json.loads((world[0] / "features" / "manifest.json").read_text())
+    read = manifest["skipped_when_read"]
+    assert {reason: entry["count"] for reason, entry in read.items()} == {
+        "invalid JSON": 1,
+        "no image": 1,
+    }
+    assert read["invalid JSON"]["example"].startswith(f"line {N_RECORDS + 1}:")
+    assert manifest["records"] == N_RECORDS
 
 
 def test_train_stage1_then_stage2_losses_fall(world, tmp_path):

@@ -221,6 +221,9 @@ class HiViSDrafter(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., H] -> [..., V] through the target's frozen LM head."""
         head = self._shared[1]
+        if type(head) is not nn.Linear:  # e.g. a dynamic-int8 head: its own forward, 2-D
+            rows = head(hidden.reshape(-1, hidden.shape[-1]))
+            return rows.reshape(*hidden.shape[:-1], rows.shape[-1])
         bias = None if head.bias is None else head.bias.detach()
         return F.linear(hidden, head.weight.detach(), bias)
 

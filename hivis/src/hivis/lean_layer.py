@@ -74,6 +74,10 @@ def lean_layer_for(layer, fuse: bool = True) -> LeanDecoderLayer | None:
         return None
     if not isinstance(mlp.act_fn, torch.nn.SiLU) and type(mlp.act_fn).__name__ != "SiLUActivation":
         return None
+    projections = (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj)
+    projections += (mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+    if any(type(p) is not torch.nn.Linear for p in projections):
+        return None  # quantised or otherwise replaced projections run as their own modules
     return LeanDecoderLayer(layer, fuse)
 
 

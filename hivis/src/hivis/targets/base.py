@@ -86,6 +86,13 @@ class HFTarget:
                 f"attention implementation {attn!r} cannot take a tree mask; load the model with "
                 "attn_implementation='sdpa' or 'eager'"
             )
+        device_map = getattr(model, "hf_device_map", None) or {}
+        devices = sorted({str(d) for d in device_map.values()})
+        if len(devices) > 1:
+            raise ValueError(
+                f"hivis needs the whole model on one device; its device_map spreads it over "
+                f"{devices} (load it with device_map='cuda:0', 'cpu', or none)"
+            )
         self.model = model
         self.tokenizer = tokenizer
         self.processor = processor
@@ -97,12 +104,13 @@ class HFTarget:
         self.embed_tokens = model.get_input_embeddings()
         self.text_config = model.config.get_text_config(decoder=True)
         self.hidden_size = int(self.text_config.hidden_size)
-        self.vocab_size = int(self.lm_head.weight.shape[0])
+        self.vocab_size = int(self.embed_tokens.num_embeddings)
         self.language_model = _language_model(self.inner)
         served = None if self.mrope else lean_text_model_for(self.language_model)
         self.lean: LeanTextModel | None = served if lean else None
-        self.dtype = self.lm_head.weight.dtype
-        self.device = self.lm_head.weight.device
+        # The embedding, not the head: a dynamic-int8 target's head has no float weight.
+        self.dtype = self.embed_tokens.weight.dtype
+        self.device = self.embed_tokens.weight.device
 
     def with_lean(self, lean: bool) -> HFTarget:
         """The same model, tokenizer and inputs with the lean forward on or off (to compare
@@ -199,7 +207,8 @@ class HFTarget:
         """Plain one-token decode step (the autoregressive baseline). Returns logits [V]."""
         ids = torch.tensor([[token]], device=self.device)
         positions = torch.tensor([[position]], device=self.device)
-        return self.lm_head(self._text_rows(ids, positions, None, cache)[0, -1])
+        # [1, H] rows, not [H]: a dynamic-int8 head takes 2-D inputs only.
+        return self.lm_head(self._text_rows(ids, positions, None, cache)[0, -1:])[0]
 
     def _text_rows(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, cache

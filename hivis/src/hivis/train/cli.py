@@ -70,6 +70,7 @@ def _run_features(args) -> int:
     store = FeatureStore.open(args.out, target_description(target, hide), args.shard_size)
     skips = SkipLog()
     records = list(read_records(args.data, args.images, skip_log=skips))[: args.limit]
+    store.record_read_skips(skips.counts, skips.examples)
     print(f"{len(records)} records; {skips.summary()}", file=sys.stderr)
 
     def extract(record):
@@ -79,7 +80,7 @@ def _run_features(args) -> int:
         return extract_features(target, record, hide)
 
     generate_features(records, extract, store, lambda it: tqdm(it, total=len(records)))
-    print(json.dumps({"features": store.num_features, "skipped": store.manifest["skipped"]}))
+    print(json.dumps({"features": store.num_features, "skipped": store.skipped_by_reason()}))
     return 0
 
 

@@ -136,6 +136,23 @@ class FeatureStore:
             self.manifest["skipped"][reason] = self.manifest["skipped"].get(reason, 0) + n
         self._write_manifest()
 
+    def record_read_skips(self, counts: Mapping[str, int], examples: Mapping[str, str]) -> None:
+        """Records refused while reading the input (invalid JSON, no image, ...), by reason,
+        with one example each, in ``skipped_when_read`` (replaced, not added: reading is
+        deterministic, so a resumed run reads the same skips)."""
+        self.manifest["skipped_when_read"] = {
+            reason: {"count": int(n), "example": examples.get(reason, "")}
+            for reason, n in counts.items()
+        }
+        self._write_manifest()
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Every record skipped so far, when read or when extracted, by reason."""
+        total = dict(self.manifest["skipped"])
+        for reason, entry in self.manifest.get("skipped_when_read", {}).items():
+            total[reason] = total.get(reason, 0) + int(entry["count"])
+        return total
+
     def mark_complete(self) -> None:
         self.manifest["complete"] = True
         self._write_manifest()
