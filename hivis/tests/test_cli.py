@@ -144,3 +144,30 @@ def test_cli_world_assets_export_hf_and_chat(shipped, tmp_path, capsys, monkeypa
     assert answers[0].strip() == case.reference
     assert len(answers) == 2
     assert captured.err.count("acceptance length") == 2
+
+
+def test_cli_foreign_drafter_needs_allow_other_target_and_damaged_target_is_named(
+    tiny_target, target_dir, tmp_path, capsys
+):
+    import shutil
+
+    from hivis.selfcheck.zoo import TinySpec
+
+    other = tiny_target(Family.LLAVA, TinySpec(seed=1))
+    directory = hivis.HiViSDrafter(other).save(tmp_path / "drafter")
+    image = tmp_path / "i.png"
+    random_image(0).save(image)
+    args = ["generate", "--target", str(target_dir(Family.LLAVA)), "--drafter", str(directory)]
+    args += ["--image", str(image), "--prompt", "<image> what", "--raw-prompt", "--json"]
+    assert main(args) == 2
+    assert "trained on another target" in capsys.readouterr().err
+    assert main(args + ["--allow-other-target"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["new_tokens"] > 0
+    broken = tmp_path / "target"
+    shutil.copytree(target_dir(Family.LLAVA), broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    args[2] = str(broken)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot load the model weights in {broken}" in err and "Traceback" not in err
