@@ -285,3 +285,86 @@ def test_full_storage_on_disk_when_ram_is_short(tmp_path):
     assert on_disk.summary["store_bytes"] > NT * frame  # every frame was written
     for name, kernel in in_ram.kernels.items():
         np.testing.assert_array_equal(on_disk.kernels[name], kernel)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[receivers]\n", '[receivers]\ncomponents = ["p", "vx"]\n'), "pressure receivers only"),
+        (
+            ('misfit = "cc_traveltime"', 'misfit = "waveform"\nmemory_budget = "1KiB"'),
+            "holds no replay frame: one frame of this grid takes",
+        ),
+        (('misfit = "cc_traveltime"', 'misfit = "waveform"\nstorage = "reverse"'), "1/alpha_l"),
+        (("window = [0.1, 0.35]", "window = [0.1, 5.0]"), "after the last sample"),
+        (("window = [0.1, 0.35]", "band = [1.0, 900.0]"), "Nyquist"),
+        (
+            ("[physics]\n", '[physics]\nkind = "viscoelastic"\nfree_surface = true\n'),
+            "free surface",
+        ),
+        (("[kernel]\n", '[kernel]\nobserved = ["missing.npz"]\n'), "missing.npz does not exist"),
+    ],
+)
+def test_config_mistakes_are_refused_before_any_simulation(tmp_path, monkeypatch, edit, message):
+    """Every mistake a [kernel] config can hold stops the run with its message before a
+    simulation is even built (the [observed_model] one included), exit code 2."""
+    from anelastic.app.cli import main
+    from anelastic.forward.simulation import Simulation
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("a simulation was built before the mistake was found")
+
+    monkeypatch.setattr(Simulation, "__init__", no_simulation)
+    text = CONFIG.format(nt=NT)
+    assert edit[0] in text
+    config = tmp_path / "kernel.toml"
+    config.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the message is checked below
+        from anelastic.app.runs import run_kernel
+
+        run_kernel(config, tmp_path / "out", progress=False)
+    assert message in str(info.value)
+    assert main(["kernel", str(config), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+
+
+def test_observed_file_mistakes_are_named(tmp_path):
+    from anelastic.app.runs import run_kernel
+
+    text = CONFIG.format(nt=NT)
+    text = text.split("[observed_model]")[0] + "[source]" + text.split("[source]")[1]
+    text = text.replace('misfit = "cc_traveltime"', 'misfit = "waveform"\nobserved = ["obs.npz"]')
+    config = tmp_path / "kernel.toml"
+    config.write_text(text)
+    with pytest.raises(FileNotFoundError, match="obs.npz does not exist"):
+        run_kernel(config, tmp_path / "out", progress=False)
+    positions = np.array([[450.0, 180.0], [450.0, 300.0]])
+    Seismograms(0.001, positions, {Component.P: np.zeros((NT - 1, 2))}).save_npz(
+        tmp_path / "obs.npz"
+    )
+    with pytest.raises(ValueError, match=r"obs.npz: pressure traces must be \[nt, nrec\]"):
+        run_kernel(config, tmp_path / "out", progress=False)
+
+
+def test_store_of_another_run_is_refused_naming_what_differs(tmp_path):
+    """A snapshot store made for another model is refused, naming the model arrays, before
+    the forward run or the [observed_model] simulation starts."""
+    from anelastic.app.runs import run_kernel
+    from anelastic.forward.simulation import Simulation
+    from anelastic.kernel.snapshots import StoreMismatchError
+
+    config = tmp_path / "kernel.toml"
+    config.write_text(CONFIG.format(nt=NT))
+    store = tmp_path / "store"
+    run_kernel(config, tmp_path / "out", chunk=97, store=store, progress=False)
+    config.write_text(
+        CONFIG.format(nt=NT).replace("relative = {vp = 0.05}", "relative = {vp = 0.07}", 1)
+    )
+    runs = []
+    original = Simulation.run
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            Simulation, "run", lambda self, *a, **k: runs.append(1) or original(self, *a, **k)
+        )
+        with pytest.raises(StoreMismatchError, match="model arrays"):
+            run_kernel(config, tmp_path / "out2", chunk=97, store=store, progress=False)
+    assert runs == []

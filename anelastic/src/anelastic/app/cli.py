@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "kernels":
             return run_verify_kernels(args.json)
         return run_verify(args.case, args.json)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # what a user's input can cause
         print(f"anelastic: error: {err}", file=sys.stderr)
         return 2
 
@@ -80,7 +80,7 @@ def run_kernel_command(args) -> int:
         )  # fmt: skip
     except EventsFailed as err:
         print(f"anelastic: error: {err}", file=sys.stderr)
-        return 1
+        return 2 if err.users_mistake else 1
     for k, event in enumerate(summary["per_event"]):
         steps = ", ".join(f"{p} {n}" for p, n in event["time_steps"].items())
         print(f"event {k}: misfit {event['misfit']:.6g}; steps: {steps}; N = {event['chunk']}; "

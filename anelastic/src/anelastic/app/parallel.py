@@ -37,10 +37,15 @@ class EventsFailed(RuntimeError):
     """Some events failed; ``partial`` holds what the successful ones computed."""
 
     def __init__(self, failures: dict[int, BaseException], partial: EventsResult) -> None:
-        names = ", ".join(f"event {i}: {type(e).__name__}: {e}" for i, e in failures.items())
+        names = "; ".join(f"event {i}: {_describe(e)}" for i, e in failures.items())
         super().__init__(f"{len(failures)} event(s) failed ({names})")
         self.failures = failures
         self.partial = partial
+
+    @property
+    def users_mistake(self) -> bool:
+        """Every failure is an input error (a bad file, a mismatched store), not a crash."""
+        return all(isinstance(e, (ValueError, OSError)) for e in self.failures.values())
 
 
 def run_events(
@@ -72,7 +77,9 @@ def run_events(
         )
     client = Client(scheduler or cluster)
     try:
-        futures = {client.submit(task, event, pure=False): i for i, event in enumerate(events)}
+        futures = {
+            client.submit(_guarded, task, event, pure=False): i for i, event in enumerate(events)
+        }
         return _gather(futures, as_completed(futures, with_results=False), progress)
     finally:
         client.close()
@@ -87,17 +94,37 @@ def _gather(futures: dict, completed, progress: bool) -> EventsResult:
     for future in completed:
         index = futures[future]
         try:
-            kernels, extra = future.result()
-        except Exception as err:  # noqa: BLE001 - keep the other events' work
-            failures[index] = err
-        else:
+            ok, value = future.result()
+        except Exception as err:  # noqa: BLE001 - a lost worker: keep the other events' work
+            ok, value = False, err
+        if ok:
+            kernels, extra = value
             _accumulate(result.total, kernels)
             result.per_event[index] = extra
+        else:
+            failures[index] = value
         bar.update(1)
     bar.close()
     if failures:
         raise EventsFailed(dict(sorted(failures.items())), result)
     return result
+
+
+def _describe(error: BaseException) -> str:
+    """An input error's message as it is; other errors with their type (a crash)."""
+    if isinstance(error, (ValueError, OSError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _guarded(task, event) -> tuple[bool, Any]:
+    """(True, task(event)) or (False, the exception): a task that returns its error instead of
+    raising it, so Dask's workers do not log a traceback for what is a user's mistake; the
+    error reaches the caller in :class:`EventsFailed`."""
+    try:
+        return True, task(event)
+    except Exception as err:  # noqa: BLE001 - reported per event by _gather
+        return False, err
 
 
 def _accumulate(total: dict[str, np.ndarray], kernels: KernelSet) -> None:

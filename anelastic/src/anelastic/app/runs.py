@@ -31,8 +31,15 @@ from anelastic.acquisition import Seismograms
 from anelastic.app import plot
 from anelastic.app.config import RunConfig, load_config
 from anelastic.forward.simulation import Simulation
-from anelastic.kernel.compute import compute_kernels
-from anelastic.kernel.inputs import DEFAULT_BUDGET, Event, KernelSettings, Storage
+from anelastic.kernel.compute import check_observed, compute_kernels
+from anelastic.kernel.inputs import (
+    DEFAULT_BUDGET,
+    Event,
+    KernelSettings,
+    Storage,
+    SyntheticObserved,
+    check_kernel_run,
+)
 from anelastic.kernel.schedule import parse_bytes
 
 GRADIENT_PREFIX = "dchi_d"
@@ -91,9 +98,10 @@ def run_kernel(
     if cfg.kernel is None:
         raise ValueError(f"{config_path} has no [kernel] section (misfit, observed data)")
     settings = _settings(cfg, storage, memory_budget, chunk, store or out / "store")
+    check_kernel_run(cfg.model, cfg.receivers, cfg.time, cfg.physics, settings)
+    events = build_events(cfg)  # observed files read and checked; nothing simulated yet
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    events = build_events(cfg, progress)
     jobs = [(event, _event_settings(settings, k, len(events))) for k, event in enumerate(events)]
     if len(jobs) == 1:
         total, summaries = event_task(jobs[0], progress=progress)
@@ -135,20 +143,29 @@ def _event_settings(settings: KernelSettings, index: int, count: int) -> KernelS
     return replace(settings, store=store, threads=threads)
 
 
-def build_events(cfg: RunConfig, progress: bool = False) -> list[Event]:
-    """One Event per source, with its observed data (read, or synthesised and checked)."""
+def build_events(cfg: RunConfig) -> list[Event]:
+    """One Event per source with its observed data: the event's recorded file, read and
+    checked now, or the ``[observed_model]`` to simulate when the event runs."""
     events = []
     for k, source in enumerate(cfg.sources):
         if cfg.kernel.observed:
-            observed = Seismograms.load_npz(cfg.kernel.observed[k])
+            observed = read_observed(cfg.kernel.observed[k], cfg)
         else:
-            sim = Simulation(
-                cfg.observed_model, [source], cfg.receivers, cfg.time, cfg.physics,
-                threads=cfg.threads, instance="observed",
-            )  # fmt: skip
-            observed = sim.run(progress=progress)
+            observed = SyntheticObserved(cfg.observed_model)
         events.append(Event(cfg.model, [source], cfg.receivers, cfg.time, cfg.physics, observed))
     return events
+
+
+def read_observed(path: Path, cfg: RunConfig) -> Seismograms:
+    """A Seismograms file of observed data, or an error naming the file and what is wrong."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"observed data file {path} does not exist")
+    try:
+        observed = Seismograms.load_npz(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"{path} is not a readable Seismograms .npz file: {err}") from None
+    check_observed(observed, cfg.receivers, cfg.time, source=str(path))
+    return observed
 
 
 def event_task(job: tuple[Event, KernelSettings], progress: bool = False):

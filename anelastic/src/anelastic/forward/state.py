@@ -72,29 +72,48 @@ class SolverState:
             return cls(int(data[_STEP_KEY]), fields, str(data[_FINGERPRINT_KEY]))
 
 
-def problem_fingerprint(sim: Simulation) -> str:
-    """SHA-256 over model arrays, grid, time axis, physics configuration and sources."""
-    digest = hashlib.sha256()
+def problem_identity(sim: Simulation) -> dict:
+    """What determines the time integration, in named parts a person can compare: physics
+    configuration, precision, time axis, grid, sources (positions, kinds), and SHA-256 digests
+    of the model arrays, of the wavelets and of the fixed SLS fit (their values are too large to
+    show; a differing digest says which of them changed)."""
     model = sim.model
+    arrays = hashlib.sha256()
     for name in ("vp", "vs", "rho", "qp", "qs"):
-        digest.update(np.ascontiguousarray(getattr(model, name)).tobytes())
-    meta = {
-        "grid": [model.grid.shape, model.grid.spacing, model.grid.origin],
-        "f_ref": model.f_ref,
-        "dt": sim.time.dt,
-        "nt": sim.time.nt,
-        "config": repr(sim.config),
-        "physics": type(sim.physics).__name__,
-        "sources": [
-            [s.position, s.kind.value, s.direction, None if s.moment is None else s.moment.tolist()]
-            for s in sim.sources
-        ],
-    }
-    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+        arrays.update(np.ascontiguousarray(getattr(model, name)).tobytes())
+    arrays.update(repr(model.f_ref).encode())
+    wavelets = hashlib.sha256()
     for s in sim.sources:
-        digest.update(np.ascontiguousarray(s.wavelet(sim.time.times), np.float64).tobytes())
+        wavelets.update(np.ascontiguousarray(s.wavelet(sim.time.times), np.float64).tobytes())
     fit = getattr(sim.physics, "sls_fit", None)
+    sls = None
     if fit is not None:  # a fixed relaxation-mechanism fit changes the coefficients
+        digest = hashlib.sha256()
         for table in (fit.omega, fit.q_table, fit.y_table):
             digest.update(np.ascontiguousarray(table, np.float64).tobytes())
-    return digest.hexdigest()[:32]
+        sls = digest.hexdigest()[:16]
+    return {
+        "physics": f"{type(sim.physics).__name__} {sim.config!r}",
+        "precision": str(sim.config.dtype),
+        "time axis": {"dt": sim.time.dt, "nt": sim.time.nt},
+        "grid": [list(model.grid.shape), list(model.grid.spacing), list(model.grid.origin)],
+        "sources": [
+            [
+                list(s.position),
+                s.kind.value,
+                s.direction,
+                None if s.moment is None else s.moment.tolist(),
+            ]
+            for s in sim.sources
+        ],
+        "model arrays (digest)": arrays.hexdigest()[:16],
+        "wavelets (digest)": wavelets.hexdigest()[:16],
+        "SLS fit (digest)": sls,
+    }
+
+
+def problem_fingerprint(sim: Simulation) -> str:
+    """SHA-256 over :func:`problem_identity` (model arrays, grid, time axis, physics
+    configuration, sources, wavelets, SLS fit)."""
+    text = json.dumps(problem_identity(sim), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from anelastic.acquisition import Component, Seismograms
-from anelastic.kernel.inputs import Event, KernelSettings, Storage
+from anelastic.kernel.inputs import Event, KernelSettings, check_kernel_run
 from anelastic.kernel.misfit import Misfit
 from anelastic.kernel.named import named_kernels
 from anelastic.kernel.operators import KernelOperators, kernel_operators
 from anelastic.kernel.progress import PassLog, PhaseBars
-from anelastic.kernel.reconstruction import ReverseUnstableError
 from anelastic.kernel.schedule import chunks
 from anelastic.kernel.storage import STRATEGIES, StorageStrategy, Traces
 
@@ -60,14 +59,19 @@ class EventMisfit:
 
 
 def compute_kernels(event: Event, settings: KernelSettings, progress: bool = False) -> KernelResult:
-    """Kernels of one event (see the module docstring); validates everything first."""
+    """Kernels of one event (see the module docstring). Everything is checked before any
+    simulation: the configuration, recorded observed data, the snapshot store; synthetic
+    observed data are made after that."""
     validate(event, settings)
     start = time.perf_counter()
     log, bars = PassLog(), PhaseBars(progress, event.time.nt)
     strategy = STRATEGIES[settings.storage](event, settings, log, bars)
     try:
+        strategy.prepare()
+        observed = event.observed_data(settings.threads, progress)
+        check_observed(observed, event.receivers, event.time)
         run = strategy.forward()
-        misfit = evaluate_misfit(event, settings.misfit, run.traces)
+        misfit = evaluate_misfit(event, observed, settings.misfit, run.traces)
         ops = kernel_operators(run.sim, run.chunk)
         ops.reset(event.receivers.positions)
         kernel_pass(strategy, ops, misfit.residual, run.chunk)
@@ -133,11 +137,11 @@ def thread_choices(requested: int | None, sim: Simulation, ops: KernelOperators)
     }
 
 
-def evaluate_misfit(event: Event, misfit: Misfit, traces: Traces) -> EventMisfit:
-    """The misfit of the synthetic pressure ``traces`` against the event's observed data."""
-    chi, adjoint = misfit.evaluate(
-        traces[Component.P], event.observed.data[Component.P], event.time.dt
-    )
+def evaluate_misfit(
+    event: Event, observed: Seismograms, misfit: Misfit, traces: Traces
+) -> EventMisfit:
+    """The misfit of the synthetic pressure ``traces`` against the ``observed`` data."""
+    chi, adjoint = misfit.evaluate(traces[Component.P], observed.data[Component.P], event.time.dt)
     residual = event.time.dt * adjoint  # dchi / d(recorded sample)
     synthetics = Seismograms(event.time.dt, event.receivers.positions.copy(), traces)
     return EventMisfit(float(chi), residual, synthetics)
@@ -149,29 +153,22 @@ def peak_ram_bytes() -> int:
 
 
 def validate(event: Event, settings: KernelSettings) -> None:
-    """Refuse, before any compute, what the kernel pass cannot do with ``event``."""
-    comps = event.receivers.components
-    if comps != (Component.P,):
-        raise ValueError(
-            f"kernels need pressure receivers only (components ('p',)), got "
-            f"{tuple(c.value for c in comps)}; velocity adjoint sources are not implemented"
-        )
-    obs = event.observed.data.get(Component.P)
-    shape = (event.time.nt, event.receivers.count)
+    """Refuse, before any compute, what the kernel pass cannot do with ``event``: the
+    configuration (:func:`~anelastic.kernel.inputs.check_kernel_run`), then the observed data."""
+    check_kernel_run(event.model, event.receivers, event.time, event.config, settings)
+    if isinstance(event.observed, Seismograms):
+        check_observed(event.observed, event.receivers, event.time)
+
+
+def check_observed(observed: Seismograms, receivers, time, source: str = "observed data") -> None:
+    """Observed pressure traces [nt, nrec] at the run's dt, or an error saying what differs."""
+    obs = observed.data.get(Component.P)
+    shape = (time.nt, receivers.count)
     if obs is None or obs.shape != shape:
         got = None if obs is None else obs.shape
-        raise ValueError(f"observed pressure traces must be [nt, nrec] = {shape}, got {got}")
-    if not np.isclose(event.observed.dt, event.time.dt, rtol=1e-9):
-        raise ValueError(f"observed dt {event.observed.dt} differs from the run's {event.time.dt}")
-    attenuating = bool(np.isfinite(event.model.qp).any() or np.isfinite(event.model.qs).any())
-    if settings.storage is Storage.REVERSE and attenuating:
-        raise ReverseUnstableError(
-            "--storage reverse rebuilds the forward field by running the scheme backwards in "
-            "time, which is only stable without attenuation: each memory variable decays by "
-            "alpha_l < 1 per step forward, so backwards every step multiplies roundoff by "
-            "1/alpha_l and the field blows up exponentially. This model has finite Q: use "
-            "--storage checkpoint (exact) or dispersion-only (the approximation)."
-        )
+        raise ValueError(f"{source}: pressure traces must be [nt, nrec] = {shape}, got {got}")
+    if not np.isclose(observed.dt, time.dt, rtol=1e-9):
+        raise ValueError(f"{source}: dt {observed.dt} differs from the run's {time.dt}")
 
 
 def crop(arrays: dict[str, np.ndarray], pads) -> dict[str, np.ndarray]:

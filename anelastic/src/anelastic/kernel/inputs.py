@@ -1,5 +1,6 @@
 """What a kernel run is given: one event (forward problem and observed data), the settings (misfit,
-storage strategy, memory), and the SLS fit it holds fixed.
+storage strategy, memory), and the SLS fit it holds fixed; and :func:`check_kernel_run`, which
+refuses from these alone (before any simulation) what the kernel pass cannot do.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from anelastic.acquisition import Receivers, Seismograms, Source
+from anelastic.acquisition import Component, Receivers, Seismograms, Source
 from anelastic.attenuation import SLSFit, default_band, fit_sls
 from anelastic.forward.simulation import TimeAxis
 from anelastic.kernel.misfit import Misfit
 from anelastic.kernel.schedule import parse_bytes
 from anelastic.model import Model
-from anelastic.physics import PhysicsConfig
+from anelastic.physics import PhysicsConfig, physics_class
+from anelastic.physics.boundary import padding
 
 DEFAULT_BUDGET = "2GiB"
 # The SLS weight table extends this factor below the smallest Q, so that kernels (and their
@@ -34,20 +36,44 @@ class Storage(enum.Enum):
 
 
 @dataclass(frozen=True)
+class SyntheticObserved:
+    """Observed data made by simulating ``model`` (a config's ``[observed_model]``): run
+    when the kernel run needs them, after every check (so on the Dask worker of the event)."""
+
+    model: Model
+
+    def __call__(self, event: Event, threads: int | None, progress: bool) -> Seismograms:
+        from anelastic.forward.simulation import Simulation
+
+        sim = Simulation(
+            self.model, event.sources, event.receivers, event.time, event.config,
+            threads=threads, instance="observed",
+        )  # fmt: skip
+        return sim.run(progress=progress)
+
+
+@dataclass(frozen=True)
 class Event:
-    """One forward problem and its observed data."""
+    """One forward problem and its observed data: recorded traces, or a
+    :class:`SyntheticObserved` that makes them when needed (:meth:`observed_data`)."""
 
     model: Model
     sources: list[Source]
     receivers: Receivers
     time: TimeAxis
     config: PhysicsConfig
-    observed: Seismograms
+    observed: Seismograms | SyntheticObserved
 
     @property
     def f0(self) -> float:
         """Dominant frequency of the first source's wavelet (Hz)."""
         return self.sources[0].wavelet.dominant_frequency
+
+    def observed_data(self, threads: int | None = None, progress: bool = False) -> Seismograms:
+        """The observed traces (simulated now if synthetic, on ``threads``)."""
+        if isinstance(self.observed, Seismograms):
+            return self.observed
+        return self.observed(self, threads, progress)
 
 
 @dataclass(frozen=True)
@@ -80,3 +106,75 @@ def kernel_fit(model: Model, config: PhysicsConfig, f0: float) -> SLSFit | None:
     # on the model's own Q values, where the interpolated weights have kinks.
     values = np.geomspace(finite.min() / Q_TABLE_MARGIN, finite.max() * Q_TABLE_MARGIN, 97)
     return fit_sls(values, config.band or default_band(f0), config.n_sls)
+
+
+REVERSE_WITH_Q = (
+    "--storage reverse rebuilds the forward field by running the scheme backwards in time, "
+    "which is only stable without attenuation: each memory variable decays by alpha_l < 1 per "
+    "step forward, so backwards every step multiplies roundoff by 1/alpha_l and the field "
+    "blows up exponentially. This model has finite Q: use --storage checkpoint (exact) or "
+    "dispersion-only (the approximation)."
+)
+
+
+class KernelInputError(ValueError):
+    """A kernel run the inputs make impossible, found before any compute."""
+
+
+def check_kernel_run(
+    model: Model, receivers: Receivers, time: TimeAxis, config: PhysicsConfig, settings
+) -> None:
+    """Refuse, from the configuration alone, what the kernel pass cannot do: receiver
+    components, storage vs attenuation, a free surface, the misfit's window and band against
+    the time axis, and a memory budget below one replay frame. Each message says what would
+    be right."""
+    comps = receivers.components
+    if comps != (Component.P,):
+        raise KernelInputError(
+            f'kernels need pressure receivers only (components = ["p"]), got '
+            f"{[c.value for c in comps]}: adjoint sources of velocity components are not "
+            "implemented yet"
+        )
+    if config.free_surface:
+        raise KernelInputError(
+            "kernels are not implemented with a free surface (the stress imaging has no "
+            "transposed scheme yet); use free_surface = false (absorbing top boundary)"
+        )
+    attenuating = bool(np.isfinite(model.qp).any() or np.isfinite(model.qs).any())
+    if settings.storage is Storage.REVERSE and attenuating:
+        from anelastic.kernel.reconstruction import ReverseUnstableError
+
+        raise ReverseUnstableError(REVERSE_WITH_Q)
+    _check_misfit(settings.misfit, time)
+    if settings.chunk is None:
+        frame = replay_frame_bytes(model, config, attenuating)
+        if settings.memory_budget < frame:
+            raise KernelInputError(
+                f"memory budget {settings.memory_budget} bytes holds no replay frame: one frame "
+                f"of this grid takes {frame} bytes ({frame / 2**20:.1f} MiB); raise "
+                "--memory-budget (memory_budget) to at least that, or set --chunk"
+            )
+
+
+def _check_misfit(misfit, time: TimeAxis) -> None:
+    last = (time.nt - 1) * time.dt
+    window = misfit.window
+    if window is not None and window.t_end > last * (1 + 1e-9):
+        raise KernelInputError(
+            f"the misfit window ends at {window.t_end} s, after the last sample at {last:.6g} s "
+            f"(nt = {time.nt}, dt = {time.dt}); end it by {last:.6g} s or raise nt"
+        )
+    nyquist = 0.5 / time.dt
+    if misfit.band is not None and misfit.band.fmax >= nyquist:
+        raise KernelInputError(
+            f"the misfit band's fmax {misfit.band.fmax} Hz is not below the Nyquist frequency "
+            f"{nyquist:.6g} Hz of dt = {time.dt} s; lower it"
+        )
+
+
+def replay_frame_bytes(model: Model, config: PhysicsConfig, attenuating: bool) -> int:
+    """Bytes of one replay-buffer frame: the rheology's buffer arrays over the padded grid."""
+    pads = padding(model.ndim, config.pml_width, config.free_surface)
+    cells = int(np.prod([n + lo + hi for n, (lo, hi) in zip(model.grid.shape, pads, strict=True)]))
+    arrays = physics_class(config.kind).replay_frame_arrays(model.ndim, attenuating)
+    return arrays * cells * np.dtype(config.dtype).itemsize

@@ -49,7 +49,7 @@ import numpy as np
 
 from anelastic.acquisition import Component
 from anelastic.forward.simulation import Simulation
-from anelastic.forward.state import SolverState
+from anelastic.forward.state import SolverState, problem_identity
 from anelastic.kernel.inputs import Event, KernelSettings, Storage, kernel_fit
 from anelastic.kernel.progress import PassLog, PhaseBars
 from anelastic.kernel.reconstruction import ForwardReconstruction
@@ -109,6 +109,10 @@ class StorageStrategy(ABC):
     ) -> None:
         self.event, self.settings, self.log, self.bars = event, settings, log, bars
 
+    def prepare(self) -> None:  # noqa: B027 (a hook)
+        """Before any simulation: what can refuse the run early (opening a snapshot store
+        made for another run). Nothing by default."""
+
     @abstractmethod
     def forward(self) -> ForwardRun: ...
 
@@ -164,16 +168,23 @@ class CheckpointStorage(StorageStrategy):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.n = 0
+        self.sim: Simulation | None = None
         self.store: SnapshotStore | None = None
         self.restart: KernelRestart | None = None
         self._temporary: tempfile.TemporaryDirectory | None = None
 
-    def forward(self) -> ForwardRun:
+    def prepare(self) -> None:
+        """The simulation (operators built, no step run), N, and the snapshot store, which
+        refuses a store of another run naming what differs."""
         event = self.event
-        sim = self.simulation(event, kernel_fit(event.model, event.config, event.f0))
-        self.n = self.chunk_length(sim, self.every_frame)
-        self.store = self._open_store(sim)
-        interval = self.snapshot_interval()
+        self.sim = self.simulation(event, kernel_fit(event.model, event.config, event.f0))
+        self.n = self.chunk_length(self.sim, self.every_frame)
+        self.store = self._open_store(self.sim)
+
+    def forward(self) -> ForwardRun:
+        if self.store is None:
+            self.prepare()
+        sim, interval = self.sim, self.snapshot_interval()
         traces = forward_with_snapshots(sim, self.store, interval, self.log, self.bars["forward"])
         return ForwardRun(sim, traces, self.n)
 
@@ -333,8 +344,7 @@ def store_identity(sim: Simulation, n_frames: int, storage: Storage) -> dict:
         "dt": sim.time.dt,
         "nt": sim.time.nt,
         "chunk": n_frames,
-        "physics": repr(sim.config),
-        "problem": sim.fingerprint(),  # model, sources, wavelets, SLS fit, dt, nt
+        **problem_identity(sim),  # physics, precision, model, sources, wavelets, SLS fit
     }
 
 

@@ -191,6 +191,12 @@ class Physics(ABC):
         inv_h = np.sqrt(np.sum(1.0 / np.asarray(spacing) ** 2))
         return float(1.0 / (vmax * STENCIL_SUMS[self.config.space_order] * inv_h))
 
+    @staticmethod
+    @abstractmethod
+    def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
+        """Grid arrays in one replay-buffer frame (``len(adjoint().buffer_specs())``),
+        known from the configuration alone, so a memory budget is checked before compute."""
+
     def adjoint(self) -> AdjointScheme:
         """The exact discrete adjoint of this rheology's step (refuses what it cannot
         transpose, with the reason)."""

@@ -258,6 +258,11 @@ class Viscoacoustic(Physics):
         v_unrelaxed = np.sqrt(self.m_unrelaxed / self.model.rho)
         return float(self.model.vp.min()), float(v_unrelaxed.max())
 
+    @staticmethod
+    def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
+        """p^n, w_M and, with attenuation, w_Q (:mod:`.adjoint`)."""
+        return 3 if attenuating else 2
+
     def adjoint(self) -> ViscoacousticAdjoint:
         """The exact discrete adjoint (:mod:`.adjoint`)."""
         return ViscoacousticAdjoint(self)

@@ -62,6 +62,11 @@ class Viscoelastic(ElasticSourcesReceivers, FreeSurface, ElasticStages, ElasticS
 
     kind = PhysicsKind.VISCOELASTIC
 
+    @staticmethod
+    def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
+        """div sigma per axis, normal strain rates, shear strain rates: d (d + 3) / 2."""
+        return ndim * (ndim + 3) // 2
+
     def adjoint(self) -> ViscoelasticAdjoint:
         """The exact discrete adjoint (:mod:`.adjoint`; refuses the free surface)."""
         return ViscoelasticAdjoint(self)
