@@ -11,6 +11,7 @@ leaves a partial state that reads as valid.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -93,7 +94,7 @@ def problem_identity(sim: Simulation) -> dict:
             digest.update(np.ascontiguousarray(table, np.float64).tobytes())
         sls = digest.hexdigest()[:16]
     return {
-        "physics": f"{type(sim.physics).__name__} {sim.config!r}",
+        "physics": _physics_settings(sim),
         "precision": str(sim.config.dtype),
         "time axis": {"dt": sim.time.dt, "nt": sim.time.nt},
         "grid": [list(model.grid.shape), list(model.grid.spacing), list(model.grid.origin)],
@@ -110,6 +111,15 @@ def problem_identity(sim: Simulation) -> dict:
         "wavelets (digest)": wavelets.hexdigest()[:16],
         "SLS fit (digest)": sls,
     }
+
+
+def _physics_settings(sim: Simulation) -> str:
+    """The physics configuration in words, precision left out (it has its own entry)."""
+    config = sim.config
+    fields = [f for f in dataclasses.fields(config) if f.name != "dtype"]
+    values = [getattr(config, f.name) for f in fields]
+    shown = [f"{f.name}={getattr(v, 'value', v)}" for f, v in zip(fields, values, strict=True)]
+    return f"{type(sim.physics).__name__}: " + ", ".join(shown)
 
 
 def problem_fingerprint(sim: Simulation) -> str:
