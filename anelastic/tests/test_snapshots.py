@@ -4,7 +4,7 @@ made for another run."""
 import numpy as np
 import pytest
 
-from anelastic.kernel.snapshots import SnapshotStore, StoreMismatchError
+from anelastic.kernel.snapshots import SnapshotDamaged, SnapshotStore, StoreMismatchError
 
 IDENTITY = {"shape": [20, 30], "dt": 1e-3, "nt": 100, "chunk": 10, "physics": "viscoacoustic"}
 
@@ -67,7 +67,7 @@ def test_corrupt_snapshot_is_reported_not_returned(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(OSError, match="unreadable"):
         store.read(0)
-    with pytest.raises(FileNotFoundError, match=r"holds steps \[0\]"):
+    with pytest.raises(SnapshotDamaged, match=r"holds steps \[0\]"):
         store.read(5)
 
 

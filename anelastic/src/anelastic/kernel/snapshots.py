@@ -19,6 +19,12 @@ Guarantees:
 - Identity: the manifest records the run's identity (grid, dt, nt, chunk length, physics,
   sources, package version, ...) and a SHA-256 fingerprint of it and of the model arrays.
   Opening a store with a different identity is refused with the list of what differs.
+- Damage is found, not read: the manifest also records each snapshot's size and CRC-32
+  (``snapshots``); a snapshot that is missing, shorter or longer, or whose bytes changed is
+  reported by name (:class:`SnapshotDamaged`, :meth:`SnapshotStore.check`), so the caller can
+  rebuild it (:mod:`anelastic.kernel.storage` re-runs the forward from the nearest good
+  snapshot before it). A write that fails (disk full, permissions) removes its temporary file
+  and says so; the snapshots written before stay valid.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,14 @@ _MAGIC = b"ANELASTIC-SNAPSHOT-1\n"
 
 class StoreMismatchError(ValueError):
     """The store on disk was made for another run."""
+
+
+class SnapshotDamaged(OSError):
+    """A snapshot that is missing, truncated or corrupt; ``step`` and ``namespace`` name it."""
+
+    def __init__(self, message: str, namespace: str, step: int) -> None:
+        super().__init__(message)
+        self.namespace, self.step = namespace, step
 
 
 def fingerprint(identity: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> str:
@@ -61,6 +77,7 @@ class SnapshotStore:
         self.directory = directory
         self.identity = identity
         self.fingerprint = digest
+        self._lock = threading.Lock()  # snapshots are written from a background thread
 
     @classmethod
     def open(
@@ -86,7 +103,8 @@ class SnapshotStore:
         return store
 
     def write(self, step: int, state: Mapping[str, np.ndarray], namespace: str = "forward") -> None:
-        """Save one complete state (name -> array) as the snapshot of ``step``, atomically."""
+        """Save one complete state (name -> array) as the snapshot of ``step``, atomically, and
+        record its size and CRC-32 in the manifest."""
         path = self._path(namespace, step)
         tmp = path.with_name(f".{path.name}.tmp")
         arrays = {name: _contiguous(a) for name, a in state.items()}
@@ -95,26 +113,80 @@ class SnapshotStore:
             entries.append({"name": name, "dtype": a.dtype.str, "shape": a.shape, "offset": offset})
             offset += a.nbytes
         header = json.dumps({"arrays": entries, "nbytes": offset}).encode()
-        with open(tmp, "wb") as handle:
-            handle.write(_MAGIC + len(header).to_bytes(8, "little") + header)
-            for a in arrays.values():
-                handle.write(memoryview(a).cast("B"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        lead = _MAGIC + len(header).to_bytes(8, "little") + header
+        crc = zlib.crc32(lead)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(lead)
+                for a in arrays.values():
+                    data = memoryview(a).cast("B")
+                    crc = zlib.crc32(data, crc)
+                    handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            self._record(path.name, len(lead) + offset, crc)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise OSError(
+                f"cannot write snapshot {path}: {err.strerror or err} (disk full? no "
+                "permission?); the snapshots written before are intact: free space and rerun "
+                "to resume"
+            ) from err
+
+    def _record(self, name: str, size: int, crc: int) -> None:
+        """Add one snapshot's size and CRC-32 to the manifest (rewritten atomically)."""
+        with self._lock:
+            path = self.directory / MANIFEST
+            manifest = json.loads(path.read_text())
+            manifest.setdefault("snapshots", {})[name] = {"bytes": size, "crc32": crc}
+            _write_atomic(path, json.dumps(manifest, indent=2).encode())
+
+    def check(self, step: int, namespace: str = "forward", content: bool = False) -> str | None:
+        """What is wrong with the snapshot of ``step`` (None: nothing): missing, or a size
+        that differs from the manifest's; with ``content`` also its CRC-32 (reads the file)."""
+        path = self._path(namespace, step)
+        if not path.exists():
+            return f"snapshot {path.name} is missing"
+        recorded = self._recorded().get(path.name)
+        size = path.stat().st_size
+        if recorded is not None and size != recorded["bytes"]:
+            return f"snapshot {path.name} has {size} bytes, the manifest says {recorded['bytes']}"
+        if content and recorded is not None and _file_crc(path) != recorded["crc32"]:
+            return f"snapshot {path.name} is corrupt (its CRC-32 differs from the manifest's)"
+        return None
+
+    def _recorded(self) -> dict[str, dict]:
+        try:
+            return json.loads((self.directory / MANIFEST).read_text()).get("snapshots", {})
+        except (OSError, ValueError):
+            return {}
 
     def read(self, step: int, namespace: str = "forward") -> dict[str, np.ndarray]:
         """The snapshot of ``step`` as name -> array (bit-exact copies of what was written)."""
         path = self._path(namespace, step)
         if not path.exists():
             have = self.steps(namespace)
-            raise FileNotFoundError(
-                f"no {namespace} snapshot of step {step} in {self.directory}; it holds steps {have}"
+            raise SnapshotDamaged(
+                f"no {namespace} snapshot of step {step} in {self.directory}; it holds steps "
+                f"{have}",
+                namespace,
+                step,
             )
+        recorded = self._recorded().get(path.name)
         try:
-            return _read_arrays(path)
+            arrays, crc = _read_arrays(path)
         except (OSError, ValueError, KeyError) as err:  # truncated or corrupt
-            raise OSError(f"snapshot {path} is unreadable ({err}); delete it and rerun") from err
+            raise SnapshotDamaged(
+                f"snapshot {path} is unreadable ({err})", namespace, step
+            ) from err
+        if recorded is not None and crc != recorded["crc32"]:
+            raise SnapshotDamaged(
+                f"snapshot {path} is corrupt: its CRC-32 differs from the manifest's",
+                namespace,
+                step,
+            )
+        return arrays
 
     def steps(self, namespace: str = "forward") -> list[int]:
         """Time steps that have a complete snapshot in ``namespace``, ascending."""
@@ -168,14 +240,18 @@ def _contiguous(a) -> np.ndarray:
     return a if a.flags.c_contiguous else a.copy()
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of a snapshot file (see the module docstring); raises ValueError if the file
-    is not one or is shorter than its header says."""
+def _read_arrays(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays of a snapshot file (see the module docstring) and the CRC-32 of its bytes;
+    raises ValueError if the file is not one or is shorter than its header says."""
     with open(path, "rb") as handle:
-        if handle.read(len(_MAGIC)) != _MAGIC:
+        magic = handle.read(len(_MAGIC))
+        if magic != _MAGIC:
             raise ValueError("not a snapshot file")
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
+        size_bytes = handle.read(8)
+        size = int.from_bytes(size_bytes, "little")
+        header_bytes = handle.read(size)
+        header = json.loads(header_bytes)
+        crc = zlib.crc32(magic + size_bytes + header_bytes)
         start = handle.tell()
         if os.fstat(handle.fileno()).st_size != start + header["nbytes"]:
             raise ValueError("file size does not match its header (truncated)")
@@ -184,8 +260,18 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             dtype = np.dtype(entry["dtype"])
             count = int(np.prod(entry["shape"], dtype=np.int64))
             handle.seek(start + entry["offset"])
-            out[entry["name"]] = np.fromfile(handle, dtype, count).reshape(entry["shape"])
-        return out
+            array = np.fromfile(handle, dtype, count).reshape(entry["shape"])
+            crc = zlib.crc32(memoryview(_contiguous(array)).cast("B"), crc)
+            out[entry["name"]] = array
+        return out, crc
+
+
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def _check_manifest(path: Path, identity: dict[str, Any], digest: str) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -55,7 +56,7 @@ from anelastic.kernel.progress import PassLog, PhaseBars
 from anelastic.kernel.reconstruction import ForwardReconstruction
 from anelastic.kernel.restart import KernelRestart, residual_digest
 from anelastic.kernel.schedule import Chunk, chunk_length_for_budget, chunks
-from anelastic.kernel.snapshots import SnapshotStore
+from anelastic.kernel.snapshots import SnapshotDamaged, SnapshotStore
 
 if TYPE_CHECKING:
     from anelastic.attenuation import SLSFit
@@ -206,12 +207,23 @@ class CheckpointStorage(StorageStrategy):
 
     def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
         begin = time.perf_counter()
-        ops.replay(chunk.start, chunk.stop, state_only(self.store.read(chunk.start)))
+        ops.replay(chunk.start, chunk.stop, state_only(self._snapshot(chunk.start)))
         self.log.add("replay", chunk.length, time.perf_counter() - begin)
         self.bars["replay"].update(chunk.length)
 
     def chunk_done(self, ops: KernelOperators, chunk: Chunk) -> None:
         self.restart.maybe_save(ops, chunk.start)
+
+    def _snapshot(self, step: int) -> dict[str, np.ndarray]:
+        """The snapshot of ``step``; one found damaged now (its bytes changed since the
+        forward) is reported and rebuilt from the nearest good one before it."""
+        try:
+            return self.store.read(step)
+        except SnapshotDamaged as err:
+            warnings.warn(f"{err}; rebuilding it", SnapshotRebuilt, stacklevel=2)
+        starts = [c.start for c in chunks(self.event.time.nt, self.snapshot_interval())]
+        rebuild_snapshots(self.sim, self.store, starts, [step], self.log)
+        return self.store.read(step)
 
     def report(self) -> StorageReport:
         steps = len(self.store.steps("forward"))
@@ -348,45 +360,122 @@ def store_identity(sim: Simulation, n_frames: int, storage: Storage) -> dict:
     }
 
 
+class SnapshotRebuilt(UserWarning):
+    """A damaged or missing snapshot was found and is being rebuilt by re-running the forward."""
+
+
 def forward_with_snapshots(
     sim: Simulation, store: SnapshotStore, n_frames: int, log: PassLog, bar
 ) -> Traces:
-    """Run ``sim`` to nt writing the complete state at every chunk start; resume from the last
-    snapshot of an interrupted run; returns the receiver traces {component: [nt, nrec]}."""
+    """Run ``sim`` to nt writing the complete state at every chunk start; returns the receiver
+    traces {component: [nt, nrec]}. A store left by an earlier run is reused: a completed
+    forward is not run again, an interrupted one resumes from its last snapshot, and damaged
+    or missing snapshots (reported by name, :class:`SnapshotRebuilt`) are rebuilt by running
+    the forward from the nearest good snapshot before them (or from the start)."""
     nt = sim.time.nt
-    if store.is_complete("forward"):
-        saved = store.read(nt, "synthetics")
-        bar.update(nt)
-        log.add("forward", 0, 0.0)  # reused from a completed run in this store
-        return {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items()}
     starts = [c.start for c in chunks(nt, n_frames)]
-    done = [s for s in store.steps("forward") if s in starts]
-    if done:
-        _resume(sim, store.read(done[-1]), done[-1])
-        bar.update(done[-1])
+    damaged = _damaged(store, starts)
+    if store.is_complete("forward"):
+        traces = _completed_traces(store, nt)
+        if traces is not None:
+            if damaged:
+                rebuild_snapshots(sim, store, starts, damaged, log, bar)
+            bar.update(nt - bar.n)
+            log.add("forward", 0, 0.0)  # reused from a completed run in this store
+            return traces
     begin = time.perf_counter()
+    _resume_before(sim, store, starts, damaged)
+    bar.update(sim.step - bar.n)
     executed = nt - sim.step
-    # Snapshots are written by one background thread while the next chunk computes (file I/O
-    # and fsync release the GIL); at most one write is in flight, so at most one extra state is
-    # held in memory, and an error in a write surfaces at the next snapshot.
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for start in [s for s in starts if s >= sim.step]:
-            sim.advance(start)
-            bar.update(start - bar.n)
-            state = {**sim.state().fields, **_prefixed(sim.seismograms().data)}
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(store.write, start, state)
-        sim.advance(nt)
-        bar.update(nt - bar.n)
-        if pending is not None:
-            pending.result()
+    _advance_writing(sim, store, [s for s in starts if s >= sim.step], nt, bar)
     traces = sim.seismograms().data
     store.write(nt, _prefixed(traces), "synthetics")
     store.mark_complete("forward")
     log.add("forward", executed, time.perf_counter() - begin)
     return traces
+
+
+def rebuild_snapshots(
+    sim: Simulation, store: SnapshotStore, starts: list[int], damaged: list[int], log, bar=None
+) -> None:
+    """Write the snapshots of ``damaged`` steps again: the forward from the nearest good
+    snapshot before the first of them (or from step 0) up to the last, bitwise as before
+    (logged as the phase ``rebuild``)."""
+    begin = time.perf_counter()
+    _resume_before(sim, store, starts, damaged)
+    first = sim.step
+    _advance_writing(sim, store, sorted(damaged), max(damaged), bar)
+    log.add("rebuild", sim.step - first, time.perf_counter() - begin)
+
+
+def _damaged(store: SnapshotStore, starts: list[int]) -> list[int]:
+    """Chunk starts whose snapshot should be there (all of a completed forward; up to the last
+    one written of an interrupted one) but is missing or of the wrong size (each reported)."""
+    latest = store.latest("forward")
+    if not store.is_complete("forward"):
+        starts = [s for s in starts if latest is not None and s <= latest]
+    damaged = []
+    for step in starts:
+        problem = store.check(step)
+        if problem is not None:
+            warnings.warn(
+                f"{problem} in {store.directory}; rebuilding it", SnapshotRebuilt, stacklevel=3
+            )
+            damaged.append(step)
+    return damaged
+
+
+def _completed_traces(store: SnapshotStore, nt: int) -> Traces | None:
+    """The synthetics of a completed forward, or None when their file is damaged."""
+    try:
+        saved = store.read(nt, "synthetics")
+    except SnapshotDamaged as err:
+        warnings.warn(f"{err}; running the forward again", SnapshotRebuilt, stacklevel=3)
+        return None
+    return {Component(k[len(TRACE_PREFIX) :]): v for k, v in saved.items()}
+
+
+def _resume_before(sim: Simulation, store: SnapshotStore, starts: list[int], damaged: list[int]):
+    """Put ``sim`` in the state of the last good snapshot before the first damaged step (the
+    last snapshot if none is damaged; step 0's zero state if there is none)."""
+    limit = min(damaged) if damaged else sim.time.nt + 1
+    for step in reversed([s for s in store.steps("forward") if s in starts and s < limit]):
+        try:
+            _resume(sim, store.read(step), step)
+            return
+        except SnapshotDamaged as err:  # its bytes changed: rebuild it too
+            warnings.warn(f"{err}; rebuilding it", SnapshotRebuilt, stacklevel=3)
+            damaged.append(step)
+    _resume_at_start(sim)
+
+
+def _resume_at_start(sim: Simulation) -> None:
+    state = sim.state()
+    zeros = {name: np.zeros_like(a) for name, a in state.fields.items()}
+    sim.restore(SolverState(0, zeros, state.fingerprint))
+    sim.restore_traces({c: np.zeros_like(d) for c, d in sim.seismograms().data.items()})
+
+
+def _advance_writing(sim: Simulation, store: SnapshotStore, steps: list[int], stop: int, bar):
+    """Advance ``sim`` to ``stop``, writing its complete state (and traces so far) at each of
+    ``steps``. Snapshots are written by one background thread while the next chunk computes
+    (file I/O and fsync release the GIL); at most one write is in flight, so at most one extra
+    state is held in memory, and an error in a write surfaces at the next snapshot."""
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for step in steps:
+            sim.advance(step)
+            if bar is not None:
+                bar.update(max(0, step - bar.n))
+            state = {**sim.state().fields, **_prefixed(sim.seismograms().data)}
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(store.write, step, state)
+        sim.advance(stop)
+        if bar is not None:
+            bar.update(max(0, stop - bar.n))
+        if pending is not None:
+            pending.result()
 
 
 def _prefixed(traces: Traces) -> dict[str, np.ndarray]:
