@@ -52,8 +52,9 @@ def test_seismogram_files_roundtrip(tmp_path):
     stream = read(str(tmp_path / "s.mseed"))
     assert len(stream) == 3 and stream[1].stats.delta == pytest.approx(0.002)
     assert np.array_equal(stream[1].data, data[Component.P][:, 1])
+    assert stream[1].id == "XX.R0001.00.CDH"  # 500 Hz: band C; pressure: DH
     seis.write(tmp_path / "s.sac", "SAC")
-    sac = read(str(tmp_path / "s.AN.R0002..P.sac"))
+    sac = read(str(tmp_path / "s.XX.R0002.00.CDH.sac"))
     assert np.allclose(sac[0].data, data[Component.P][:, 2])
 
 

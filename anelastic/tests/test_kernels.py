@@ -243,6 +243,11 @@ def test_kernel_command_writes_every_output(tmp_path):
     with xr.open_dataset(out / "kernels.nc", engine="scipy") as data:
         np.testing.assert_allclose(data["K_alpha"].values, np.load(out / "K_alpha.npy"))
         assert data["x"].values[-1] == pytest.approx(550.0)
+        # CF metadata: every variable and coordinate has units and a long name.
+        assert data["K_alpha"].attrs["units"] == "s2 m-3"  # cc_traveltime: chi in s^2
+        assert data["dchi_dvp"].attrs["units"] == "s2 (m s-1)-1"
+        assert all(data[v].attrs.get("long_name") for v in list(data.data_vars) + ["x", "z"])
+        assert data["z"].attrs["units"] == "m" and data.attrs["Conventions"] == "CF-1.8"
     assert (out / "kernels.png").stat().st_size > 10_000
     # The traveltime kernel of a faster observed model is nonzero between source and receivers.
     assert np.abs(np.load(out / "K_alpha.npy")).max() > 0

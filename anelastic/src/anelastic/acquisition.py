@@ -187,29 +187,18 @@ class Seismograms:
             data = {c: f[c.value] for c in Component if c.value in f}
             return cls(float(f["dt"]), f["positions"], data)
 
-    def to_stream(self, network: str = "AN", station_prefix: str = "R"):
-        """An ObsPy Stream with one Trace per receiver and component (channel = component)."""
-        from obspy import Stream, Trace, UTCDateTime
+    def to_stream(self, origin_time=None):
+        """An ObsPy Stream, one SEED-named trace per receiver and component, starting at
+        ``origin_time`` (:func:`anelastic.formats.to_stream`)."""
+        from anelastic.formats import to_stream
 
-        traces = []
-        for comp, data in self.data.items():
-            for i in range(data.shape[1]):
-                header = {
-                    "network": network,
-                    "station": f"{station_prefix}{i:04d}",
-                    "channel": comp.value.upper(),
-                    "delta": self.dt,
-                    "starttime": UTCDateTime(0),
-                }
-                traces.append(Trace(np.ascontiguousarray(data[:, i], np.float32), header))
-        return Stream(traces)
+        return to_stream(self, origin_time)
 
-    def write(self, path: str | Path, format: str = "MSEED") -> None:
-        """Write through ObsPy (``format`` "MSEED" or "SAC"; SAC writes one file per trace)."""
-        stream = self.to_stream()
-        if format.upper() == "SAC":
-            base = Path(path)
-            for tr in stream:
-                tr.write(str(base.with_name(f"{base.stem}.{tr.id}.sac")), format="SAC")
-        else:
-            stream.write(str(path), format=format.upper())
+    def write(
+        self, path: str | Path, format: str = "MSEED", origin_time=None, stations=None
+    ) -> list[Path]:
+        """MiniSEED or SAC (one file per trace) through ObsPy, SEED-named, SAC headers with
+        the receiver coordinates (:func:`anelastic.formats.write_seismograms`)."""
+        from anelastic.formats import write_seismograms
+
+        return write_seismograms(self, path, format, origin_time, stations)

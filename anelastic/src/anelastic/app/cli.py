@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("config", type=Path)
     fwd.add_argument("--out", type=Path, required=True, help="output directory")
     fwd.add_argument("--no-progress", action="store_true")
+    fwd.add_argument(
+        "--per-source", action="store_true", help="one gather per source (on Dask if several)"
+    )
+    fwd.add_argument("--scheduler", help="address of a Dask scheduler (with --per-source)")
+    fwd.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
     _add_kernel(sub)
     demo = sub.add_parser("demo", help="2-D demo with and without attenuation (< 2 min)")
     demo.add_argument("--out", type=Path, default=Path("anelastic_demo"))
@@ -30,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "forward":
-            return run_forward(args.config, args.out, progress=not args.no_progress)
+            return run_forward(args)
         if args.command == "kernel":
             return run_kernel_command(args)
         if args.command == "demo":
@@ -43,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run_forward(config_path: Path, out: Path, progress: bool = True) -> int:
+def run_forward(args) -> int:
+    from anelastic.app.parallel import EventsFailed
     from anelastic.app.runs import run_forward as forward_run
 
-    summary = forward_run(config_path, out, progress)
+    try:
+        summary = forward_run(
+            args.config, args.out, not args.no_progress, args.per_source, args.scheduler,
+            args.workers,
+        )  # fmt: skip
+    except EventsFailed as err:
+        print(f"anelastic: error: {err}", file=sys.stderr)
+        return 2 if err.users_mistake else 1
     print(json.dumps(summary))
     return 0
 

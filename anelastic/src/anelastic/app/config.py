@@ -2,22 +2,30 @@
 
 Sections (every key is checked; an unknown key is an error naming the allowed ones)::
 
-    [model]      type = "homogeneous" | "layered" | "gaussian" | "checkerboard" | "file"
+    [model]      type = "homogeneous" | "layered" | "gaussian" | "checkerboard" | "file" |
+                 "segy" | "netcdf"
                  shape, spacing, vp, vs, rho, qp, qs, f_ref     (path for "file")
                  center, radius, relative = {vp = 0.1}          (gaussian)
                  cell_size, relative                            (checkerboard)
                  [[model.layers]] depth, vp, vs, rho, qp, qs    (layered)
+                 files = {vp = "vp.segy", rho = "rho.segy"}, file_spacing = [dx, dz],
+                 file_origin (segy: traces along x, samples along depth; the other
+                 parameters from vp, vs, rho, qp, qs values)
+                 path, variables = {vp = "vp", qp = "Q"}  (netcdf: the file's coordinates)
+                 segy and netcdf models are interpolated onto the grid of shape, spacing
     [[sources]]  position, kind = "pressure"|"force"|"moment", wavelet = "ricker"|
                  "gaussian_derivative"|"array", f0, delay, amplitude, direction, moment,
                  file (.npy samples), sample_dt        ([source] is accepted for one source)
-    [receivers]  positions = [[x, z], ...] or start, stop, count; components = ["p", "vx"]
-    [time]       dt, nt
+    [receivers]  positions = [[x, z], ...] or start, stop, count; components = ["p", "vx"];
+                 stations = ["S01", ...] (SEED station codes; default R0000, R0001, ...)
+    [time]       dt, nt, origin_time = "2026-03-01T12:00:00Z" (start of the records)
     [physics]    kind = "viscoacoustic"|"viscoelastic", space_order, boundary = "cpml"|"sponge",
                  pml_width, n_sls, band = [fmin, fmax], free_surface, dtype, threads
     [kernel]     misfit = "waveform"|"cc_traveltime"|"log_amplitude", window = [t0, t1],
                  taper (fraction), band = [fmin, fmax] (zero-phase band-pass), storage =
                  "checkpoint"|"full"|"reverse"|"dispersion-only", chunk, memory_budget = "2GiB",
-                 observed = ["event0.npz", ...] (one Seismograms file per source/event)
+                 observed = ["event0.npz", "event1/*.sac", "event2.mseed", ...] (one entry
+                 per source/event: a Seismograms .npz, or files ObsPy reads, a glob allowed)
     [observed_model]  the model that makes synthetic observed data (keys of [model]), instead of
                  observed files
 
@@ -61,15 +69,16 @@ SECTIONS = {
 KERNEL_KEYS = {"misfit", "window", "taper", "band", "storage", "chunk", "memory_budget", "observed"}
 MODEL_KEYS = {
     "type", "shape", "spacing", "origin", "vp", "vs", "rho", "qp", "qs", "f_ref", "path",
-    "center", "radius", "relative", "cell_size", "layers",
+    "center", "radius", "relative", "cell_size", "layers", "files", "file_spacing",
+    "file_origin", "variables",
 }  # fmt: skip
 LAYER_KEYS = {"depth", "vp", "vs", "rho", "qp", "qs"}
 SOURCE_KEYS = {
     "position", "kind", "wavelet", "f0", "delay", "amplitude", "direction", "moment", "file",
     "sample_dt",
 }  # fmt: skip
-RECEIVER_KEYS = {"positions", "start", "stop", "count", "components"}
-TIME_KEYS = {"dt", "nt"}
+RECEIVER_KEYS = {"positions", "start", "stop", "count", "components", "stations"}
+TIME_KEYS = {"dt", "nt", "origin_time"}
 PHYSICS_KEYS = {
     "kind", "space_order", "boundary", "pml_width", "n_sls", "band", "free_surface", "dtype",
     "threads",
@@ -97,6 +106,8 @@ class RunConfig:
     threads: int | None = None
     kernel: KernelSection | None = None
     observed_model: models.Model | None = None
+    origin_time: str | None = None  # ISO time of the first sample; None: 1970-01-01
+    stations: tuple[str, ...] | None = None  # SEED station code per receiver
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -121,8 +132,10 @@ def parse_config(raw: dict, base: Path = Path(".")) -> RunConfig:
     source_tables = [raw["source"]] if "source" in raw else raw["sources"]
     sources = tuple(_parse_source(s, base) for s in source_tables)
     receivers = _parse_receivers(raw["receivers"])
+    stations = _parse_stations(raw["receivers"].get("stations"), receivers.count)
     _check_keys(raw["time"], TIME_KEYS, "[time]")
     time = TimeAxis(float(_need(raw["time"], "dt", "[time]")), _need(raw["time"], "nt", "[time]"))
+    origin_time = _parse_origin_time(raw["time"].get("origin_time"))
     physics, threads = _parse_physics(raw.get("physics", {}))
     kernel = _parse_kernel(raw["kernel"], base, len(sources)) if "kernel" in raw else None
     observed_model = _parse_model(raw["observed_model"], base) if "observed_model" in raw else None
@@ -131,7 +144,39 @@ def parse_config(raw: dict, base: Path = Path(".")) -> RunConfig:
                          "an [observed_model] section")  # fmt: skip
     if observed_model is not None and observed_model.grid != model.grid:
         raise ValueError("[observed_model] must have the same grid as [model]")
-    return RunConfig(model, sources, receivers, time, physics, threads, kernel, observed_model)
+    return RunConfig(
+        model, sources, receivers, time, physics, threads, kernel, observed_model, origin_time,
+        stations,
+    )  # fmt: skip
+
+
+def _parse_stations(value, count: int) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    codes = tuple(str(v) for v in value)
+    if len(codes) != count:
+        raise ValueError(f"[receivers] stations names {len(codes)} codes for {count} receivers")
+    bad = [c for c in codes if not (1 <= len(c) <= 5 and c.isalnum())]
+    if bad or len(set(codes)) != len(codes):
+        raise ValueError(
+            f"[receivers] stations must be distinct SEED station codes (1-5 letters or digits); "
+            f"got {sorted(set(bad)) or 'duplicates'}"
+        )
+    return codes
+
+
+def _parse_origin_time(value) -> str | None:
+    if value is None:
+        return None
+    from obspy import UTCDateTime
+
+    try:
+        return str(UTCDateTime(str(value)))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"[time] origin_time {value!r} is not a time; write it like "
+            f'"2026-03-01T12:00:00Z" ({err})'
+        ) from None
 
 
 def _parse_kernel(table: dict, base: Path, n_events: int) -> KernelSection:
@@ -145,7 +190,7 @@ def _parse_kernel(table: dict, base: Path, n_events: int) -> KernelSection:
         else None,
         BandPass(float(band[0]), float(band[1])) if band is not None else None,
     )
-    observed = tuple(base / p for p in table.get("observed", []))
+    observed = tuple(base / str(p) for p in table.get("observed", []))
     if observed and len(observed) != n_events:
         raise ValueError(
             f"[kernel] observed lists {len(observed)} file(s) for {n_events} source(s): give one "
@@ -180,11 +225,9 @@ def _parse_model(table: dict, base: Path) -> models.Model:
     kind = table.get("type", "homogeneous")
     if kind == "file":
         return models.Model.load(base / _need(table, "path", "[model]"))
-    grid = models.Grid(
-        tuple(_need(table, "shape", "[model]")),
-        tuple(_need(table, "spacing", "[model]")),
-        tuple(table["origin"]) if "origin" in table else None,
-    )
+    if kind in ("segy", "netcdf"):
+        return _file_model(kind, table, base)
+    grid = _grid(table)
     f_ref = float(table.get("f_ref", 10.0))
     if kind == "layered":
         layers = [dict(layer) for layer in _need(table, "layers", "[model]")]
@@ -214,6 +257,53 @@ def _parse_model(table: dict, base: Path) -> models.Model:
     raise ValueError(
         f"unknown model type {kind!r}; use homogeneous, layered, gaussian, checkerboard or file"
     )
+
+
+def _grid(table: dict) -> models.Grid:
+    return models.Grid(
+        tuple(_need(table, "shape", "[model]")),
+        tuple(_need(table, "spacing", "[model]")),
+        tuple(table["origin"]) if "origin" in table else None,
+    )
+
+
+def _file_model(kind: str, table: dict, base: Path) -> models.Model:
+    """A SEG-Y or netCDF model interpolated onto the [model] grid; parameters the file does
+    not give take the table's values (vs 0, Q infinite by default)."""
+    from anelastic import formats
+
+    grid = _grid(table)
+    if kind == "segy":
+        files = dict(_need(table, "files", "[model]"))
+        arrays = {name: formats.read_segy(base / str(path)) for name, path in files.items()}
+        first = next(iter(arrays.values()))
+        spacing = tuple(_need(table, "file_spacing", "[model]"))
+        origin = tuple(table.get("file_origin", (0.0,) * first.ndim))
+        axes = [o + h * np.arange(n) for o, h, n in zip(origin, spacing, first.shape, strict=True)]
+    else:
+        variables = dict(_need(table, "variables", "[model]"))
+        path = base / str(_need(table, "path", "[model]"))
+        found, axes = formats.read_netcdf(path, list(variables.values()))
+        arrays = {name: found[var] for name, var in variables.items()}
+    unknown = sorted(set(arrays) - set(models.FIELDS))
+    if unknown:
+        raise ValueError(f"[model] files/variables name unknown parameter(s) {unknown}")
+    if any(a.shape != next(iter(arrays.values())).shape for a in arrays.values()):
+        raise ValueError("[model] files/variables must all have one shape")
+    on_grid = formats.grid_model_arrays(
+        arrays, axes, [grid.coordinates(k) for k in range(grid.ndim)]
+    )
+    defaults = {"vs": 0.0, "qp": np.inf, "qs": np.inf}
+    values = {
+        name: on_grid[name]
+        if name in on_grid
+        else float(table.get(name, defaults.get(name, np.nan)))
+        for name in models.FIELDS
+    }
+    missing = [n for n, v in values.items() if not isinstance(v, np.ndarray) and np.isnan(v)]
+    if missing:
+        raise ValueError(f"[model] needs a value or a file for {missing}")
+    return models.Model(grid, f_ref=float(table.get("f_ref", 10.0)), **values)
 
 
 def _parse_source(table: dict, base: Path) -> Source:

@@ -1,8 +1,11 @@
 """The runs of the CLI: config -> simulations -> files on disk.
 
-``anelastic forward CONFIG.toml`` (:func:`run_forward`): one simulation of all sources; writes
-``seismograms.npz``, ``seismograms.mseed``, ``wavefield.png`` (snapshot at nt/2),
-``seismograms.png`` and ``summary.json``.
+``anelastic forward CONFIG.toml`` (:func:`run_forward`): one simulation of all sources (or,
+with ``--per-source``, one per source into ``source_000/``, ...; on Dask when there are
+several); writes ``seismograms.npz``, ``seismograms.mseed`` and ``sac/`` (SEED-named, start
+at ``[time] origin_time``, receiver coordinates in the SAC headers: :mod:`anelastic.formats`),
+``wavefield.png`` (snapshot at nt/2), ``seismograms.png`` (one section per component against
+offset) and ``summary.json``.
 
 ``anelastic kernel CONFIG.toml`` (:func:`run_kernel`): the kernels of every event of a config,
 summed. Each source of the config is one event. Observed data come from one Seismograms ``.npz`` per
@@ -40,19 +43,53 @@ from anelastic.kernel.inputs import (
     SyntheticObserved,
     check_kernel_run,
 )
+from anelastic.kernel.misfit import MisfitKind
 from anelastic.kernel.schedule import parse_bytes
 
 GRADIENT_PREFIX = "dchi_d"
 
 
-def run_forward(config_path: Path, out: Path, progress: bool = True) -> dict:
-    """Everything of ``anelastic forward`` (see the module docstring); returns the summary."""
+def run_forward(
+    config_path: Path,
+    out: Path,
+    progress: bool = True,
+    per_source: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> dict:
+    """Everything of ``anelastic forward`` (see the module docstring); returns the summary.
+
+    per_source: one gather per source (``OUT/source_000/``, ...), each its own simulation;
+    several run in parallel on Dask like kernel events (a LocalCluster, or ``scheduler``).
+    """
     cfg = load_config(config_path)
     out.mkdir(parents=True, exist_ok=True)
+    if not per_source:
+        summary = forward_gather((cfg, None, out, progress))[1]
+    else:
+        jobs = [(cfg, k, out / f"source_{k:03d}", progress) for k in range(len(cfg.sources))]
+        if len(jobs) == 1:
+            per_event = {0: forward_gather(jobs[0])[1]}
+        else:
+            from anelastic.app.parallel import run_events
+
+            jobs = [(c, k, d, False) for c, k, d, _ in jobs]
+            per_event = run_events(forward_gather, jobs, scheduler, workers, progress=progress)
+            per_event = per_event.per_event
+        summary = {"sources": len(jobs), "per_source": [per_event[k] for k in sorted(per_event)]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def forward_gather(job: tuple) -> tuple[dict, dict]:
+    """One forward run and its files (module docstring): ``job`` = (config, source index or
+    None for all sources at once, output directory, progress). Module-level so that Dask can
+    pickle it; returns (no kernels, summary)."""
+    cfg, index, out, progress = job
+    out.mkdir(parents=True, exist_ok=True)
+    sources = list(cfg.sources) if index is None else [cfg.sources[index]]
     start = time.perf_counter()
-    sim = Simulation(
-        cfg.model, list(cfg.sources), cfg.receivers, cfg.time, cfg.physics, threads=cfg.threads
-    )
+    sim = Simulation(cfg.model, sources, cfg.receivers, cfg.time, cfg.physics, threads=cfg.threads)
     built = time.perf_counter()
     snapshot_step = cfg.time.nt // 2
     sim.advance(snapshot_step, progress=progress)
@@ -61,14 +98,15 @@ def run_forward(config_path: Path, out: Path, progress: bool = True) -> dict:
     seis = sim.run(progress=progress)
     done = time.perf_counter()
     seis.save_npz(out / "seismograms.npz")
-    seis.write(out / "seismograms.mseed", "MSEED")
-    positions = np.array([s.position for s in cfg.sources])
+    seis.write(out / "seismograms.mseed", "MSEED", cfg.origin_time, cfg.stations)
+    (out / "sac").mkdir(exist_ok=True)
+    seis.write(out / "sac" / "seismograms.sac", "SAC", cfg.origin_time, cfg.stations)
+    positions = np.array([s.position for s in sources])
     plot.wavefield_png(
         snapshot, cfg.model.grid, out / "wavefield.png",
         f"{field} at t = {snapshot_step * cfg.time.dt:.3f} s", positions, cfg.receivers.positions,
     )  # fmt: skip
-    component = cfg.receivers.components[0]
-    plot.seismogram_png([(config_path.stem, seis)], component, out / "seismograms.png")
+    plot.components_png(seis, out / "seismograms.png", positions[0])
     fit = getattr(sim.physics, "fit", None)
     summary = {
         "sls_fit_max_rel_error": None if fit is None else round(fit.max_rel_error, 5),
@@ -76,10 +114,11 @@ def run_forward(config_path: Path, out: Path, progress: bool = True) -> dict:
         "run_seconds": round(done - built, 3),
         "nt": cfg.time.nt,
         "grid": list(cfg.model.grid.shape),
-        "files": ["seismograms.npz", "seismograms.mseed", "wavefield.png", "seismograms.png"],
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+        "sources": len(sources),
+        "files": ["seismograms.npz", "seismograms.mseed", "sac/", "wavefield.png",
+                  "seismograms.png"],
+    }  # fmt: skip
+    return {}, summary
 
 
 def run_kernel(
@@ -157,13 +196,27 @@ def build_events(cfg: RunConfig) -> list[Event]:
 
 
 def read_observed(path: Path, cfg: RunConfig) -> Seismograms:
-    """A Seismograms file of observed data, or an error naming the file and what is wrong."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"observed data file {path} does not exist")
-    try:
-        observed = Seismograms.load_npz(path)
-    except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{path} is not a readable Seismograms .npz file: {err}") from None
+    """One event's observed data: a Seismograms ``.npz``, or files ObsPy reads (MiniSEED,
+    SAC, ...; ``path`` may be a glob) matched to the receivers, cut and resampled to the run's
+    time axis (:func:`anelastic.formats.read_observed`); errors name the file."""
+    from anelastic.formats import read_observed as read_with_obspy
+
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise FileNotFoundError(f"observed data file {path} does not exist")
+        try:
+            observed = Seismograms.load_npz(path)
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"{path} is not a readable Seismograms .npz file: {err}") from None
+    else:
+        files = (
+            sorted(path.parent.glob(path.name)) if any(c in path.name for c in "*?[") else [path]
+        )
+        if not files:
+            raise FileNotFoundError(f"no observed data file matches {path}")
+        observed = read_with_obspy(
+            files, cfg.receivers, cfg.time.dt, cfg.time.nt, cfg.origin_time, cfg.stations
+        )
     check_observed(observed, cfg.receivers, cfg.time, source=str(path))
     return observed
 
@@ -181,6 +234,24 @@ def _jsonable(summary: dict) -> dict:
     return json.loads(json.dumps(summary, default=float))
 
 
+# Units of the misfit chi for pressure data (Pa): sum dt (P s - P d)^2, dT^2, ln(A/A)^2.
+CHI_UNITS = {MisfitKind.WAVEFORM: "Pa2 s", MisfitKind.CC_TRAVELTIME: "s2",
+             MisfitKind.LOG_AMPLITUDE: "1"}  # fmt: skip
+PARAMETER_UNITS = {"vp": "m s-1", "vs": "m s-1", "rho": "kg m-3", "qp": "1", "qs": "1"}
+
+
+def _cf_attributes(name: str, chi: str) -> dict:
+    """CF ``units`` and ``long_name`` of a kernel density or a per-cell gradient."""
+    if name.startswith(GRADIENT_PREFIX):
+        parameter = name[len(GRADIENT_PREFIX) :]
+        unit = PARAMETER_UNITS.get(parameter, "1")
+        units = chi if unit == "1" else f"{chi} ({unit})-1"
+        return {"units": units, "long_name": f"derivative of the misfit with respect to "
+                f"{parameter} in each cell"}  # fmt: skip
+    return {"units": f"{chi} m-3", "long_name": f"{name[2:]} sensitivity kernel density "
+            f"(delta chi = integral of {name} delta {name[2:]} / {name[2:]} dV)"}  # fmt: skip
+
+
 def write_outputs(out: Path, arrays: dict[str, np.ndarray], cfg: RunConfig, summary: dict) -> None:
     """npy per array, kernels.nc (xarray), kernels.png, summary.json."""
     import xarray as xr
@@ -189,16 +260,32 @@ def write_outputs(out: Path, arrays: dict[str, np.ndarray], cfg: RunConfig, summ
     for name, array in arrays.items():
         np.save(out / f"{name}.npy", array)
     dims = grid.axis_names
-    coords = {a: grid.coordinates(k) for k, a in enumerate(dims)}
+    coords = {
+        a: (
+            a,
+            grid.coordinates(k),
+            {"units": "m", "long_name": f"{a} coordinate", "axis": a.upper()},
+        )
+        for k, a in enumerate(dims)
+    }
+    chi = CHI_UNITS[cfg.kernel.misfit.kind]
+    variables = {
+        name: (dims, np.asarray(a), _cf_attributes(name, chi)) for name, a in arrays.items()
+    }
     dataset = xr.Dataset(
-        {name: (dims, np.asarray(a)) for name, a in arrays.items()},
+        variables,
         coords=coords,
-        attrs={"storage": summary["storage"], "events": summary["events"],
+        attrs={"Conventions": "CF-1.8", "storage": summary["storage"],
+               "events": summary["events"], "misfit": cfg.kernel.misfit.kind.value,
+               "misfit_units": chi,
                "definition": "delta chi = sum K_m (delta m / m) dV; dchi_d<m>: per cell"},
     )  # fmt: skip
     dataset.to_netcdf(out / "kernels.nc", engine="scipy")  # netCDF3: no HDF5 library needed
     kernels = [(name, a) for name, a in sorted(arrays.items()) if name.startswith("K_")]
     sources = np.array([s.position for s in cfg.sources])
-    plot.maps_png(kernels, grid, out / "kernels.png", sources, cfg.receivers.positions)
+    plot.maps_png(
+        kernels, grid, out / "kernels.png", sources, cfg.receivers.positions,
+        units=f"{chi} m-3",
+    )  # fmt: skip
     summary["files"] = sorted(p.name for p in out.iterdir() if p.is_file()) + ["summary.json"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
