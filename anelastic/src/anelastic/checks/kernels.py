@@ -38,27 +38,34 @@ PARAMETERS = {
     PhysicsKind.VISCOELASTIC: ("vp", "vs", "rho", "qp", "qs"),
 }
 REL_STEP = 1e-4
+VELOCITY_DATA = (Component.VX, Component.VZ)  # two-component particle-velocity receivers
 CHUNKS = (60, 97)  # divides NT, does not; few distinct lengths = few compiled operators
 
 
-def problem(kind: PhysicsKind, q: float = 30.0, dtype: str = "float64") -> Problem:
-    """The problem of the kernel checks (the tests share its compiled operators)."""
+def problem(
+    kind: PhysicsKind, q: float = 30.0, dtype: str = "float64", components=(Component.P,)
+) -> Problem:
+    """The problem of the kernel checks (the tests share its compiled operators);
+    ``components``: what the receivers record."""
     grid = Grid(SHAPE, (SPACING, SPACING))
     elastic = kind is PhysicsKind.VISCOELASTIC
     model = homogeneous(grid, 2000.0, 2000.0, 1150.0 if elastic else 0.0, q, q, f_ref=F0)
     model = gaussian_anomaly(model, (340.0, 230.0), 60.0, {"vp": 0.05})
     config = PhysicsConfig(kind, space_order=8, pml_width=10, dtype=dtype)
     source = Source((150.0, 240.0), ricker(F0))
-    receivers = Receivers(np.array([[450.0, 180.0], [450.0, 300.0]]), (Component.P,))
+    receivers = Receivers(np.array([[450.0, 180.0], [450.0, 300.0]]), tuple(components))
     return Problem(model, source, receivers, TimeAxis(DT, NT), config)
 
 
 def check_event(
-    kind: PhysicsKind, misfit_kind: MisfitKind = MisfitKind.WAVEFORM, q: float = 30.0
+    kind: PhysicsKind,
+    misfit_kind: MisfitKind = MisfitKind.WAVEFORM,
+    q: float = 30.0,
+    components=(Component.P,),
 ) -> Event:
-    """The event of the kernel checks: ``problem(kind, q)`` with observed data that suit
-    ``misfit_kind``."""
-    p = problem(kind, q)
+    """The event of the kernel checks: ``problem(kind, q, components=...)`` with observed data
+    that suit ``misfit_kind``."""
+    p = problem(kind, q, components=components)
     observed = _observed(p, misfit_kind)
     return Event(p.model, [p.source], p.receivers, p.time, p.config, observed)
 
@@ -66,8 +73,8 @@ def check_event(
 def _observed(p: Problem, misfit_kind: MisfitKind) -> Seismograms:
     """Zero traces for the waveform misfit; a slightly faster model's data for traveltimes."""
     if misfit_kind is MisfitKind.WAVEFORM:
-        zeros = np.zeros((p.time.nt, p.receivers.count))
-        return Seismograms(p.time.dt, p.receivers.positions, {Component.P: zeros})
+        zeros = {c: np.zeros((p.time.nt, p.receivers.count)) for c in p.receivers.components}
+        return Seismograms(p.time.dt, p.receivers.positions, zeros)
     faster = p.model.replace(vp=p.model.vp * 1.02, vs=p.model.vs * 1.02)
     return p.simulation(faster).run()
 
@@ -95,9 +102,12 @@ def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:
     return rows
 
 
-def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
-    """Kernel-predicted misfit change vs central finite differences, per parameter."""
-    event = check_event(kind, misfit_kind)
+def gradient_check(
+    kind: PhysicsKind, misfit_kind: MisfitKind, components=(Component.P,)
+) -> list[dict]:
+    """Kernel-predicted misfit change vs central finite differences, per parameter, for
+    receivers recording ``components``."""
+    event = check_event(kind, misfit_kind, components=components)
     misfit = _misfit(misfit_kind)
     result = compute_kernels(event, KernelSettings(misfit, Storage.CHECKPOINT, chunk=CHUNKS[0]))
     fit = kernel_fit(event.model, event.config, F0)
@@ -112,6 +122,7 @@ def gradient_check(kind: PhysicsKind, misfit_kind: MisfitKind) -> list[dict]:
         fd = (plus - minus) / 2
         rows.append({
             "physics": kind.value, "misfit": misfit_kind.value, "parameter": name,
+            "data": "+".join(c.value for c in components),
             "predicted": predicted, "finite_difference": fd,
             "rel_error": abs(predicted - fd) / max(abs(fd), 1e-300),
         })  # fmt: skip
@@ -127,8 +138,11 @@ def perturbation(grid: Grid) -> np.ndarray:
 def misfit_value(event: Event, misfit: Misfit, fit, model) -> float:
     """The misfit of ``event`` on ``model`` (relaxation mechanisms ``fit`` held fixed)."""
     sim = Simulation(model, event.sources, event.receivers, event.time, event.config, sls_fit=fit)
-    syn = sim.run().data[Component.P]
-    return float(misfit.evaluate(syn, event.observed.data[Component.P], event.time.dt)[0])
+    syn = sim.run().data
+    return sum(
+        float(misfit.evaluate(syn[c], event.observed.data[c], event.time.dt)[0])
+        for c in event.receivers.components
+    )
 
 
 def dispersion_only_vs_exact(kind: PhysicsKind) -> tuple[dict, dict]:
@@ -188,6 +202,12 @@ def verify_kernels(kinds: list[PhysicsKind] | None = None) -> dict:
         for misfit_kind in (MisfitKind.WAVEFORM, MisfitKind.CC_TRAVELTIME)
         for row in gradient_check(kind, misfit_kind)
     ]
+    if PhysicsKind.VISCOACOUSTIC in kinds:  # velocity-component data (viscoacoustic only)
+        grads += [
+            row
+            for misfit_kind in MisfitKind
+            for row in gradient_check(PhysicsKind.VISCOACOUSTIC, misfit_kind, VELOCITY_DATA)
+        ]
     dispersion, steps = dispersion_only_vs_exact(kinds[0])
     report = {
         "physics": [k.value for k in kinds],

@@ -27,11 +27,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from anelastic.acquisition import Component, Seismograms
+from anelastic.acquisition import Seismograms
 from anelastic.kernel.inputs import Event, KernelSettings, check_kernel_run
 from anelastic.kernel.misfit import Misfit
 from anelastic.kernel.named import named_kernels
-from anelastic.kernel.operators import KernelOperators, kernel_operators
+from anelastic.kernel.operators import (
+    KernelOperators,
+    adjoint_sources,
+    kernel_operators,
+)
 from anelastic.kernel.progress import PassLog, PhaseBars
 from anelastic.kernel.schedule import chunks
 from anelastic.kernel.storage import STRATEGIES, StorageStrategy, Traces
@@ -54,7 +58,7 @@ class EventMisfit:
     """The misfit of one event's synthetics and its adjoint source."""
 
     chi: float
-    residual: np.ndarray  # dchi / d(recorded sample) [nt, nrec]
+    residual: dict  # per component, dchi / d(recorded sample) [nt, nrec]
     synthetics: Seismograms
 
 
@@ -74,7 +78,7 @@ def compute_kernels(event: Event, settings: KernelSettings, progress: bool = Fal
         misfit = evaluate_misfit(event, observed, settings.misfit, run.traces)
         ops = kernel_operators(run.sim, run.chunk)
         ops.reset(event.receivers.positions)
-        kernel_pass(strategy, ops, misfit.residual, run.chunk)
+        kernel_pass(strategy, ops, adjoint_sources(ops.scheme, misfit.residual), run.chunk)
         report = strategy.report()
     finally:
         strategy.close()
@@ -96,14 +100,15 @@ def compute_kernels(event: Event, settings: KernelSettings, progress: bool = Fal
     return KernelResult(kernels, gradients, misfit.chi, misfit.synthetics, summary)
 
 
-def kernel_pass(
-    strategy: StorageStrategy, ops: KernelOperators, residual: np.ndarray, n: int
-) -> None:
+def kernel_pass(strategy: StorageStrategy, ops: KernelOperators, sources: dict, n: int) -> None:
     """Chunks of ``n`` steps, last to first: the strategy fills the replay buffer, the adjoint
-    runs over the chunk (``residual`` [nt, nrec]: the adjoint source), gradients accumulate in
+    runs over the chunk (``sources``: what it injects, :func:`adjoint_sources`), gradients
+    accumulate in
     ``ops``. Chunks an interrupted pass already did are skipped."""
     log, bars = strategy.log, strategy.bars
-    done = strategy.start_pass(ops, residual)
+    done = strategy.start_pass(ops, sources)
+    if done is None:  # a fresh pass (a restart point already holds the seeded state)
+        ops.seed(sources)
     for chunk in reversed(chunks(ops.sim.time.nt, n)):
         if done is not None and chunk.start >= done:
             bars[strategy.fill_phase].update(chunk.length)
@@ -111,7 +116,7 @@ def kernel_pass(
             continue
         strategy.fill(ops, chunk)
         begin = time.perf_counter()
-        ops.adjoint_chunk(chunk.start, chunk.stop, residual)
+        ops.adjoint_chunk(chunk.start, chunk.stop, sources)
         log.add("adjoint", chunk.length, time.perf_counter() - begin)
         bars["adjoint"].update(chunk.length)
         strategy.chunk_done(ops, chunk)
@@ -140,11 +145,15 @@ def thread_choices(requested: int | None, sim: Simulation, ops: KernelOperators)
 def evaluate_misfit(
     event: Event, observed: Seismograms, misfit: Misfit, traces: Traces
 ) -> EventMisfit:
-    """The misfit of the synthetic pressure ``traces`` against the ``observed`` data."""
-    chi, adjoint = misfit.evaluate(traces[Component.P], observed.data[Component.P], event.time.dt)
-    residual = event.time.dt * adjoint  # dchi / d(recorded sample)
+    """The misfit of the synthetic ``traces`` against the ``observed`` data, summed over the
+    receivers' components, and per component its adjoint source dchi/d(recorded sample)."""
+    chi, residual = 0.0, {}
+    for comp in event.receivers.components:
+        value, adjoint = misfit.evaluate(traces[comp], observed.data[comp], event.time.dt)
+        chi += float(value)
+        residual[comp] = event.time.dt * adjoint
     synthetics = Seismograms(event.time.dt, event.receivers.positions.copy(), traces)
-    return EventMisfit(float(chi), residual, synthetics)
+    return EventMisfit(chi, residual, synthetics)
 
 
 def peak_ram_bytes() -> int:
@@ -161,12 +170,16 @@ def validate(event: Event, settings: KernelSettings) -> None:
 
 
 def check_observed(observed: Seismograms, receivers, time, source: str = "observed data") -> None:
-    """Observed pressure traces [nt, nrec] at the run's dt, or an error saying what differs."""
-    obs = observed.data.get(Component.P)
+    """Observed traces [nt, nrec] of every receiver component at the run's dt, or an error
+    saying what differs."""
     shape = (time.nt, receivers.count)
-    if obs is None or obs.shape != shape:
-        got = None if obs is None else obs.shape
-        raise ValueError(f"{source}: pressure traces must be [nt, nrec] = {shape}, got {got}")
+    for comp in receivers.components:
+        obs = observed.data.get(comp)
+        if obs is None or obs.shape != shape:
+            got = None if obs is None else obs.shape
+            raise ValueError(
+                f"{source}: {comp.value} traces must be [nt, nrec] = {shape}, got {got}"
+            )
     if not np.isclose(observed.dt, time.dt, rtol=1e-9):
         raise ValueError(f"{source}: dt {observed.dt} differs from the run's {time.dt}")
 

@@ -17,7 +17,7 @@ from anelastic.forward.simulation import TimeAxis
 from anelastic.kernel.misfit import Misfit
 from anelastic.kernel.schedule import parse_bytes
 from anelastic.model import Model
-from anelastic.physics import PhysicsConfig, physics_class
+from anelastic.physics import PhysicsConfig, PhysicsKind, physics_class
 from anelastic.physics.boundary import padding
 
 DEFAULT_BUDGET = "2GiB"
@@ -128,12 +128,12 @@ def check_kernel_run(
     components, storage vs attenuation, a free surface, the misfit's window and band against
     the time axis, and a memory budget below one replay frame. Each message says what would
     be right."""
-    comps = receivers.components
-    if comps != (Component.P,):
+    velocity = [c for c in receivers.components if c is not Component.P]
+    if velocity and config.kind is not PhysicsKind.VISCOACOUSTIC:
         raise KernelInputError(
-            f'kernels need pressure receivers only (components = ["p"]), got '
-            f"{[c.value for c in comps]}: adjoint sources of velocity components are not "
-            "implemented yet"
+            'viscoelastic kernels need pressure receivers for now (components = ["p"]), got '
+            f"{[c.value for c in receivers.components]}: velocity-component adjoint sources "
+            "are implemented for the viscoacoustic physics only"
         )
     if config.free_surface:
         raise KernelInputError(

@@ -16,6 +16,7 @@ its two time slots may need swapping (a chunk of odd length ends on the other sl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +30,7 @@ from anelastic.forward.propagator import (
     make_coefficient,
 )
 from anelastic.forward.threads import ThreadChooser
+from anelastic.physics.adjoint import STAGGERED_AFTER_STEP
 
 if TYPE_CHECKING:
     from anelastic.forward.simulation import Simulation
@@ -54,7 +56,7 @@ class KernelOperators:
     """Replay buffer, adjoint state, gradients and the two operators for chunks of <= N steps.
 
     ``sim``: the forward ``Simulation`` (its fields are reused by the replay); ``n_frames``: the
-    buffer length N. Receivers must record pressure (the adjoint source enters ``adj_p``).
+    buffer length N. Each receiver component gets its own adjoint source (``adjsrc_<c>``).
     """
 
     def __init__(self, sim: Simulation, n_frames: int) -> None:
@@ -88,9 +90,24 @@ class KernelOperators:
             for k, (group, src) in enumerate(prop.sources.items())
         }
         nrec = sim.receivers.count
-        self.residual = SparseTimeFunction(
-            name="adjsrc", grid=grid, npoint=nrec, nt=self.n_frames, dtype=dtype
-        )
+        # One sparse function per injection (component, k): each has its own coordinates
+        # (the receivers moved by the injection's offset), all carry the component's source.
+        self.injections = {
+            (comp, k): entry
+            for comp in sim.receivers.components
+            for k, entry in enumerate(self.scheme.adjoint_sources(comp))
+        }
+        self.residuals = {
+            key: SparseTimeFunction(
+                name=f"adjsrc_{key[0].value}{key[1]}",
+                grid=grid,
+                npoint=nrec,
+                nt=max(self.n_frames, 2),
+                dtype=dtype,
+            )  # fmt: skip
+            for key in self.injections
+        }
+        self._seed_op: Operator | None = None
         self.replay_op = Operator(self._replay_equations(), name="replay")
         self.adjoint_op = Operator(self._adjoint_equations(), name="adjoint")
         self.replay_calls = DirectCalls(self.replay_op)
@@ -129,13 +146,16 @@ class KernelOperators:
         prop = self.prop
         args = (self.adjoint, self.temps, self.buffers, self.grads, prop.coeffs, prop.layout)
         seams = self.scheme.seam_layout(prop.grid, prop.layout.pads)
-        eqs = self.scheme.adjoint_equations(*args, self.halo_profiles, seams)
-        # Pressure receivers: the adjoint source enters p, or each normal stress with weight
-        # -1/d (p = -tr(sigma)/d).
-        for name, weight in self.scheme.adjoint_source_field():
-            field = self.adjoint[name].backward
-            eqs += self.residual.inject(field=field, expr=weight * self.residual)
-        return eqs
+        injections = []
+        # Each component's adjoint source into the adjoint field the scheme names (pressure:
+        # p^; a velocity: v^ at the receiver -+ h/2), after the step's updates. (Injected into
+        # the step's input instead, before the updates, Devito split the time loop.)
+        for key, (name, weight, _, _) in self.injections.items():
+            residual = self.residuals[key]
+            injections.append(
+                residual.inject(field=self.adjoint[name].backward, expr=weight * residual)
+            )
+        return self.scheme.adjoint_equations(*args, self.halo_profiles, seams) + injections
 
     # --- data ----------------------------------------------------------------------------
     def buffer_nbytes(self) -> int:
@@ -150,7 +170,10 @@ class KernelOperators:
             copy.data[:] = self.prop.layout.profiles[name].data
         self.scheme = self.sim.physics.adjoint()  # this simulation's model
         self._load_replay_coefficients()
-        self.residual.coordinates.data[:] = receiver_positions
+        for key, residual in self.residuals.items():
+            offset = self.injections[key][3]
+            shift = 0.0 if offset is None else np.asarray(offset)
+            residual.coordinates.data[:] = receiver_positions + shift
         for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
             src.coordinates.data[:] = full.coordinates.data
         self.replay_steps = 0
@@ -183,11 +206,31 @@ class KernelOperators:
         # per call would cost more than the frame's work (measured: 8 of 10 s on P1).
         self._fill_calls(tau, tau, self.threads_for("replay").best())
 
-    def adjoint_chunk(self, start: int, stop: int, residual: np.ndarray) -> None:
-        """Adjoint steps stop-1 .. start; ``residual`` [nt, nrec] is dchi/d(recorded sample)."""
+    def seed(self, sources: AdjointSources) -> None:
+        """Before the first adjoint step of a pass: put ``sources.initial`` (the half of the
+        last velocity samples that reads v^{nt-1/2}) into the adjoint state (slot 1, where the
+        first chunk reads it), with the same injections as the steps."""
+        keys = [k for k, entry in self.injections.items() if entry[2] == STAGGERED_AFTER_STEP]
+        if not keys:
+            return
+        if self._seed_op is None:
+            eqs = []
+            for key in keys:
+                name, weight = self.injections[key][:2]
+                residual = self.residuals[key]
+                eqs.append(residual.inject(field=self.adjoint[name], expr=weight * residual))
+            self._seed_op = Operator(eqs, name="seed")
+        for key in keys:
+            self.residuals[key].data[1] = sources.initial[key[0]]
+        self._seed_op.apply(time_m=1, time_M=1)
+
+    def adjoint_chunk(self, start: int, stop: int, sources: AdjointSources) -> None:
+        """Adjoint steps stop-1 .. start; ``sources``: :func:`adjoint_sources` of the
+        residuals."""
         length = self._check_chunk(start, stop)
         self._align_adjoint_slots(length)
-        self.residual.data[:length] = residual[start:stop]
+        for (comp, _), residual in self.residuals.items():
+            residual.data[:length] = sources.per_step[comp][start:stop]
         self.threads_for("adjoint").timed(lambda n: self.adjoint_calls(0, length - 1, n), length)
         self.adjoint_steps += length
 
@@ -239,3 +282,30 @@ def _halo_profiles(layout, order: int) -> dict[str, Function]:
         copy.data[:] = prof.data
         out[name] = copy
     return out
+
+
+@dataclass(frozen=True)
+class AdjointSources:
+    """What the adjoint injects, per component: ``per_step`` [nt, nrec] values at each step,
+    and ``initial`` [nrec] values put into the adjoint state before the first step."""
+
+    per_step: dict
+    initial: dict
+
+
+def adjoint_sources(scheme, residuals: dict) -> AdjointSources:
+    """The adjoint's sources from the residuals dchi/d(recorded sample) [nt, nrec] per
+    component: as they are for a quantity recorded at step n (pressure); for a velocity
+    (``STAGGERED_AFTER_STEP``: sample n reads v^{n-1/2} and v^{n+1/2}), 0.5 (r_{n-1} + r_n)
+    at step n, which produces the adjoint of v^{n-1/2}, and 0.5 r_{nt-1} initially (the
+    adjoint of v^{nt-1/2})."""
+    per_step, initial = {}, {}
+    for comp, r in residuals.items():
+        placements = {entry[2] for entry in scheme.adjoint_sources(comp)}
+        if placements == {STAGGERED_AFTER_STEP}:
+            previous = np.concatenate([np.zeros_like(r[:1]), r[:-1]])
+            per_step[comp] = 0.5 * (previous + r)
+            initial[comp] = 0.5 * r[-1]
+        else:
+            per_step[comp] = r
+    return AdjointSources(per_step, initial)

@@ -24,9 +24,14 @@ _DIGEST_KEY = "__residual__"
 _GRADIENT_PREFIX = "grad__"
 
 
-def residual_digest(residual: np.ndarray) -> str:
-    """Identifies an adjoint source [nt, nrec]."""
-    return hashlib.sha256(np.ascontiguousarray(residual).tobytes()).hexdigest()[:32]
+def residual_digest(sources) -> str:
+    """Identifies the adjoint sources (:class:`~anelastic.kernel.operators.AdjointSources`)."""
+    digest = hashlib.sha256()
+    for part in (sources.per_step, sources.initial):
+        for comp in sorted(part, key=lambda c: c.value):
+            digest.update(comp.value.encode())
+            digest.update(np.ascontiguousarray(part[comp]).tobytes())
+    return digest.hexdigest()[:32]
 
 
 @dataclass

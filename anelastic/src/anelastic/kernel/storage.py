@@ -23,7 +23,7 @@ it); the kernel pass (:func:`anelastic.kernel.compute.compute_kernels`) drives t
 
 1. ``forward()``: the forward run(s), keeping what the strategy needs later (snapshots, or the
    boundary ring and final state); returns a :class:`ForwardRun`;
-2. ``start_pass(ops, residual)``: before the first chunk; returns the step from which an
+2. ``start_pass(ops, sources)``: before the first chunk; returns the step from which an
    interrupted pass already got (those chunks are skipped), or None;
 3. ``fill(ops, chunk)``: the chunk's forward frames into the replay buffer;
 4. ``chunk_done(ops, chunk)``: after the chunk's adjoint;
@@ -117,7 +117,7 @@ class StorageStrategy(ABC):
     @abstractmethod
     def forward(self) -> ForwardRun: ...
 
-    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+    def start_pass(self, ops: KernelOperators, sources) -> int | None:
         """Before the first chunk (nothing by default); see the module docstring."""
         return None
 
@@ -200,9 +200,9 @@ class CheckpointStorage(StorageStrategy):
         arrays = {k: getattr(self.event.model, k) for k in ("vp", "vs", "rho", "qp", "qs")}
         return SnapshotStore.open(directory, store_identity(sim, self.n, self.storage), arrays)
 
-    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+    def start_pass(self, ops: KernelOperators, sources) -> int | None:
         interval = self.settings.restart_interval
-        self.restart = KernelRestart(self.store, residual_digest(residual), interval)
+        self.restart = KernelRestart(self.store, residual_digest(sources), interval)
         return self.restart.resume_step(ops)
 
     def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
@@ -251,9 +251,9 @@ class FullStorage(CheckpointStorage):
     def snapshot_interval(self) -> int:
         return self.event.time.nt if self.on_disk else self.n
 
-    def start_pass(self, ops: KernelOperators, residual: np.ndarray) -> int | None:
+    def start_pass(self, ops: KernelOperators, sources) -> int | None:
         if not self.on_disk:
-            return super().start_pass(ops, residual)
+            return super().start_pass(ops, sources)
         frames_to_disk(ops, self.n, self.store, self.log, self.bars["replay"])
         return None
 

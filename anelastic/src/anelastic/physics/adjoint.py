@@ -10,8 +10,12 @@ of the forward step, run backwards, accumulating the coefficient gradients in it
    ``replay_coefficient_specs()``: model arrays only the buffer equations need.
 2. ``adjoint_specs()``: the adjoint state (time functions); ``temporary_specs()``: per-step
    intermediates read at neighbouring points; ``gradient_specs()``: the accumulators.
-3. ``adjoint_source_field()``: (adjoint field, weight) pairs receiving the adjoint source of
-   pressure receivers.
+3. ``adjoint_sources(component)``: (adjoint field, weight, placement, offset) tuples
+   receiving the adjoint source of receivers of ``component``, injected at the receivers
+   moved by ``offset`` ([ndim] metres, None: none), always into the value the adjoint step
+   produces (``field.backward``; placement :data:`AFTER_STEP` for a quantity recorded at
+   step n, :data:`STAGGERED_AFTER_STEP` for a velocity recorded as the mean of its two half
+   steps). A component the scheme cannot take raises ValueError.
 4. ``buffer_equations(...)``, ``adjoint_equations(...)`` (and ``seam_layout(...)``, the regions
    of the transposed C-PML, or None).
 5. ``parameter_gradients(grads)``: dchi/d(model parameter) per cell from the accumulators.
@@ -28,6 +32,12 @@ from anelastic.physics.base import CoefficientSpec, FieldSpec, Physics
 
 # Relative step of the central differences of the coefficient functions (float64).
 COEFFICIENT_STEP = 1e-5
+
+AFTER_STEP = "after"  # into ``field.backward`` after the adjoint step's updates
+# The same, for a velocity: its record at step n reads v^{n-1/2} and v^{n+1/2}, so the adjoint
+# of v^{n-1/2} (produced by step n) takes half of samples n - 1 and n, and the last sample's
+# half goes into the adjoint state before the first step (the kernel pass does both).
+STAGGERED_AFTER_STEP = "staggered-after"
 
 
 def on_subdomain(equations: list[Eq], subdomain) -> list[Eq]:
@@ -66,7 +76,7 @@ class AdjointScheme(ABC):
     def gradient_specs(self) -> tuple[FieldSpec, ...]: ...
 
     @abstractmethod
-    def adjoint_source_field(self) -> list[tuple[str, float]]: ...
+    def adjoint_sources(self, component) -> list[tuple]: ...
 
     @abstractmethod
     def buffer_equations(

@@ -49,7 +49,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme, on_regions, on_subdomain
+from anelastic.acquisition import Component
+from anelastic.physics.adjoint import (
+    AFTER_STEP,
+    COEFFICIENT_STEP,
+    STAGGERED_AFTER_STEP,
+    AdjointScheme,
+    on_regions,
+    on_subdomain,
+)
 from anelastic.physics.averaging import node_buoyancy_gradient
 from anelastic.physics.base import (
     VELOCITY_NAMES,
@@ -144,9 +152,35 @@ class ViscoacousticAdjoint(AdjointScheme):
         specs += [FieldSpec(f"grad_buoy_{a}", (a,), space_order=0) for a in self.axes]
         return tuple(specs)
 
-    def adjoint_source_field(self) -> list[tuple[str, float]]:
-        """(adjoint field, weight) receiving the adjoint source of pressure receivers."""
-        return [("adj_p", 1.0)]
+    def adjoint_sources(self, component: Component) -> list[tuple]:
+        """(adjoint field, weight, placement, receiver offset [ndim] m) per injection.
+
+        Pressure receivers read p^n: their source enters p^ after step n. A velocity receiver
+        reads (v^{n-1/2} + v^{n+1/2}) / 2, each averaged from its staggered points to the
+        nodes (Devito's two-point mean) and interpolated there; by the translation invariance
+        of linear interpolation that is the mean of the staggered field's own interpolation
+        half a cell before and after the receiver along the staggered axis. Its transpose is
+        two injections of half the source at the receiver -+ h/2 into v^, after step n (which
+        produces the adjoint of v^{n-1/2}, read by samples n - 1 and n: the kernel pass
+        averages the residual over those two samples and puts the last sample's half into
+        the adjoint state before the first step)."""
+        if component is Component.P:
+            return [("adj_p", 1.0, AFTER_STEP, None)]
+        axis = component.value[1]
+        if axis not in self.axes:
+            raise ValueError(f"component {component.value} does not exist in {len(self.axes)}-D")
+        i = self.axes.index(axis)
+        half = 0.5 * self.physics.model.grid.spacing[i]
+        name = f"adj_{VELOCITY_NAMES[axis]}"
+        return [
+            (
+                name,
+                0.5,
+                STAGGERED_AFTER_STEP,
+                tuple(sign * half * (k == i) for k in range(len(self.axes))),
+            )
+            for sign in (-1.0, 1.0)
+        ]
 
     # --- equations -----------------------------------------------------------------------
     def buffer_equations(

@@ -50,7 +50,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from devito import Eq
 
-from anelastic.physics.adjoint import COEFFICIENT_STEP, AdjointScheme, on_regions, on_subdomain
+from anelastic.acquisition import Component
+from anelastic.physics.adjoint import (
+    AFTER_STEP,
+    COEFFICIENT_STEP,
+    AdjointScheme,
+    on_regions,
+    on_subdomain,
+)
 from anelastic.physics.averaging import (
     corner_mean,
     corner_transpose,
@@ -158,10 +165,16 @@ class ViscoelasticAdjoint(AdjointScheme):
                 ]
         return tuple(specs)
 
-    def adjoint_source_field(self) -> list[tuple[str, float]]:
-        """(adjoint field, weight) pairs receiving the adjoint source of pressure receivers:
-        p = -tr(sigma) / d, so each normal stress gets -1/d of it."""
-        return [(f"adj_s{a}{a}", -1.0 / self.ndim) for a in self.axes]
+    def adjoint_sources(self, component: Component) -> list[tuple]:
+        """Pressure receivers read p = -tr(sigma) / d at step n: each normal stress gets -1/d
+        of their source after the step. Velocity components are not transposed yet (their
+        record interpolates at the stencil's order, module docstring)."""
+        if component is not Component.P:
+            raise ValueError(
+                "viscoelastic kernels need pressure receivers for now (velocity-component "
+                "adjoint sources are implemented for the viscoacoustic physics only)"
+            )
+        return [(f"adj_s{a}{a}", -1.0 / self.ndim, AFTER_STEP, None) for a in self.axes]
 
     # --- replay buffer -------------------------------------------------------------------
     def replay_coefficient_specs(self) -> tuple:
