@@ -6,8 +6,9 @@ On a small 2-D problem per physics (float64):
   lengths that do and do not divide nt (expected 0: the replay is bitwise the forward);
 - ``gradient_check``: for a smooth perturbation dm of each parameter (a Gaussian blob away from
   the absorbing layers, 1e-4 relative), the kernel-predicted ``sum g dm`` against the central
-  difference ``(chi(m + dm) - chi(m - dm)) / 2``, for the waveform and cross-correlation
-  traveltime misfits. The finite differences hold the relaxation mechanisms fixed, as the
+  difference ``(chi(m + dm) - chi(m - dm)) / 2``, for pressure data with the waveform and
+  cross-correlation traveltime misfits, and for two-component particle-velocity data (vx, vz)
+  with every misfit. The finite differences hold the relaxation mechanisms fixed, as the
   kernels do. The kernels also hold the absorbing layers fixed while the C-PML damping scales
   with the model's largest velocity, so the receivers stay well inside (at 6 cells from the
   layer the check drops from ~1e-6 to ~1e-3 relative error);
@@ -202,12 +203,12 @@ def verify_kernels(kinds: list[PhysicsKind] | None = None) -> dict:
         for misfit_kind in (MisfitKind.WAVEFORM, MisfitKind.CC_TRAVELTIME)
         for row in gradient_check(kind, misfit_kind)
     ]
-    if PhysicsKind.VISCOACOUSTIC in kinds:  # velocity-component data (viscoacoustic only)
-        grads += [
-            row
-            for misfit_kind in MisfitKind
-            for row in gradient_check(PhysicsKind.VISCOACOUSTIC, misfit_kind, VELOCITY_DATA)
-        ]
+    grads += [  # particle-velocity data, every misfit kind
+        row
+        for kind in kinds
+        for misfit_kind in MisfitKind
+        for row in gradient_check(kind, misfit_kind, VELOCITY_DATA)
+    ]
     dispersion, steps = dispersion_only_vs_exact(kinds[0])
     report = {
         "physics": [k.value for k in kinds],

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from anelastic.acquisition import Component, Receivers, Seismograms, Source
+from anelastic.acquisition import Receivers, Seismograms, Source
 from anelastic.attenuation import SLSFit, default_band, fit_sls
 from anelastic.forward.simulation import TimeAxis
 from anelastic.kernel.misfit import Misfit
 from anelastic.kernel.schedule import parse_bytes
 from anelastic.model import Model
-from anelastic.physics import PhysicsConfig, PhysicsKind, physics_class
+from anelastic.physics import PhysicsConfig, physics_class
 from anelastic.physics.boundary import padding
 
 DEFAULT_BUDGET = "2GiB"
@@ -128,13 +128,6 @@ def check_kernel_run(
     components, storage vs attenuation, a free surface, the misfit's window and band against
     the time axis, and a memory budget below one replay frame. Each message says what would
     be right."""
-    velocity = [c for c in receivers.components if c is not Component.P]
-    if velocity and config.kind is not PhysicsKind.VISCOACOUSTIC:
-        raise KernelInputError(
-            'viscoelastic kernels need pressure receivers for now (components = ["p"]), got '
-            f"{[c.value for c in receivers.components]}: velocity-component adjoint sources "
-            "are implemented for the viscoacoustic physics only"
-        )
     if config.free_surface:
         raise KernelInputError(
             "kernels are not implemented with a free surface (the stress imaging has no "

@@ -54,6 +54,7 @@ from anelastic.acquisition import Component
 from anelastic.physics.adjoint import (
     AFTER_STEP,
     COEFFICIENT_STEP,
+    STAGGERED_AFTER_STEP,
     AdjointScheme,
     on_regions,
     on_subdomain,
@@ -166,15 +167,32 @@ class ViscoelasticAdjoint(AdjointScheme):
         return tuple(specs)
 
     def adjoint_sources(self, component: Component) -> list[tuple]:
-        """Pressure receivers read p = -tr(sigma) / d at step n: each normal stress gets -1/d
-        of their source after the step. Velocity components are not transposed yet (their
-        record interpolates at the stencil's order, module docstring)."""
-        if component is not Component.P:
-            raise ValueError(
-                "viscoelastic kernels need pressure receivers for now (velocity-component "
-                "adjoint sources are implemented for the viscoacoustic physics only)"
-            )
-        return [(f"adj_s{a}{a}", -1.0 / self.ndim, AFTER_STEP, None) for a in self.axes]
+        """(adjoint field, weight, placement, receiver offset [ndim] m) per injection.
+
+        Pressure receivers read p = -tr(sigma) / d at step n: each normal stress gets -1/d of
+        their source after the step. A velocity receiver reads, at the nodes around it, the
+        weighted staggered points ``v[i + o]`` (the record's taps), averaged over v^{n-1/2}
+        and v^{n+1/2}, interpolated bilinearly by Devito: by the translation invariance of
+        linear interpolation, each tap is the staggered field's own interpolation at the
+        receiver + (o + 1/2) h. Its transpose: one injection per tap with the tap's weight at
+        that point, into v^ after step n (the adjoint of v^{n-1/2}; the kernel pass averages
+        the residual over the two samples that read it, as for the viscoacoustic physics)."""
+        if component is Component.P:
+            return [(f"adj_s{a}{a}", -1.0 / self.ndim, AFTER_STEP, None) for a in self.axes]
+        axis = component.value[1]
+        if axis not in self.axes:
+            raise ValueError(f"component {component.value} does not exist in {self.ndim}-D")
+        i = self.axes.index(axis)
+        h = self.physics.model.grid.spacing[i]
+        return [
+            (
+                f"adj_v{axis}",
+                w,
+                STAGGERED_AFTER_STEP,
+                tuple((o + 0.5) * h * (k == i) for k in range(self.ndim)),
+            )  # fmt: skip
+            for o, w in self.physics.velocity_taps(i)
+        ]
 
     # --- replay buffer -------------------------------------------------------------------
     def replay_coefficient_specs(self) -> tuple:

@@ -45,13 +45,16 @@ class ElasticSourcesReceivers:
         name = component.value
         if name not in fields:
             raise ValueError(f"component {name} does not exist in {self.ndim}-D")
-        # Devito would average a staggered field to the nodes over 2 points (an amplitude loss
-        # of cos(k h / 2)); interpolate at the stencil's order instead.
         field, axis = fields[name], self.axes.index(name[1])
+        taps = self.velocity_taps(axis)
+        return sum(0.5 * w * shifted(field, axis, o, slot) for o, w in taps for slot in (0, 1))
+
+    def velocity_taps(self, axis: int) -> list[tuple[int, float]]:
+        """(storage offset, weight) of the staggered points a velocity record along ``axis``
+        reads at a node. Devito would average a staggered field to the nodes over 2 points
+        (an amplitude loss of cos(k h / 2)); this interpolates at the stencil's order."""
         if self.config.free_surface and axis == self.ndim - 1:
             # Nothing is stored above the surface: one-sided from the 4 half rows below.
-            taps = list(zip(range(4), ONE_SIDED_NODE_WEIGHTS, strict=True))
-        else:
-            weights = midpoint_weights(min(self.config.space_order, 8) // 2)
-            taps = [(o, w) for m, w in enumerate(weights, start=1) for o in (m - 1, -m)]
-        return sum(0.5 * w * shifted(field, axis, o, slot) for o, w in taps for slot in (0, 1))
+            return list(zip(range(4), ONE_SIDED_NODE_WEIGHTS, strict=True))
+        weights = midpoint_weights(min(self.config.space_order, 8) // 2)
+        return [(o, float(w)) for m, w in enumerate(weights, start=1) for o in (m - 1, -m)]
