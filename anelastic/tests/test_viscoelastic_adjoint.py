@@ -18,7 +18,7 @@ from anelastic.acquisition import Component, Receivers, Source, SourceKind, rick
 from anelastic.attenuation import default_band, fit_sls
 from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.forward.state import SolverState
-from anelastic.kernel.operators import KernelOperators
+from anelastic.kernel.operators import KernelOperators, adjoint_sources
 from anelastic.kernel.schedule import chunks
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
@@ -64,6 +64,11 @@ def _misfit(model, config, fit) -> float:
     return 0.5 * TIME.dt * float(np.sum(data**2))
 
 
+def _sources(ops, residual):
+    """The adjoint sources of pressure residuals [nt, nrec] (dchi/d recorded sample)."""
+    return adjoint_sources(ops.scheme, {Component.P: residual})
+
+
 def _kernel_pass(model, config, fit) -> Problem:
     """Checkpoints at chunk starts, then chunk by chunk from the last: replay, adjoint."""
     sim = _simulation(model, config, fit)
@@ -76,7 +81,7 @@ def _kernel_pass(model, config, fit) -> Problem:
     ops.reset(RECEIVERS.positions)
     for chunk in reversed(chunks(TIME.nt, CHUNK)):
         ops.replay(chunk.start, chunk.stop, states[chunk.start])
-        ops.adjoint_chunk(chunk.start, chunk.stop, TIME.dt * data)
+        ops.adjoint_chunk(chunk.start, chunk.stop, _sources(ops, TIME.dt * data))
     assert ops.replay_steps == ops.adjoint_steps == TIME.nt
     kernels = ops.scheme.parameter_gradients(ops.gradients())
     return Problem(model, config, fit, ops, kernels)
@@ -150,7 +155,7 @@ def test_adjoint_step_is_the_transpose_of_the_forward_step(problem):
     for name, f in ops.adjoint.items():
         f.data[:] = 0
         f.data[1] = y[name.removeprefix("adj_")]
-    ops.adjoint_chunk(n, n + 1, np.zeros((TIME.nt, RECEIVERS.count)))
+    ops.adjoint_chunk(n, n + 1, _sources(ops, np.zeros((TIME.nt, RECEIVERS.count))))
     transposed = {k: np.array(ops.adjoint[f"adj_{k}"].data[1]) for k in shapes}
     lhs = sum(float(np.vdot(forward[k] - source_only[k], y[k])) for k in shapes)
     rhs = sum(float(np.vdot(x[k], transposed[k])) for k in shapes)
