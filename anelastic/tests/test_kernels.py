@@ -299,13 +299,7 @@ def test_full_storage_on_disk_when_ram_is_short(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (
-            (
-                ("[physics]\n", '[physics]\nkind = "viscoelastic"\n'),
-                ("[receivers]\n", '[receivers]\ncomponents = ["p", "vz"]\n'),
-            ),
-            "viscoelastic kernels need pressure receivers",
-        ),
+        (("[receivers]\n", '[receivers]\ncomponents = ["p", "vy"]\n'), "cannot record vy"),
         (
             ('misfit = "cc_traveltime"', 'misfit = "waveform"\nmemory_budget = "1KiB"'),
             "holds no replay frame: one frame of this grid takes",
@@ -331,12 +325,9 @@ def test_config_mistakes_are_refused_before_any_simulation(tmp_path, monkeypatch
 
     monkeypatch.setattr(Simulation, "__init__", no_simulation)
     text = CONFIG.format(nt=NT)
-    edits = [edit] if isinstance(edit[0], str) else list(edit)
-    for old, new in edits:
-        assert old in text
-        text = text.replace(old, new, 1)
+    assert edit[0] in text
     config = tmp_path / "kernel.toml"
-    config.write_text(text)
+    config.write_text(text.replace(edit[0], edit[1], 1))
     with pytest.raises(Exception) as info:  # noqa: PT011 - the message is checked below
         from anelastic.app.runs import run_kernel
 
