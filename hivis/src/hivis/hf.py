@@ -44,7 +44,7 @@ from transformers.generation import logits_process as lp
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from hivis.api import _as_target, _config, _eval_mode
-from hivis.drafter import HiViSDrafter, check_fits
+from hivis.drafter import HiViSDrafter
 from hivis.engine import GenerationConfig, GenerationResult, speculative_generate
 from hivis.metrics import GenerationMetrics
 from hivis.targets.base import HFTarget, PreparedPrompt
@@ -243,7 +243,6 @@ def _target_and_drafter(model, drafter, tokenizer, stop_strings):
                 "the drafter was loaded for another model object; load it with "
                 "hivis.HiViSDrafter.load(dir, hivis.wrap_target(model, processor))"
             )
-        check_fits(drafter.config, drafter.target)
         if stop_strings and drafter.target.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer: pass tokenizer=")
         return drafter.target, drafter
