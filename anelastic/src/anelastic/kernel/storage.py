@@ -300,10 +300,13 @@ class ReverseStorage(StorageStrategy):
         begin = time.perf_counter()
         rebuilt = self.reconstruction
         before = rebuilt.backward_steps
-        states = dict(rebuilt.states_backward(chunk.stop, chunk.start))
-        for tau in range(chunk.length):
-            n = chunk.start + tau
-            ops.fill_frame(tau, states[n], states[n + 1])
+        # Streamed: frame n needs states n and n + 1 only, so two states are alive at a time
+        # (holding the chunk's states took N of them: 7.7 GB on the P1 benchmark).
+        newer = None
+        for n, state in rebuilt.states_backward(chunk.stop, chunk.start, copy=False):
+            if newer is not None:
+                ops.fill_frame(n - chunk.start, state, newer)
+            newer = {name: array.copy() for name, array in state.items()}
         seconds = time.perf_counter() - begin
         self.log.add("reconstruction", rebuilt.backward_steps - before, seconds)
         self.bars["reconstruction"].update(chunk.length)
