@@ -46,12 +46,12 @@ def test_bench_report_schema_and_lossless(report):
         assert entry["tokens_per_s"] > 0 and entry["speedup"] > 0
         if entry["method"] != "assisted":  # HF prompt lookup is an external peer
             assert entry["identical_fraction"] == 1.0
-        # The shipped target's tokenizer knows no long-form word: no long-form question ran.
+        # The tasks asked (describe, count_all) hold no long-form question: none ran.
         assert entry["long_form_speedup"] is None and entry["long_form_fact_accuracy"] is None
         assert entry["distinct_4gram_ratio"] > 0.0
     json.dumps(report)  # serialisable as is
     assert report["long_form"]["questions"] == 0
-    assert "--long-form" in report["long_form"]["note"]
+    assert "no long-form task" in report["long_form"]["note"]
     assert "not run" in format_long_form(report) and "null" in format_long_form(report)
     by = {m["method"]: m for m in report["methods"]}
     assert report["hf_generate_tokens_per_s"] == by["hf-generate"]["tokens_per_s"]
@@ -143,9 +143,16 @@ def test_bench_prefix_cache_prefills_each_image_once_and_stays_lossless():
         BenchConfig(prefix_cache=True, methods=(Method.AUTOREGRESSIVE, Method.HF_GENERATE))
 
 
-def test_bench_refuses_long_form_questions_the_target_cannot_express():
+def test_bench_refuses_long_form_questions_the_target_cannot_express(world_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from hivis.world.app.bench import long_form_cases
+
+    short_only = AutoTokenizer.from_pretrained(world_tokenizer_dir)  # no long-form words
+    asked = BenchConfig(scenes=1, tasks=(TaskType.REPORT,), reps=1)
     with pytest.raises(ValueError, match="long-form questions asked for"):
-        run_bench(BenchConfig(scenes=1, tasks=(TaskType.REPORT,), reps=1), progress=False)
+        long_form_cases(asked, short_only)
+    assert long_form_cases(BenchConfig(scenes=1, reps=1), short_only)[0] is False
 
 
 def test_bench_cli_options_reach_the_config():

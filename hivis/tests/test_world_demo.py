@@ -10,10 +10,12 @@ def test_demo_quick_runs_end_to_end_on_shipped_models(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "shipped tiny LLaVA" in out
     table = [line for line in out.splitlines() if " | " in line and "x |" in line]
-    assert len(table) == 3  # describe, reasoning, counting on one held-out scene
+    # describe, reasoning, counting on one held-out scene, and its long-form report (the
+    # shipped target knows the long-form questions), with the share of its facts right
+    assert len(table) == 4
     assert all("| yes       |" in line for line in table)  # identical to the target
-    assert "identical to the target's own output: 3/3" in out
-    assert "no long-form answer in this demo" in out  # the shipped tokenizer lacks them
+    assert "identical to the target's own output: 4/4" in out
+    assert "report" in table[-1] and "%" in table[-1]
     assert (tmp_path / "demo.png").stat().st_size > 10_000
 
 

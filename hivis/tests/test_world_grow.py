@@ -1,11 +1,15 @@
-"""Growing a deeper target from the shipped one (hivis.world.target.grow): the extended
+"""Growing a deeper target from a trained one (hivis.world.target.grow): the extended
 tokenizer keeps every old encoding, and the grown model starts out computing exactly what the
-source computes."""
+source computes. The source is a saved tiny world target whose tokenizer has no long-form
+word (the shipped target is itself a grown, long-form one)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+from tiny_world import TINY_WORLD_TARGET
 from transformers import AutoTokenizer
 
 from hivis.world.data.long_form import long_form_vocabulary
@@ -15,16 +19,20 @@ from hivis.world.data.tokenizer import (
     prompt_text,
     world_corpus,
 )
-from hivis.world.drafters.shipped import default_assets_dir
 from hivis.world.drafters.shipped import test_cases as shipped_cases
 from hivis.world.target.grow import grow_target, layer_sources, load_source
 from hivis.world.target.lookup import text_layers as layers_of
-from hivis.world.target.model import TargetConfig, build_target
+from hivis.world.target.model import build_target
 
 
 @pytest.fixture(scope="module")
-def shipped_dir():
-    return default_assets_dir() / "target"
+def shipped_dir(world_target, tmp_path_factory):
+    """A saved random TINY_WORLD_TARGET (2 text layers) and its short-answer tokenizer."""
+    model, processor = world_target
+    path = tmp_path_factory.mktemp("grow-source")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +68,7 @@ def test_grown_target_starts_with_the_source_logits(shipped_dir, extended):
     _, ext = extended
     source, _ = load_source(shipped_dir)
     text = source.config.text_config
-    cfg = TargetConfig(text_layers=2 * text.num_hidden_layers)
+    cfg = dataclasses.replace(TINY_WORLD_TARGET, text_layers=2 * text.num_hidden_layers)
     model, processor = build_target(cfg, ext, seed=0)
     grow_target(model, ext, shipped_dir)
     case = shipped_cases(1)[0]
@@ -80,6 +88,6 @@ def test_grow_refuses_a_tokenizer_that_renumbers_the_source(shipped_dir):
     from hivis.world.data.tokenizer import train_tokenizer
 
     other = train_tokenizer(vocab_size=300, scenes=20)
-    model, _ = build_target(TargetConfig(text_layers=8), other, seed=0)
+    model, _ = build_target(dataclasses.replace(TINY_WORLD_TARGET, text_layers=4), other, seed=0)
     with pytest.raises(ValueError, match="does not extend the source's"):
         grow_target(model, other, shipped_dir)

@@ -230,6 +230,8 @@ def _long_form_info(runs: list[CaseRuns], note: str | None) -> dict:
     """The report's ``long_form`` entry: which tasks ran, how many questions, how long."""
     long = [r for r in runs if r.case.task.long_form]
     tokens = [len(r.greedy[Method.AUTOREGRESSIVE][0].token_ids) for r in long]
+    if not long and note is None:
+        note = "no long-form task among the tasks asked"
     return {
         "tasks": sorted({r.case.task.value for r in long}),
         "questions": len(long),
