@@ -484,3 +484,18 @@ def test_3d_velocity_kernels_predict_finite_differences():
             chi(model.replace(**{name: values + dm})) - chi(model.replace(**{name: values - dm}))
         ) / 2
         assert abs(predicted - fd) < 1e-3 * abs(fd), (name, predicted, fd)
+
+
+@pytest.mark.parametrize("kind", [PhysicsKind.VISCOACOUSTIC, PhysicsKind.VISCOELASTIC])
+def test_frame_size_from_the_config_equals_the_built_simulation(kind):
+    """The memory-budget check before compute sizes a replay frame from the config alone; it
+    must agree with the frame the kernel operators then allocate."""
+    from anelastic.checks.kernels import problem
+    from anelastic.kernel.inputs import replay_frame_bytes
+    from anelastic.kernel.storage import frame_bytes
+
+    for q in (30.0, np.inf):
+        p = problem(kind, q)
+        sim = p.simulation()
+        attenuating = bool(np.isfinite(q))
+        assert replay_frame_bytes(p.model, p.config, attenuating) == frame_bytes(sim)
