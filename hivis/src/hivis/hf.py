@@ -32,6 +32,7 @@ hivis beside ``generate`` (baselines in the same harness):
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import shutil
@@ -350,38 +351,10 @@ def generate_with_folder_drafter(model, drafter: str, **arguments):
     inputs = arguments.get("input_ids") if inputs is None else inputs
     if streamer is not None and inputs is not None:
         streamer.put(inputs.cpu())  # what generate does first
-    bound = _Bound(drafter, streamer, tokenizer, stop_strings)
-    return model.generate(custom_generate=bound.decode, **arguments)
-
-
-class _Bound:
-    """generate's callable with the folder's drafter and the caller's extras bound."""
-
-    def __init__(self, drafter, streamer, tokenizer, stop_strings):
-        self.extras = dict(
-            drafter=drafter, streamer=streamer, tokenizer=tokenizer, stop_strings=stop_strings
-        )
-
-    def decode(
-        self,
-        model,
-        input_ids,
-        logits_processor=None,
-        stopping_criteria=None,
-        generation_config=None,
-        synced_gpus=False,
-        **model_kwargs,
-    ):
-        return generate(
-            model,
-            input_ids,
-            logits_processor,
-            stopping_criteria,
-            generation_config,
-            synced_gpus,
-            **self.extras,
-            **model_kwargs,
-        )
+    bound = functools.partial(
+        generate, drafter=drafter, streamer=streamer, tokenizer=tokenizer, stop_strings=stop_strings
+    )
+    return model.generate(custom_generate=bound, **arguments)
 
 
 def generate_prepared(
