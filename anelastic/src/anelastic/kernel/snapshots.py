@@ -78,6 +78,8 @@ class SnapshotStore:
         self.identity = identity
         self.fingerprint = digest
         self._lock = threading.Lock()  # snapshots are written from a background thread
+        # Read once: this store is the manifest's only writer while it is open.
+        self._manifest = json.loads((directory / MANIFEST).read_text())
 
     @classmethod
     def open(
@@ -137,10 +139,9 @@ class SnapshotStore:
     def _record(self, name: str, size: int, crc: int) -> None:
         """Add one snapshot's size and CRC-32 to the manifest (rewritten atomically)."""
         with self._lock:
-            path = self.directory / MANIFEST
-            manifest = json.loads(path.read_text())
-            manifest.setdefault("snapshots", {})[name] = {"bytes": size, "crc32": crc}
-            _write_atomic(path, json.dumps(manifest, indent=2).encode())
+            self._manifest.setdefault("snapshots", {})[name] = {"bytes": size, "crc32": crc}
+            payload = json.dumps(self._manifest, indent=2).encode()
+            _write_atomic(self.directory / MANIFEST, payload)
 
     def check(self, step: int, namespace: str = "forward", content: bool = False) -> str | None:
         """What is wrong with the snapshot of ``step`` (None: nothing): missing, or a size
@@ -157,10 +158,7 @@ class SnapshotStore:
         return None
 
     def _recorded(self) -> dict[str, dict]:
-        try:
-            return json.loads((self.directory / MANIFEST).read_text()).get("snapshots", {})
-        except (OSError, ValueError):
-            return {}
+        return self._manifest.get("snapshots", {})
 
     def read(self, step: int, namespace: str = "forward") -> dict[str, np.ndarray]:
         """The snapshot of ``step`` as name -> array (bit-exact copies of what was written)."""
