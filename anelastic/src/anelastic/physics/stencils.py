@@ -83,6 +83,13 @@ def at(f, axis: int, offset: int, time_offset: int = 0):
 DEVITO_WEIGHT_DIGITS = 9
 
 
+def rounded_like_devito(weights: np.ndarray) -> np.ndarray:
+    """``weights`` rounded to Devito's 9 significant digits: Devito prints such a float with
+    15 digits, which reads back as the very same double, so an adjoint built from these numbers
+    transposes the generated forward code exactly."""
+    return np.array([float(f"{w:.{DEVITO_WEIGHT_DIGITS}g}") for w in np.asarray(weights)])
+
+
 def devito_staggered_weights(q: int) -> np.ndarray:
     """The weights c [q] of :func:`~anelastic.physics.stencils.staggered_stencil` as the code
     Devito generates for ``f.dx`` holds them: the exact rationals rounded to 9 significant digits

@@ -39,8 +39,8 @@ dropped: kernels are reported on the physical domain, where psi = 0):
 
 Every stencil uses the weights of Devito's generated forward code (rounded to 9 digits, see
 :func:`devito_staggered_weights`): the adjoint step is then the transpose of the forward step to
-rounding (dot-product test, 1e-16). The free surface (stress imaging, one-sided stencils) has
-no transposed scheme here: refused.
+rounding (dot-product test, 1e-16). The free surface (stress imaging, one-sided stencils) is
+transposed by corrections on the top rows (:mod:`.surface_adjoint`).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ from anelastic.physics.stencils import (
     devito_staggered_weights,
 )
 from anelastic.physics.viscoelastic.state import sponge_name
+from anelastic.physics.viscoelastic.surface_adjoint import FreeSurfaceAdjoint
 
 if TYPE_CHECKING:
     from anelastic.physics.viscoelastic.rheology import Viscoelastic
@@ -81,16 +82,12 @@ if TYPE_CHECKING:
 PARAMETERS = ("rho", "vp", "vs", "qp", "qs")
 
 
-class ViscoelasticAdjoint(AdjointScheme):
+class ViscoelasticAdjoint(FreeSurfaceAdjoint, AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoelastic.Viscoelastic` rheology."""
 
     def __init__(self, physics: Viscoelastic) -> None:
         super().__init__(physics)
-        if physics.config.free_surface:
-            raise ValueError(
-                "kernels are not implemented with a free surface (the stress imaging has no "
-                "transposed scheme yet); use free_surface = false (absorbing top boundary)"
-            )
+        self.free_surface = physics.config.free_surface
         self.axes = physics.axes
         self.ndim = physics.ndim
         self.pairs = physics.pairs
@@ -227,7 +224,10 @@ class ViscoelasticAdjoint(AdjointScheme):
             va, vb = fields[f"v{a}"], fields[f"v{b}"]
             shear = self._derivative(va, j, h[b], True, 1) + self._derivative(vb, i, h[a], True, 1)
             eqs.append(Eq(buffers[f"shear_{a}{b}"], shear))
-        return on_regions(eqs, regions)
+        eqs = on_regions(eqs, regions)
+        if self.free_surface:  # the top rows as the surface equations computed them
+            eqs += self.surface_buffer_equations(fields, buffers, coeffs, grid, h)
+        return eqs
 
     # --- adjoint step --------------------------------------------------------------------
     def adjoint_equations(
@@ -246,13 +246,21 @@ class ViscoelasticAdjoint(AdjointScheme):
         for subdomain, damped in self._regions(layout):
             eqs += self._strain_temporaries(adj, tmp, layout, subdomain, damped, normal, shear)
             eqs += on_subdomain(pointwise, subdomain)
+        if self.free_surface:  # the surface row's strain, memory and K / M2 adjoints
+            eqs += self.surface_strain_equations(adj, tmp, coeffs, layout, weighted, normal)
+            eqs += self.surface_memory_equations(adj, coeffs, layout, weighted)
+            eqs += self.surface_gradient_equations(adj, grads, buffers, coeffs, layout, weighted)
         eqs += self._velocity_adjoint(adj, tmp, coeffs, layout)
+        if self.free_surface:
+            eqs += self.surface_velocity_equations(adj, tmp, coeffs, layout)
         for a in self.axes:
             g = grads[f"grad_buoy_{a}"]
             eqs.append(Eq(g, g + adj[f"adj_v{a}"].backward * buffers[f"div_{a}"]))
         for subdomain, damped in self._regions(layout):
             eqs += self._stress_temporaries(adj, tmp, coeffs, layout, subdomain, damped)
         eqs += self._stress_adjoint(adj, tmp, layout, weighted)
+        if self.free_surface:
+            eqs += self.surface_stress_equations(adj, tmp, layout, weighted)
         return eqs
 
     def _regions(self, layout) -> list[tuple[object, tuple[int, ...]]]:
