@@ -1,10 +1,12 @@
 """Viscoelastic kernels: the adjoint step is the exact transpose of the forward step, and the
 kernels of rho, vp, vs, Qp, Qs predict central finite differences of a waveform misfit.
 
-Two problems (one compiled forward, replay and adjoint operator each): attenuating (Qp, Qs
-finite and varying) with C-PML at order 4, and elastic (Q = inf) with a sponge at order 8.
-The perturbation is compactly supported away from the absorbing layers and from the fastest
-cell (the C-PML profiles follow the maximum velocity), and the relaxation mechanisms are fixed.
+Three problems (one compiled forward, replay and adjoint operator each): attenuating (Qp, Qs
+finite and varying) with C-PML at order 4, elastic (Q = inf) with a sponge at order 8, and
+attenuating under a free surface at order 8 with three-component data at the surface (the
+perturbation touches the surface rows). The perturbation is compactly supported away from the
+absorbing layers and from the fastest cell (the C-PML profiles follow the maximum velocity),
+and the relaxation mechanisms are fixed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from anelastic.kernel.schedule import chunks
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
 from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
 from anelastic.physics.viscoelastic import Viscoelastic
-from anelastic.physics.viscoelastic.adjoint import ViscoelasticAdjoint
 
 GRID = Grid((60, 50), (10.0, 10.0))
 TIME = TimeAxis(1e-3, 300)
@@ -33,7 +34,12 @@ SOURCE = Source(
     (150.0, 250.0), ricker(F0), SourceKind.MOMENT, moment=np.array([[1.0, 0.7], [0.7, -0.3]])
 )
 RECEIVERS = Receivers(np.array([[450.0, 200.0], [450.0, 300.0], [300.0, 100.0]]), (Component.P,))
+SURFACE_RECEIVERS = Receivers(
+    np.array([[450.0, 0.0], [250.0, 0.0], [400.0, 150.0]]),
+    (Component.P, Component.VX, Component.VZ),
+)
 CENTER = (300.0, 240.0)
+SURFACE_CENTER = (320.0, 60.0)  # the bump reaches the surface rows
 TOLERANCE = 1e-4
 
 
@@ -45,6 +51,18 @@ class Problem:
     ops: object
     kernels: dict
 
+    @property
+    def receivers(self) -> Receivers:
+        return _receivers(self.config)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return SURFACE_CENTER if self.config.free_surface else CENTER
+
+
+def _receivers(config) -> Receivers:
+    return SURFACE_RECEIVERS if config.free_surface else RECEIVERS
+
 
 def _model(q: float):
     base = homogeneous(GRID, 2000.0, 2000.0, 1155.0, q, 2.0 * q / 3.0, f_ref=F0)
@@ -55,18 +73,19 @@ def _model(q: float):
 
 
 def _simulation(model, config, fit) -> Simulation:
-    return Simulation(model, [SOURCE], RECEIVERS, TIME, config, sls_fit=fit, threads=1)
+    return Simulation(model, [SOURCE], _receivers(config), TIME, config, sls_fit=fit, threads=1)
 
 
 def _misfit(model, config, fit) -> float:
-    """chi = dt/2 sum_n sum_r p_r(t_n)^2 (so dchi/dp = dt p)."""
-    data = _simulation(model, config, fit).run().data[Component.P]
-    return 0.5 * TIME.dt * float(np.sum(data**2))
+    """chi = dt/2 sum_c sum_n sum_r d_c,r(t_n)^2 (so dchi/dd = dt d), d_c each component's
+    record."""
+    data = _simulation(model, config, fit).run().data
+    return 0.5 * TIME.dt * sum(float(np.sum(d**2)) for d in data.values())
 
 
-def _sources(ops, residual):
-    """The adjoint sources of pressure residuals [nt, nrec] (dchi/d recorded sample)."""
-    return adjoint_sources(ops.scheme, {Component.P: residual})
+def _sources(ops, residuals: dict):
+    """The adjoint sources of the residuals [nt, nrec] per component (dchi/d sample)."""
+    return adjoint_sources(ops.scheme, residuals)
 
 
 def _kernel_pass(model, config, fit) -> Problem:
@@ -76,41 +95,46 @@ def _kernel_pass(model, config, fit) -> Problem:
     for chunk in chunks(TIME.nt, CHUNK):
         sim.advance(chunk.start)
         states[chunk.start] = sim.state().fields
-    data = sim.run().data[Component.P]
+    data = sim.run().data
     ops = KernelOperators(sim, CHUNK)
-    ops.reset(RECEIVERS.positions)
+    ops.reset(_receivers(config).positions)
+    sources = _sources(ops, {c: TIME.dt * d for c, d in data.items()})
+    ops.seed(sources)
     for chunk in reversed(chunks(TIME.nt, CHUNK)):
         ops.replay(chunk.start, chunk.stop, states[chunk.start])
-        ops.adjoint_chunk(chunk.start, chunk.stop, _sources(ops, TIME.dt * data))
+        ops.adjoint_chunk(chunk.start, chunk.stop, sources)
     assert ops.replay_steps == ops.adjoint_steps == TIME.nt
     kernels = ops.scheme.parameter_gradients(ops.gradients())
     return Problem(model, config, fit, ops, kernels)
 
 
 CASES = {
-    "attenuating-cpml": (30.0, BoundaryKind.CPML, 4),
-    "elastic-sponge": (np.inf, BoundaryKind.SPONGE, 8),
+    "attenuating-cpml": (30.0, BoundaryKind.CPML, 4, False),
+    "elastic-sponge": (np.inf, BoundaryKind.SPONGE, 8, False),
+    "attenuating-cpml-free-surface": (30.0, BoundaryKind.CPML, 8, True),
 }
 
 
 @pytest.fixture(scope="module", params=list(CASES))
 def problem(request) -> Problem:
-    q, boundary, order = CASES[request.param]
+    q, boundary, order, free_surface = CASES[request.param]
     config = PhysicsConfig(
         PhysicsKind.VISCOELASTIC,
         space_order=order,
         boundary=boundary,
         pml_width=10,
         dtype="float64",
+        free_surface=free_surface,
     )
     fit = fit_sls(np.array([q / 4, 4 * q]), default_band(F0), 3) if np.isfinite(q) else None
     return _kernel_pass(_model(q), config, fit)
 
 
-def _perturbation() -> np.ndarray:
-    """cos^2 bump of radius 150 m around CENTER [*GRID.shape] (0 in the absorbing layers)."""
+def _perturbation(center) -> np.ndarray:
+    """cos^2 bump of radius 150 m around ``center`` [*GRID.shape] (0 in the absorbing
+    layers)."""
     x, z = np.meshgrid(GRID.coordinates(0), GRID.coordinates(1), indexing="ij")
-    r = np.hypot(x - CENTER[0], z - CENTER[1])
+    r = np.hypot(x - center[0], z - center[1])
     return np.where(r < 150.0, np.cos(np.pi * r / 300.0) ** 2, 0.0)
 
 
@@ -121,7 +145,7 @@ def test_kernel_predicts_central_finite_difference(problem, name):
         assert not np.any(problem.kernels[name])  # Q = inf: no memory variables, no Q kernel
         return
     value = getattr(problem.model, name)
-    dm = 1e-4 * value * _perturbation()
+    dm = 1e-4 * value * _perturbation(problem.center)
     pads = problem.ops.sim.pads
     window = tuple(slice(lo, lo + n) for (lo, _), n in zip(pads, value.shape, strict=True))
     predicted = float(np.sum(problem.kernels[name][window] * dm))
@@ -155,7 +179,8 @@ def test_adjoint_step_is_the_transpose_of_the_forward_step(problem):
     for name, f in ops.adjoint.items():
         f.data[:] = 0
         f.data[1] = y[name.removeprefix("adj_")]
-    ops.adjoint_chunk(n, n + 1, _sources(ops, np.zeros((TIME.nt, RECEIVERS.count))))
+    silent = np.zeros((TIME.nt, problem.receivers.count))
+    ops.adjoint_chunk(n, n + 1, _sources(ops, dict.fromkeys(problem.receivers.components, silent)))
     transposed = {k: np.array(ops.adjoint[f"adj_{k}"].data[1]) for k in shapes}
     lhs = sum(float(np.vdot(forward[k] - source_only[k], y[k])) for k in shapes)
     rhs = sum(float(np.vdot(x[k], transposed[k])) for k in shapes)
@@ -166,12 +191,6 @@ def test_adjoint_step_is_the_transpose_of_the_forward_step(problem):
 def _physics(config, qp=30.0, qs=20.0, fit=None) -> Viscoelastic:
     model = _model(30.0).replace(qp=qp, qs=qs)
     return Viscoelastic(model, config, 1e-3, default_band(F0), sls_fit=fit)
-
-
-def test_free_surface_is_refused():
-    config = PhysicsConfig(PhysicsKind.VISCOELASTIC, space_order=4, free_surface=True)
-    with pytest.raises(ValueError, match="free surface"):
-        ViscoelasticAdjoint(_physics(config))
 
 
 def test_fixed_sls_fit_is_used():

@@ -94,6 +94,16 @@ class AbsorbingLayout:
         self.prefix = prefix
         self.regions = self._make_regions()
         self.profiles = self._make_profile_functions()
+        self._rows: dict[tuple[str, int], SubDomain] = {}
+
+    def on_row(self, region: Region, row: int) -> SubDomain:
+        """The part of ``region`` on grid row ``z = row`` (cached: one SubDomain per pair)."""
+        key = (region.name, row)
+        if key not in self._rows:
+            n = self.grid.shape[-1]
+            spec = [*region.subdomain._spec[:-1], ("middle", row, n - 1 - row)]
+            self._rows[key] = _Box(f"{region.name}_row{row}", spec, self.grid)
+        return self._rows[key]
 
     def _make_regions(self) -> list[Region]:
         ndim = len(self.pads)

@@ -54,6 +54,11 @@ def correction_matrix(surface: dict[int, dict], interior: dict[int, dict]) -> di
     return out
 
 
+def _strain_taps(half_order: int, row: int, node_target: bool) -> dict[int, float]:
+    """The rows of v_z the forward's E_z reads: none on the surface row."""
+    return below_surface_taps(half_order, row, node_target) if row else {}
+
+
 class FreeSurfaceAdjoint:
     """Top-row corrections (mixed into :class:`~.adjoint.ViscoelasticAdjoint`)."""
 
@@ -131,32 +136,36 @@ class FreeSurfaceAdjoint:
 
     def surface_strain_equations(self, adj, tmp, coeffs, layout, weighted, normal) -> list[Eq]:
         """After the regions' strain temporaries: the surface row's E^ (P_zz = 0, E^_z sent to
-        the horizontal strain rates; none to v_z), and the identity adjoint of psi_z on the top
-        rows."""
-        last, eqs = self.axes[-1], []
+        the horizontal strain rates; none to v_z: :meth:`surface_velocity_equations` takes the
+        interior's row-0 term back), and the identity adjoint of psi_z on the top rows."""
+        eqs = []
         terms = self._surface_terms(adj, coeffs, weighted)
-        surface = self._row_of(layout.grid, 0)
         for i, a in enumerate(self.axes[:-1]):
             delta = terms["normal0"][a] + terms["to_horizontal"] * terms["ez"] - normal[a]
-            eqs += self._add_through_cpml(adj, tmp, f"tmp_e_{a}", f"psi_v{a}_{a}", i, False,
-                                          delta, layout, surface)  # fmt: skip
-        eqs.append(Eq(tmp[f"tmp_e_{last}"], 0, subdomain=surface))
+            psi = f"psi_v{a}_{a}"
+            eqs += self._add_through_cpml(adj, tmp, f"tmp_e_{a}", psi, i, False, delta, layout)
         eqs += self._psi_z_identity(adj, layout, stage="stress")
         return eqs
 
-    def _add_through_cpml(self, adj, tmp, name, psi_name, axis, half, delta, layout, where):
-        """``tmp[name] += delta`` as seen through the C-PML of ``axis`` (a, b: 0, 1 outside the
-        layer, where psi^ is never read)."""
+    def _add_through_cpml(self, adj, tmp, name, psi_name, axis, half, delta, layout):
+        """``tmp[name] += delta`` on the surface row, through the C-PML of ``axis`` in the
+        regions that damp it (``x -> x + a x`` and ``psi^ += b x``)."""
         if not self.cpml:
-            return [Eq(tmp[name], tmp[name] + delta, subdomain=where)]
+            return [Eq(tmp[name], tmp[name] + delta, subdomain=self._row_of(layout.grid, 0))]
         tag, axis_name = ("h" if half else ""), self.axes[axis]
         a_prof = layout.profiles[f"cpmla{tag}_{axis_name}"]
         b_prof = layout.profiles[f"cpmlb{tag}_{axis_name}"]
         psi = adj[f"adj_{psi_name}"]
-        return [
-            Eq(psi.backward, psi.backward + b_prof * delta, subdomain=where),
-            Eq(tmp[name], tmp[name] + delta + a_prof * delta, subdomain=where),
-        ]
+        eqs = []
+        for region in layout.regions:
+            where = layout.on_row(region, 0)
+            if not region.damps(axis):
+                eqs.append(Eq(tmp[name], tmp[name] + delta, subdomain=where))
+                continue
+            # a * delta apart: (1 + a) would be rounded to the profile's float32 by Devito.
+            eqs.append(Eq(psi.backward, psi.backward + b_prof * delta, subdomain=where))
+            eqs.append(Eq(tmp[name], tmp[name] + delta + a_prof * delta, subdomain=where))
+        return eqs
 
     def _psi_z_identity(self, adj, layout, stage: str) -> list[Eq]:
         """psi^_z = psi^_z' on the top rows for the vertical derivatives of one stage."""
@@ -211,12 +220,14 @@ class FreeSurfaceAdjoint:
         return eqs
 
     def surface_velocity_equations(self, adj, tmp, coeffs, layout) -> list[Eq]:
-        """v^ += s (W - D)^T of the strain-rate adjoints on the top rows (E_z: rows 1..s-1,
-        the surface row's E^_z having been zeroed; shears d v_a / dz: rows 0..s-1)."""
+        """v^ += s (W - D)^T of the strain-rate adjoints on the top rows (E_z: W has no row 0,
+        as E_z does not read v_z there; shears d v_a / dz: rows 0..s-1). Zeroing E^_z on the
+        surface row instead would be a time-invariant equation, which Devito lifts out of the
+        time loop, splitting it."""
         last, s, eqs = self.axes[-1], self._half_order, []
         h = layout.grid.dimensions[-1].spacing
         strain = tmp[f"tmp_e_{last}"]
-        sources = {last: (strain, self._matrix(below_surface_taps, range(1, s), True))}
+        sources = {last: (strain, self._matrix(_strain_taps, range(s), True))}
         for a in self.axes[:-1]:
             g = tmp[self._g_name(a, last)]
             sources[a] = (g, self._matrix(below_surface_taps, range(s), False))
