@@ -3,8 +3,8 @@ kernels of rho, vp, vs, Qp, Qs predict central finite differences of a waveform 
 
 Three problems (one compiled forward, replay and adjoint operator each): attenuating (Qp, Qs
 finite and varying) with C-PML at order 4, elastic (Q = inf) with a sponge at order 8, and
-attenuating under a free surface at order 8 with three-component data at the surface (the
-perturbation touches the surface rows). The perturbation is compactly supported away from the
+attenuating under a free surface at order 8 with two-component velocity data, mostly at the
+surface (the perturbation covers the surface rows). The perturbation is compactly supported away from the
 absorbing layers and from the fastest cell (the C-PML profiles follow the maximum velocity),
 and the relaxation mechanisms are fixed.
 """
@@ -35,11 +35,10 @@ SOURCE = Source(
 )
 RECEIVERS = Receivers(np.array([[450.0, 200.0], [450.0, 300.0], [300.0, 100.0]]), (Component.P,))
 SURFACE_RECEIVERS = Receivers(
-    np.array([[450.0, 0.0], [250.0, 0.0], [400.0, 150.0]]),
-    (Component.P, Component.VX, Component.VZ),
+    np.array([[450.0, 0.0], [250.0, 0.0], [400.0, 150.0]]), (Component.VX, Component.VZ)
 )
 CENTER = (300.0, 240.0)
-SURFACE_CENTER = (320.0, 60.0)  # the bump reaches the surface rows
+SURFACE_CENTER = (320.0, 20.0)  # the bump covers the surface rows
 TOLERANCE = 1e-4
 
 

@@ -115,6 +115,11 @@ REVERSE_WITH_Q = (
     "blows up exponentially. This model has finite Q: use --storage checkpoint (exact) or "
     "dispersion-only (the approximation)."
 )
+REVERSE_WITH_FREE_SURFACE = (
+    "--storage reverse rebuilds the forward field with the interior inverse step, which does "
+    "not reproduce the free surface's stress-imaging rows: use --storage checkpoint (exact, the "
+    "default) or full, or free_surface = false."
+)
 
 
 class KernelInputError(ValueError):
@@ -125,19 +130,14 @@ def check_kernel_run(
     model: Model, receivers: Receivers, time: TimeAxis, config: PhysicsConfig, settings
 ) -> None:
     """Refuse, from the configuration alone, what the kernel pass cannot do: receiver
-    components, storage vs attenuation, a free surface, the misfit's window and band against
-    the time axis, and a memory budget below one replay frame. Each message says what would
-    be right."""
-    if config.free_surface:
-        raise KernelInputError(
-            "kernels are not implemented with a free surface (the stress imaging has no "
-            "transposed scheme yet); use free_surface = false (absorbing top boundary)"
-        )
+    components, reverse storage vs attenuation or a free surface, the misfit's window and band
+    against the time axis, and a memory budget below one replay frame. Each message says what
+    would be right."""
     attenuating = bool(np.isfinite(model.qp).any() or np.isfinite(model.qs).any())
-    if settings.storage is Storage.REVERSE and attenuating:
+    if settings.storage is Storage.REVERSE and (attenuating or config.free_surface):
         from anelastic.kernel.reconstruction import ReverseUnstableError
 
-        raise ReverseUnstableError(REVERSE_WITH_Q)
+        raise ReverseUnstableError(REVERSE_WITH_Q if attenuating else REVERSE_WITH_FREE_SURFACE)
     _check_misfit(settings.misfit, time)
     if settings.chunk is None:
         frame = replay_frame_bytes(model, config, attenuating)
