@@ -95,8 +95,6 @@ class PhysicsConfig:
             raise ValueError(f"n_sls must be >= 1, got {self.n_sls}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        if self.free_surface and self.kind is PhysicsKind.VISCOACOUSTIC:
-            raise ValueError("free_surface is only implemented for the viscoelastic physics")
 
 
 # Sum of |c_k| of the staggered first-derivative coefficients: the CFL limit of the leapfrog

@@ -24,6 +24,13 @@ layouts (``MemoryLayout``), chosen from the model, fewest bytes per cell first:
 - GENERAL: ``A`` and one ``B_l`` per mechanism.
 
 With Q = inf everywhere there are no memory variables: the plain acoustic scheme.
+
+Free surface (``free_surface``, pressure release at the top grid row, a node row): p = 0 there,
+p odd and v_z even about it. The surface equations overwrite the top ``space_order / 2`` rows
+(:mod:`anelastic.physics.free_surface`): v_z from d p / dz with p's odd images, p and zeta from
+a divergence with v_z's even images, and p = 0 on the surface row. A velocity record of v_z is
+then extrapolated one-sided from the 4 half rows below the node (nothing is stored above the
+surface), as in the viscoelastic physics.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from anelastic.physics.base import (
     PhysicsKind,
     Stage,
 )
+from anelastic.physics.free_surface import combine_taps, mirrored_taps, surface_row
+from anelastic.physics.stencils import ONE_SIDED_NODE_WEIGHTS, shifted
 from anelastic.physics.viscoacoustic.adjoint import ViscoacousticAdjoint
 from anelastic.physics.viscoacoustic.inverse_step import inverse_stages
 
@@ -170,7 +179,56 @@ class Viscoacoustic(Physics):
         for region in layout.regions:
             velocity += self._velocity_equations(fields, coeffs, layout, region)
             pressure += self._pressure_equations(fields, coeffs, layout, region)
+        if self.config.free_surface:
+            # Later equations overwrite the top rows computed above (Devito keeps the order).
+            for row in range(self.config.space_order // 2):
+                velocity += self._surface_velocity(fields, coeffs, layout, row)
+                pressure += self._surface_pressure(fields, coeffs, layout, row)
         return [Stage("velocity", velocity), Stage("pressure", pressure)]
+
+    def _surface_damping(self, layout, staggered: tuple[str, ...] = ()):
+        """The sponge factor on the surface rows (1 with C-PML)."""
+        if self.config.boundary is BoundaryKind.SPONGE:
+            return layout.sponge_factor(staggered)
+        return 1
+
+    def _with_psi(self, fields, deriv, psi_name: str):
+        """``deriv`` plus its (already updated) C-PML term; psi stays 0 where no region damps
+        the axis, and on the top rows along z (no layer above the surface)."""
+        return deriv + fields[psi_name].forward if psi_name in fields else deriv
+
+    def _surface_velocity(self, fields, coeffs, layout, row: int) -> list[Eq]:
+        """v_z on the half row ``row + 1/2`` from d p / dz with p's odd images."""
+        last, p = self.axes[-1], fields["p"]
+        taps = mirrored_taps(self.config.space_order // 2, row, node_target=False)
+        grad = self._with_psi(fields, combine_taps(p, row, taps, 0), f"psi_p{last}")
+        v = fields[VELOCITY_NAMES[last]]
+        rhs = self._surface_damping(layout, (last,)) * (v - coeffs["buoy_dt"] * grad)
+        return [Eq(v.forward, rhs, subdomain=surface_row(layout.grid, row))]
+
+    def surface_divergence(self, fields, row: int, with_psi: bool = True):
+        """div v^{n+1/2} on node row ``row`` with v_z's even images (C-PML terms included
+        unless ``with_psi`` is False)."""
+        last, divergence = self.axes[-1], 0
+        for a in self.axes[:-1]:
+            deriv = getattr(fields[VELOCITY_NAMES[a]].forward, f"d{a}")
+            divergence += self._with_psi(fields, deriv, f"psi_v{a}") if with_psi else deriv
+        taps = mirrored_taps(self.config.space_order // 2, row, node_target=True, odd=False)
+        vertical = combine_taps(fields[VELOCITY_NAMES[last]], row, taps, 1)
+        return divergence + (
+            self._with_psi(fields, vertical, f"psi_v{last}") if with_psi else vertical
+        )
+
+    def _surface_pressure(self, fields, coeffs, layout, row: int) -> list[Eq]:
+        """p and zeta on node row ``row`` from the mirrored divergence; p = 0 on the surface
+        row (its memory variables, never read, keep the interior update)."""
+        where = surface_row(layout.grid, row)
+        if row == 0:
+            return [Eq(fields["p"].forward, 0, subdomain=where)]
+        divergence = self.surface_divergence(fields, row)
+        return self._pressure_update(
+            fields, coeffs, divergence, self._surface_damping(layout), where
+        )
 
     def _damping(self, layout, region, staggered: tuple[str, ...] = ()):
         """Sponge factor in absorbing regions (1 with C-PML or in the interior)."""
@@ -202,7 +260,12 @@ class Viscoacoustic(Physics):
         for i, a in enumerate(self.axes):
             deriv = getattr(fields[VELOCITY_NAMES[a]].forward, f"d{a}")
             divergence += self._cpml(layout, region, deriv, f"psi_v{a}", i, False, fields, eqs)
-        p = fields["p"]
+        damping = self._damping(layout, region)
+        return eqs + self._pressure_update(fields, coeffs, divergence, damping, region.subdomain)
+
+    def _pressure_update(self, fields, coeffs, divergence, damping, subdomain) -> list[Eq]:
+        """p^{n+1} and zeta^{n+1} from ``divergence`` (div v^{n+1/2}) on ``subdomain``."""
+        eqs, p = [], fields["p"]
         memory = [fields[f"zeta{l}"] for l in range(self.n_memory)]
         rhs = p - coeffs["mod_dt"] * divergence
         if self.memory_layout == "uniform":
@@ -213,10 +276,10 @@ class Viscoacoustic(Physics):
             rhs = rhs + coeffs["mem_dt"] * mixed
         elif memory:
             rhs = rhs + sum(coeffs[f"mem_dt{l}"] * z for l, z in enumerate(memory))
-        eqs.append(Eq(p.forward, self._damping(layout, region) * rhs, subdomain=region.subdomain))
+        eqs.append(Eq(p.forward, damping * rhs, subdomain=subdomain))
         for l, z in enumerate(memory):
             update = coeffs[f"zalpha{l}"] * z + coeffs[f"zbeta{l}"] * divergence
-            eqs.append(Eq(z.forward, update, subdomain=region.subdomain))
+            eqs.append(Eq(z.forward, update, subdomain=subdomain))
         return eqs
 
     def injections(self, source: Source, cell_volume: float) -> list[Injection]:
@@ -252,7 +315,19 @@ class Viscoacoustic(Physics):
         name = component.value
         if name not in fields:
             raise ValueError(f"component {name} does not exist in {len(self.axes)}-D")
-        return 0.5 * (fields[name] + fields[name].forward)
+        taps = self.velocity_taps(self.axes.index(name[1]))
+        if taps is None:
+            return 0.5 * (fields[name] + fields[name].forward)
+        z = len(self.axes) - 1
+        return sum(0.5 * w * shifted(fields[name], z, o, slot) for o, w in taps for slot in (0, 1))
+
+    def velocity_taps(self, axis: int) -> list[tuple[int, float]] | None:
+        """(storage offset, weight) of the staggered points a velocity record along ``axis``
+        reads at a node with a free surface (v_z, one-sided from the 4 half rows below); None:
+        Devito's two-point mean."""
+        if self.config.free_surface and axis == len(self.axes) - 1:
+            return list(zip(range(4), ONE_SIDED_NODE_WEIGHTS, strict=True))
+        return None
 
     def velocity_bounds(self) -> tuple[float, float]:
         v_unrelaxed = np.sqrt(self.m_unrelaxed / self.model.rho)

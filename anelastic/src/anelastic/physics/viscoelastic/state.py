@@ -46,7 +46,6 @@ class ElasticState(Physics):
             "mu": _is_uniform(self.moduli.y_mu),
         }
         self.pairs = [(a, b) for i, a in enumerate(self.axes) for b in self.axes[i + 1 :]]
-        self._surface_rows: dict = {}  # free-surface row SubDomains (see .surface)
 
     @property
     def n_memory(self) -> int:

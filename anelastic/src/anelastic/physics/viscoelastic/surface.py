@@ -10,92 +10,18 @@ stages (:mod:`.stages`).
 
 from __future__ import annotations
 
-import numpy as np
-from devito import Eq, SubDomain
+from devito import Eq
 
-from anelastic.physics.stencils import (
-    derivative_weights,
-    devito_staggered_weights,
-    rounded_like_devito,
-    shifted,
+from anelastic.physics.free_surface import (
+    below_surface_taps,
+    combine_taps,
+    mirrored_taps,
+    surface_row,
 )
-
-
-def interior_taps(half_order: int, row: int, node_target: bool) -> dict[int, float]:
-    """``{storage row k: weight}`` of the interior staggered d/dz at ``row`` (times h): on a
-    node row from half rows (``node_target``), else on the half row ``row + 1/2`` from node
-    rows; rows above the surface (k < 0) are dropped (they are the halo, never read)."""
-    taps: dict[int, float] = {}
-    for m, c in enumerate(devito_staggered_weights(half_order), start=1):
-        plus, minus = (row + m - 1, row - m) if node_target else (row + m, row + 1 - m)
-        for k, w in ((plus, c), (minus, -c)):
-            if k >= 0:
-                taps[k] = taps.get(k, 0.0) + w
-    return taps
-
-
-def mirrored_taps(half_order: int, row: int, node_target: bool) -> dict[int, float]:
-    """``{storage row k: weight}`` of d/dz of a stress sigma_iz at ``row`` (times h), with the
-    odd images that make sigma_iz vanish on the surface: on a node row (field on half rows,
-    image ``(r + 1/2) <-> -(r + 1/2)``), else on the half row ``row + 1/2`` (field on node
-    rows, image ``r <-> -r``; sigma_zz on the surface row is 0). The interior weights, so the
-    rows that read no image are the interior stencil exactly."""
-    taps: dict[int, float] = {}
-    for m, c in enumerate(devito_staggered_weights(half_order), start=1):
-        plus, minus = (row + m - 1, row - m) if node_target else (row + m, row + 1 - m)
-        low, sign = (minus, -c) if minus >= 0 else ((-minus - 1 if node_target else -minus), c)
-        for k, w in ((plus, c), (low, sign)):
-            taps[k] = taps.get(k, 0.0) + w
-    return taps
-
-
-def below_surface_taps(half_order: int, row: int, node_target: bool) -> dict[int, float]:
-    """``{storage row k: weight}`` of d/dz of a velocity at ``row`` (times h) from rows at or
-    below the surface: the centred staggered stencil where it fits, else 4 points shifted down
-    (4th order). ``node_target`` as in :func:`mirrored_taps`. Weights rounded as Devito
-    prints them, so the adjoint transposes the very numbers the forward uses."""
-    if node_target:  # field on half rows k + 1/2, target on node row ``row``
-        first, target = row - half_order, row - 0.5
-    else:  # field on node rows k, target on half row ``row + 1/2``
-        first, target = row + 1 - half_order, row + 0.5
-    count = 2 * half_order if first >= 0 else 4
-    ks = np.arange(max(first, 0), max(first, 0) + count)
-    weights = rounded_like_devito(derivative_weights(ks - target))
-    return {int(k): float(w) for k, w in zip(ks, weights, strict=True)}
-
-
-def _combine(field, row: int, taps: dict[int, float], time_offset: int):
-    """``sum_k w_k field[k] / h`` along z at storage row ``row`` (slot t + ``time_offset``)."""
-    z = field.grid.dimensions[-1]
-    total = sum(
-        w * shifted(field, len(field.grid.dimensions) - 1, k - row, time_offset)
-        for k, w in taps.items()
-    )
-    return total / z.spacing
-
-
-class _Row(SubDomain):
-    """One grid row ``z = row`` (all other axes whole): the free-surface rows."""
-
-    def __init__(self, row: int, grid) -> None:
-        self.name = f"surface_row{row}"
-        self.row = row
-        super().__init__(grid=grid)
-
-    def define(self, dimensions):
-        *others, z = dimensions
-        n = self.grid.shape[-1]
-        return {**{d: d for d in others}, z: ("middle", self.row, n - 1 - self.row)}
 
 
 class FreeSurface:
     """Surface-row equations (mixed into :class:`~.rheology.Viscoelastic`)."""
-
-    def _row(self, grid, row: int) -> _Row:
-        key = (id(grid), row)  # one SubDomain per Devito grid and row
-        if key not in self._surface_rows:
-            self._surface_rows[key] = _Row(row, grid)
-        return self._surface_rows[key]
 
     def _horizontal(self, fields, layout, name, axis, forward):
         """Devito derivative along a horizontal axis plus the (already updated) C-PML term."""
@@ -108,18 +34,18 @@ class FreeSurface:
         """d/dz of a stress (at t) at storage row ``row`` with odd images above the surface
         (:func:`mirrored_taps`)."""
         taps = mirrored_taps(self.config.space_order // 2, row, node_target)
-        return _combine(field, row, taps, 0)
+        return combine_taps(field, row, taps, 0)
 
     def _below_surface(self, field, row: int, node_target: bool):
         """d/dz of a velocity (at t + 1) at storage row ``row`` from rows at or below the
         surface only (:func:`below_surface_taps`)."""
         taps = below_surface_taps(self.config.space_order // 2, row, node_target)
-        return _combine(field, row, taps, 1)
+        return combine_taps(field, row, taps, 1)
 
     def _surface_velocity(self, fields, coeffs, layout, row) -> list[Eq]:
         """Velocity update on storage row ``row`` with the stresses' odd images."""
         last, eqs = self.axes[-1], []
-        region = self._row(layout.grid, row)
+        region = surface_row(layout.grid, row)
         damping = self._sponge(coeffs, True)
         for a in self.axes:
             total = sum(
@@ -136,7 +62,7 @@ class FreeSurface:
     def _surface_stress(self, fields, coeffs, layout, row) -> list[Eq]:
         """Stress update on row ``row``: vertical velocity derivatives from rows at or below the
         surface (:meth:`_below_surface`); on the surface row, the d vz/dz keeping sigma_zz = 0."""
-        last, region = self.axes[-1], self._row(layout.grid, row)
+        last, region = self.axes[-1], surface_row(layout.grid, row)
         horizontal = self.axes[:-1]
         normal = {a: self._horizontal(fields, layout, f"v{a}", a, True) for a in horizontal}
         if row == 0:

@@ -34,12 +34,13 @@ from __future__ import annotations
 
 from devito import Eq
 
-from anelastic.physics.stencils import at
-from anelastic.physics.viscoelastic.surface import (
+from anelastic.physics.free_surface import (
     below_surface_taps,
     interior_taps,
     mirrored_taps,
+    surface_row,
 )
+from anelastic.physics.stencils import at
 
 
 def correction_matrix(surface: dict[int, dict], interior: dict[int, dict]) -> dict[int, dict]:
@@ -66,15 +67,12 @@ class FreeSurfaceAdjoint:
     def _half_order(self) -> int:
         return self.physics.config.space_order // 2
 
-    def _row_of(self, grid, row: int):
-        return self.physics._row(grid, row)
-
     def _gather(self, field, matrix: dict[int, dict], layout, h) -> list[tuple]:
         """(row SubDomain, ``sum_r matrix[k][r] field[r] / h``) for each column k."""
         z = self.ndim - 1
         return [
             (
-                self._row_of(layout.grid, k),
+                surface_row(layout.grid, k),
                 sum(w * at(field, z, r - k) for r, w in rows.items()) / h,
             )
             for k, rows in sorted(matrix.items())
@@ -94,7 +92,7 @@ class FreeSurfaceAdjoint:
         interior frame)."""
         physics, last, eqs = self.physics, self.axes[-1], []
         for row in range(self._half_order):
-            where = self._row_of(grid, row)
+            where = surface_row(grid, row)
             for a in self.axes:
                 div = physics._vertical(fields[physics.stress_name(a, last)], row, a != last)
                 for j, b in enumerate(self.axes[:-1]):
@@ -151,7 +149,7 @@ class FreeSurfaceAdjoint:
         """``tmp[name] += delta`` on the surface row, through the C-PML of ``axis`` in the
         regions that damp it (``x -> x + a x`` and ``psi^ += b x``)."""
         if not self.cpml:
-            return [Eq(tmp[name], tmp[name] + delta, subdomain=self._row_of(layout.grid, 0))]
+            return [Eq(tmp[name], tmp[name] + delta, subdomain=surface_row(layout.grid, 0))]
         tag, axis_name = ("h" if half else ""), self.axes[axis]
         a_prof = layout.profiles[f"cpmla{tag}_{axis_name}"]
         b_prof = layout.profiles[f"cpmlb{tag}_{axis_name}"]
@@ -181,14 +179,14 @@ class FreeSurfaceAdjoint:
         for row in range(self._half_order):
             for name in names:
                 psi = adj[f"adj_{name}"]
-                eqs.append(Eq(psi.backward, psi, subdomain=self._row_of(layout.grid, row)))
+                eqs.append(Eq(psi.backward, psi, subdomain=surface_row(layout.grid, row)))
         return eqs
 
     def surface_memory_equations(self, adj, coeffs, layout, weighted) -> list[Eq]:
         """The surface row's memory adjoints: P_zz = 0 and E_z's dependence on the memory."""
         eqs = []
         terms = self._surface_terms(adj, coeffs, weighted)
-        surface = self._row_of(layout.grid, 0)
+        surface = surface_row(layout.grid, 0)
         horizontal = self.axes[:-1]
         for l in range(self.n_memory):
             alpha, half = coeffs[f"malpha{l}"], coeffs[f"mhalf{l}"]
@@ -212,7 +210,7 @@ class FreeSurfaceAdjoint:
         theta = sum(buffers[f"strain_{a}"] for a in self.axes)
         dev_z = buffers[f"strain_{last}"] - theta / self.ndim
         factor = weighted[(last, last)] + terms["ez"] * terms["inverse_den"]
-        surface = self._row_of(layout.grid, 0)
+        surface = surface_row(layout.grid, 0)
         eqs = []
         for name, value in (("grad_kappa", theta), ("grad_mu2", dev_z)):
             g = grads[name]
@@ -250,7 +248,7 @@ class FreeSurfaceAdjoint:
             if a == last:  # the surface row: drop P_zz (also where (M - D) has no column 0)
                 matrix.setdefault(0, {})
             for where, value in self._gather(q, matrix, layout, h):
-                if a == last and where is self._row_of(layout.grid, 0):
+                if a == last and where is surface_row(layout.grid, 0):
                     value = value - weighted[(last, last)]
                 eqs.append(Eq(sigma.backward, sigma.backward + value, subdomain=where))
         eqs += self._psi_z_identity(adj, layout, stage="velocity")

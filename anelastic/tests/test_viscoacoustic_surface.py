@@ -1,0 +1,65 @@
+"""Viscoacoustic free surface (pressure release): the method of images, exactly.
+
+A free surface at z = 0 is the upper half of an unbounded medium with an image source of
+opposite sign mirrored about z = 0: p is odd and v_z even about the surface. On a staggered
+grid whose surface is a node row, the surface scheme's images are those of the doubled grid, so
+the free-surface run equals the doubled-grid run below z = 0 to rounding (float64).
+"""
+
+import numpy as np
+import pytest
+
+from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
+from anelastic.forward.simulation import Simulation, TimeAxis
+from anelastic.model import Grid, homogeneous
+from anelastic.physics import BoundaryKind, PhysicsConfig, PhysicsKind
+
+NX, NZ, H, F0 = 48, 30, 10.0, 12.0
+TIME = TimeAxis(1e-3, 260)
+
+
+def _run(free_surface: bool, boundary: BoundaryKind, order: int):
+    """Final state of p, vx, vz on the physical grid z >= 0 (the doubled grid's lower half)."""
+    if free_surface:
+        grid = Grid((NX, NZ), (H, H))
+    else:
+        grid = Grid((NX, 2 * NZ - 1), (H, H), origin=(0.0, -(NZ - 1) * H))
+    model = homogeneous(grid, 2000.0, 2000.0, 0.0, 40.0, 40.0, f_ref=F0)
+    position = np.array([170.0, 60.0])
+    sources = [Source(tuple(position), ricker(F0), SourceKind.MOMENT, moment=np.eye(2))]
+    if not free_surface:
+        image = (position[0], -position[1])
+        sources.append(Source(image, ricker(F0), SourceKind.MOMENT, moment=-np.eye(2)))
+    receivers = Receivers(np.array([[300.0, 0.0], [300.0, 40.0]]), (Component.P, Component.VX))
+    config = PhysicsConfig(
+        PhysicsKind.VISCOACOUSTIC,
+        space_order=order,
+        boundary=boundary,
+        pml_width=8,
+        dtype="float64",
+        free_surface=free_surface,
+    )
+    sim = Simulation(model, sources, receivers, TIME, config, threads=1)
+    seismograms = sim.run()
+    fields = sim.state().fields
+    pads = sim.pads
+    x = slice(pads[0][0], pads[0][0] + NX)
+    top = pads[1][0] + (0 if free_surface else NZ - 1)
+    z = slice(top, top + NZ - 1)
+    return {k: fields[k][x, z] for k in ("p", "vx", "vz")}, seismograms
+
+
+@pytest.mark.parametrize(
+    ("boundary", "order"), [(BoundaryKind.CPML, 4), (BoundaryKind.SPONGE, 8)]
+)
+def test_free_surface_is_the_method_of_images(boundary, order):
+    surface, seis = _run(True, boundary, order)
+    doubled, seis_doubled = _run(False, boundary, order)
+    for name, value in surface.items():
+        scale = np.abs(doubled[name]).max()
+        assert scale > 0
+        np.testing.assert_allclose(value, doubled[name], rtol=0, atol=1e-9 * scale, err_msg=name)
+    assert np.abs(surface["p"][:, 0]).max() == 0.0  # p = 0 on the surface
+    for comp in (Component.P, Component.VX):
+        ref = seis_doubled.data[comp]
+        np.testing.assert_allclose(seis.data[comp], ref, atol=1e-9 * np.abs(ref).max())
