@@ -308,7 +308,7 @@ def test_full_storage_on_disk_when_ram_is_short(tmp_path):
         (("window = [0.1, 0.35]", "window = [0.1, 5.0]"), "after the last sample"),
         (("window = [0.1, 0.35]", "band = [1.0, 900.0]"), "Nyquist"),
         (
-            ("[physics]\n", '[physics]\nfree_surface = true\n'),
+            ("[physics]\n", "[physics]\nfree_surface = true\n"),
             "free_surface is only implemented for the viscoelastic physics",
         ),
         (("[kernel]\n", '[kernel]\nobserved = ["missing.npz"]\n'), "missing.npz does not exist"),

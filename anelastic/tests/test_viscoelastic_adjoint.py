@@ -4,9 +4,9 @@ kernels of rho, vp, vs, Qp, Qs predict central finite differences of a waveform 
 Three problems (one compiled forward, replay and adjoint operator each): attenuating (Qp, Qs
 finite and varying) with C-PML at order 4, elastic (Q = inf) with a sponge at order 8, and
 attenuating under a free surface at order 8 with two-component velocity data, mostly at the
-surface (the perturbation covers the surface rows). The perturbation is compactly supported away from the
-absorbing layers and from the fastest cell (the C-PML profiles follow the maximum velocity),
-and the relaxation mechanisms are fixed.
+surface (the perturbation covers the surface rows). The perturbation is compactly supported
+away from the absorbing layers and from the fastest cell (the C-PML profiles follow the maximum
+velocity), and the relaxation mechanisms are fixed.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
 from anelastic.attenuation import default_band, fit_sls
+from anelastic.checks.kernels import transpose_check
 from anelastic.forward.simulation import Simulation, TimeAxis
-from anelastic.forward.state import SolverState
 from anelastic.kernel.operators import KernelOperators, adjoint_sources
 from anelastic.kernel.schedule import chunks
 from anelastic.model import Grid, gaussian_anomaly, homogeneous
@@ -155,34 +155,10 @@ def test_kernel_predicts_central_finite_difference(problem, name):
 
 
 def test_adjoint_step_is_the_transpose_of_the_forward_step(problem):
-    """<L x, y> = <x, L^T y> for random states x (step n) and adjoint states y (step n + 1),
-    L the forward step without sources (every field: stresses, velocities, memory, C-PML)."""
+    """<L x, y> = <x, L^T y> for random states (every field: stresses, velocities, memory,
+    C-PML), L one forward step without sources."""
     sim = _simulation(problem.model, problem.config, problem.fit)  # claims the operators
-    ops, n, rng = problem.ops, 40, np.random.default_rng(7)
-    ops.sim = sim
-
-    def step(arrays):
-        sim.restore(SolverState(n, arrays, sim.fingerprint()))
-        sim.advance(n + 1)
-        return sim.state().fields
-
-    shapes = {name: a.shape for name, a in sim.state().fields.items()}
-    zero = {name: np.zeros(s) for name, s in shapes.items()}
-    # A C-PML auxiliary exists only where a region damps its axis (elsewhere never written):
-    # a psi = 1 state steps to b > 0 there and to 0 elsewhere.
-    ones = {k: np.ones(s) for k, s in shapes.items() if k.startswith("psi")}
-    mask = {k: v != 0 for k, v in step({**zero, **ones}).items() if k in ones}
-    x = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
-    y = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
-    forward, source_only = step(x), step(zero)
-    for name, f in ops.adjoint.items():
-        f.data[:] = 0
-        f.data[1] = y[name.removeprefix("adj_")]
-    silent = np.zeros((TIME.nt, problem.receivers.count))
-    ops.adjoint_chunk(n, n + 1, _sources(ops, dict.fromkeys(problem.receivers.components, silent)))
-    transposed = {k: np.array(ops.adjoint[f"adj_{k}"].data[1]) for k in shapes}
-    lhs = sum(float(np.vdot(forward[k] - source_only[k], y[k])) for k in shapes)
-    rhs = sum(float(np.vdot(x[k], transposed[k])) for k in shapes)
+    lhs, rhs = transpose_check(sim, problem.ops, step=40)
     # Rounding only (measured 1e-16 relative); Devito's 9-digit stencil weights are matched.
     assert abs(lhs - rhs) <= 1e-13 * abs(lhs), (lhs, rhs)
 

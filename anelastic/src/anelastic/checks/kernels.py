@@ -12,6 +12,8 @@ On a small 2-D problem per physics (float64):
   kernels do. The kernels also hold the absorbing layers fixed while the C-PML damping scales
   with the model's largest velocity, so the receivers stay well inside (at 6 cells from the
   layer the check drops from ~1e-6 to ~1e-3 relative error);
+- ``transpose_check``: ``<L x, y>`` against ``<x, L^T y>`` for random states, L one forward step
+  without sources, L^T one adjoint step (equal to rounding when the adjoint is exact);
 - ``time_steps``: steps executed by each strategy (3 nt for checkpoint, 4 nt for dispersion-only);
 - ``dispersion_only_vs_exact``: relative L2 difference of K_alpha, dispersion-only vs exact,
   at Q = 30 (clearly nonzero) and Q = inf (roundoff: both rebuild the same lossless field).
@@ -84,6 +86,41 @@ def _misfit(kind: MisfitKind) -> Misfit:
     if kind is MisfitKind.WAVEFORM:
         return Misfit(kind)
     return Misfit(kind, window=TimeWindow(0.1, 0.35, 0.2))
+
+
+def transpose_check(sim: Simulation, ops, step: int = 20, seed: int = 7) -> tuple[float, float]:
+    """(<L x, y>, <x, L^T y>) for random states x (step n) and adjoint states y (step n + 1),
+    L the forward step of ``sim`` without sources over every field (wavefields, memory, C-PML),
+    L^T one adjoint step of its kernel operators ``ops`` with silent adjoint sources."""
+    from anelastic.forward.state import SolverState
+    from anelastic.kernel.operators import adjoint_sources
+
+    ops.sim, rng = sim, np.random.default_rng(seed)
+
+    def forward_step(arrays):
+        sim.restore(SolverState(step, arrays, sim.fingerprint()))
+        sim.advance(step + 1)
+        return sim.state().fields
+
+    shapes = {name: a.shape for name, a in sim.state().fields.items()}
+    zero = {name: np.zeros(s) for name, s in shapes.items()}
+    # A C-PML auxiliary exists only where a region damps its axis (elsewhere never written):
+    # a psi = 1 state steps to b > 0 there and to 0 elsewhere.
+    ones = {k: np.ones(s) for k, s in shapes.items() if k.startswith("psi")}
+    mask = {k: v != 0 for k, v in forward_step({**zero, **ones}).items() if k in ones}
+    x = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
+    y = {k: rng.standard_normal(s) * mask.get(k, 1) for k, s in shapes.items()}
+    stepped, source_only = forward_step(x), forward_step(zero)
+    for name, f in ops.adjoint.items():
+        f.data[:] = 0
+        f.data[1] = y[name.removeprefix("adj_")]
+    silent = np.zeros((sim.time.nt, sim.receivers.count))
+    residuals = dict.fromkeys(sim.receivers.components, silent)
+    ops.adjoint_chunk(step, step + 1, adjoint_sources(ops.scheme, residuals))
+    transposed = {k: np.array(ops.adjoint[f"adj_{k}"].data[1]) for k in shapes}
+    lhs = sum(float(np.vdot(stepped[k] - source_only[k], y[k])) for k in shapes)
+    rhs = sum(float(np.vdot(x[k], transposed[k])) for k in shapes)
+    return lhs, rhs
 
 
 def checkpoint_vs_full(kind: PhysicsKind) -> list[dict]:

@@ -14,6 +14,7 @@ import numpy as np
 from devito import SubDomain
 
 from anelastic.physics.stencils import (
+    at,
     derivative_weights,
     devito_staggered_weights,
     rounded_like_devito,
@@ -103,3 +104,25 @@ def surface_row(grid, row: int) -> _Row:
     if key not in _ROWS or _ROWS[key][0] is not grid:
         _ROWS[key] = (grid, _Row(row, grid))
     return _ROWS[key][1]
+
+
+def correction_matrix(surface: dict[int, dict], interior: dict[int, dict]) -> dict[int, dict]:
+    """``{column k: {row r: surface[r][k] - interior[r][k]}}`` (nonzero entries only): the
+    transposed difference of two row operators given as ``{row r: {column k: weight}}``."""
+    out: dict[int, dict] = {}
+    for r in surface.keys() | interior.keys():
+        for k in surface.get(r, {}).keys() | interior.get(r, {}).keys():
+            w = surface.get(r, {}).get(k, 0.0) - interior.get(r, {}).get(k, 0.0)
+            if w != 0.0:
+                out.setdefault(k, {})[r] = w
+    return out
+
+
+def gather_rows(field, matrix: dict[int, dict], grid, h) -> list[tuple]:
+    """(row SubDomain, ``sum_r matrix[k][r] field[r] / h``) for each column k of a
+    :func:`correction_matrix`: the transposed difference in gather form, row by row."""
+    z = len(grid.dimensions) - 1
+    return [
+        (surface_row(grid, k), sum(w * at(field, z, r - k) for r, w in rows.items()) / h)
+        for k, rows in sorted(matrix.items())
+    ]

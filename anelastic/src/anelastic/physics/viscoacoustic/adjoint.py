@@ -39,7 +39,8 @@ and the gradients accumulate in the adjoint's loop nest:
 
     dchi/d ln M = sum_n P w_M,   dchi/dQ = sum_n P w_Q,   dchi/dbuoy_h = -sum_n v^_a (G_a p^n)
 
-Three frames per step and 2 + d accumulators, whatever the number of mechanisms.
+Three frames per step and 2 + d accumulators, whatever the number of mechanisms. A free surface
+(pressure release) is transposed by corrections on the top rows (:mod:`.surface_adjoint`).
 """
 
 from __future__ import annotations
@@ -72,16 +73,18 @@ from anelastic.physics.stencils import (
     derivative_at_node,
     devito_staggered_weights,
 )
+from anelastic.physics.viscoacoustic.surface_adjoint import PressureReleaseAdjoint
 
 if TYPE_CHECKING:
     from anelastic.physics.viscoacoustic.rheology import Viscoacoustic
 
 
-class ViscoacousticAdjoint(AdjointScheme):
+class ViscoacousticAdjoint(PressureReleaseAdjoint, AdjointScheme):
     """Adjoint stencils of a :class:`~anelastic.physics.viscoacoustic.Viscoacoustic` rheology."""
 
     def __init__(self, physics: Viscoacoustic) -> None:
         super().__init__(physics)
+        self.free_surface = physics.config.free_surface
         self.axes = physics.axes
         self.n_memory = physics.n_memory
         # The very numbers Devito writes into the forward code: the transpose is then exact.
@@ -163,15 +166,27 @@ class ViscoacousticAdjoint(AdjointScheme):
         two injections of half the source at the receiver -+ h/2 into v^, after step n (which
         produces the adjoint of v^{n-1/2}, read by samples n - 1 and n: the kernel pass
         averages the residual over those two samples and puts the last sample's half into
-        the adjoint state before the first step)."""
+        the adjoint state before the first step). Under a free surface v_z is read from its
+        4 half rows below the node (:meth:`~.rheology.Viscoacoustic.velocity_taps`): one
+        injection per tap, at the receiver + (o + 1/2) h."""
         if component is Component.P:
             return [("adj_p", 1.0, AFTER_STEP, None)]
         axis = component.value[1]
         if axis not in self.axes:
             raise ValueError(f"component {component.value} does not exist in {len(self.axes)}-D")
         i = self.axes.index(axis)
-        half = 0.5 * self.physics.model.grid.spacing[i]
+        h = self.physics.model.grid.spacing[i]
         name = f"adj_{VELOCITY_NAMES[axis]}"
+        taps = self.physics.velocity_taps(i)
+        if taps is not None:  # v_z under a free surface: one injection per tap (weight w)
+            offsets = [
+                tuple((o + 0.5) * h * (k == i) for k in range(len(self.axes))) for o, _ in taps
+            ]
+            return [
+                (name, w, STAGGERED_AFTER_STEP, offset)
+                for (_, w), offset in zip(taps, offsets, strict=True)
+            ]
+        half = 0.5 * h
         return [
             (
                 name,
@@ -195,16 +210,24 @@ class ViscoacousticAdjoint(AdjointScheme):
             v = fields[VELOCITY_NAMES[a]]
             h = grid.dimensions[i].spacing
             div += derivative_at_node(lambda k, v=v, i=i: at(v, i, k, 1), self.weights, h)
+        frame = [(buffers["p"], fields["p"]), *self._sensitivities(fields, buffers, coeffs, div)]
+        eqs = on_regions([Eq(lhs, rhs) for lhs, rhs in frame], regions)
+        if self.free_surface:
+            eqs += self.surface_buffer_equations(fields, buffers, coeffs, grid)
+        return eqs
+
+    def _sensitivities(self, fields, buffers, coeffs, div) -> list[tuple]:
+        """(buffer, expression) of w_M and (with attenuation) w_Q from ``div``."""
         memory = [fields[f"zeta{l}"] for l in range(self.n_memory)]
         w_mod = -coeffs["mod_dt"] * div + sum(
             self.physics.memory_coefficient(coeffs, l) * z for l, z in enumerate(memory)
         )
-        frame = [(buffers["p"], fields["p"]), (buffers["w_mod"], w_mod)]
+        frame = [(buffers["w_mod"], w_mod)]
         if memory:
             terms = sum(coeffs[f"dq_mem{l}"] * z for l, z in enumerate(memory))
             w_q = terms - coeffs["dq_mod"] * div
             frame.append((buffers["w_q"], coeffs["mod_dt"] * w_q if self.uniform else w_q))
-        return on_regions([Eq(lhs, rhs) for lhs, rhs in frame], regions)
+        return frame
 
     def seam_layout(self, grid, pads):
         """Regions for the transposed velocity update: the forward's absorbing strips widened
@@ -249,15 +272,30 @@ class ViscoacousticAdjoint(AdjointScheme):
             for region in layout.regions:
                 eqs += on_subdomain(pointwise, region.subdomain)
                 eqs += self._memory_psi(adj, tmp, layout, region)
+        if self.free_surface:
+            eqs += self.surface_row_equations(adj, tmp, grads, buffers, coeffs, layout, pressure)
         # Region-major: both axes of one region next to each other, so Devito fuses them into
         # one loop nest per region (axis-major, the strips took one nest per axis and side).
+        updates, fluxes = [], []
         for region in seams.regions if seams is not None else [None]:
             for i, a in enumerate(self.axes):
                 damped = self.cpml and (region is None or region.damps(i))
                 where = region.subdomain if region is not None else None
-                eqs += self._velocity_axis(
-                    i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, damped, where
+                updates.append(
+                    self._velocity_update(i, a, adj, tmp, layout, halo_profiles, damped, where)
                 )
+                fluxes.append(
+                    self._velocity_flux(
+                        i, a, adj, tmp, buffers, grads, coeffs, layout, damped, where
+                    )
+                )
+        if self.free_surface:  # the top rows' v^ corrected before any flux reads it
+            eqs += [e for group in updates for e in group]
+            eqs += self.surface_velocity_equations(adj, tmp, layout)
+            eqs += [e for group in fluxes for e in group]
+            eqs += self.surface_gradient_equations(adj, buffers, grads, layout)
+        else:
+            eqs += [e for u, f in zip(updates, fluxes, strict=True) for e in u + f]
         flux = sum(
             derivative_at_node(
                 lambda k, i=i, a=a: at(tmp[f"tmp_flux_{a}"], i, k), self.weights, d.spacing
@@ -265,6 +303,8 @@ class ViscoacousticAdjoint(AdjointScheme):
             for i, (a, d) in enumerate(zip(self.axes, dims, strict=True))
         )
         eqs.append(Eq(adj["adj_p"].backward, pressure - flux))
+        if self.free_surface:
+            eqs += self.surface_pressure_equations(adj, tmp, layout, pressure)
         return eqs
 
     def _adjoint_divergence(self, adj, coeffs, pressure):
@@ -285,11 +325,9 @@ class ViscoacousticAdjoint(AdjointScheme):
                 eqs.append(Eq(psi.backward, b * (psi + tmp["tmp_div"]), subdomain=where))
         return eqs
 
-    def _velocity_axis(
-        self, i, a, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, damped, where
-    ) -> list[Eq]:
-        """Transposed velocity update along axis ``a`` (index ``i``) and its gradient on the
-        subdomain ``where`` (None: everywhere); ``damped``: with the C-PML terms of ``a``."""
+    def _velocity_update(self, i, a, adj, tmp, layout, halo_profiles, damped, where) -> list[Eq]:
+        """Transposed velocity update along axis ``a`` (index ``i``) on the subdomain ``where``
+        (None: everywhere); ``damped``: with the C-PML terms of ``a``."""
         h = layout.grid.dimensions[i].spacing
         v = adj[f"adj_{VELOCITY_NAMES[a]}"]
         adiv = tmp["tmp_div"]
@@ -298,15 +336,23 @@ class ViscoacousticAdjoint(AdjointScheme):
             psi_v = adj[f"adj_psi_v{a}"]
 
             def node_value(k):
-                return (1 + at(prof_a, i, k)) * at(adiv, i, k) + at(prof_a, i, k) * at(psi_v, i, k)
+                # a x apart from x: Devito would round (1 + a) to the profile's float32.
+                a_k = at(prof_a, i, k)
+                return at(adiv, i, k) + a_k * at(adiv, i, k) + a_k * at(psi_v, i, k)
         else:
 
             def node_value(k):
                 return at(adiv, i, k)
 
         gradient = derivative_at_half(node_value, self.weights, h)
-        eqs = [Eq(v.backward, self._sponge(layout, (a,)) * (v - gradient), subdomain=where)]
-        buoy = coeffs["buoy_dt"]
+        return [Eq(v.backward, self._sponge(layout, (a,)) * (v - gradient), subdomain=where)]
+
+    def _velocity_flux(self, i, a, adj, tmp, buffers, grads, coeffs, layout, damped, where):
+        """The flux F_a of v^_a (through the C-PML where ``damped``) and the buoyancy gradient
+        of axis ``a`` on ``where``."""
+        h = layout.grid.dimensions[i].spacing
+        v = adj[f"adj_{VELOCITY_NAMES[a]}"]
+        eqs, buoy = [], coeffs["buoy_dt"]
         weight = 0.5 * (at(buoy, i, 0) + at(buoy, i, 1)) * v.backward
         flux = tmp[f"tmp_flux_{a}"]
         if damped:
@@ -314,7 +360,7 @@ class ViscoacousticAdjoint(AdjointScheme):
             ah = layout.profiles[f"cpmlah_{a}"]
             bh = layout.profiles[f"cpmlbh_{a}"]
             eqs.append(Eq(psi_p.backward, bh * (psi_p - weight), subdomain=where))
-            eqs.append(Eq(flux, -(1 + ah) * weight + ah * psi_p, subdomain=where))
+            eqs.append(Eq(flux, -weight - ah * weight + ah * psi_p, subdomain=where))
         else:
             eqs.append(Eq(flux, -weight, subdomain=where))
         grad_p = derivative_at_half(lambda k: at(buffers["p"], i, k), self.weights, h)

@@ -36,23 +36,12 @@ from devito import Eq
 
 from anelastic.physics.free_surface import (
     below_surface_taps,
+    correction_matrix,
+    gather_rows,
     interior_taps,
     mirrored_taps,
     surface_row,
 )
-from anelastic.physics.stencils import at
-
-
-def correction_matrix(surface: dict[int, dict], interior: dict[int, dict]) -> dict[int, dict]:
-    """``{column k: {row r: surface[r][k] - interior[r][k]}}`` (nonzero entries only): the
-    transposed difference of two row operators given as ``{row r: {column k: weight}}``."""
-    out: dict[int, dict] = {}
-    for r in surface.keys() | interior.keys():
-        for k in surface.get(r, {}).keys() | interior.get(r, {}).keys():
-            w = surface.get(r, {}).get(k, 0.0) - interior.get(r, {}).get(k, 0.0)
-            if w != 0.0:
-                out.setdefault(k, {})[r] = w
-    return out
 
 
 def _strain_taps(half_order: int, row: int, node_target: bool) -> dict[int, float]:
@@ -66,17 +55,6 @@ class FreeSurfaceAdjoint:
     @property
     def _half_order(self) -> int:
         return self.physics.config.space_order // 2
-
-    def _gather(self, field, matrix: dict[int, dict], layout, h) -> list[tuple]:
-        """(row SubDomain, ``sum_r matrix[k][r] field[r] / h``) for each column k."""
-        z = self.ndim - 1
-        return [
-            (
-                surface_row(layout.grid, k),
-                sum(w * at(field, z, r - k) for r, w in rows.items()) / h,
-            )
-            for k, rows in sorted(matrix.items())
-        ]
 
     def _matrix(self, surface_taps, rows, node_target: bool) -> dict[int, dict]:
         s = self._half_order
@@ -232,7 +210,7 @@ class FreeSurfaceAdjoint:
         for a, (source, matrix) in sources.items():
             v = adj[f"adj_v{a}"]
             sponge = self._sponge(coeffs, (a,))
-            for where, value in self._gather(source, matrix, layout, h):
+            for where, value in gather_rows(source, matrix, layout.grid, h):
                 eqs.append(Eq(v.backward, v.backward + sponge * value, subdomain=where))
         return eqs
 
@@ -247,7 +225,7 @@ class FreeSurfaceAdjoint:
             sigma = adj[f"adj_{self.physics.stress_name(a, last)}"]
             if a == last:  # the surface row: drop P_zz (also where (M - D) has no column 0)
                 matrix.setdefault(0, {})
-            for where, value in self._gather(q, matrix, layout, h):
+            for where, value in gather_rows(q, matrix, layout.grid, h):
                 if a == last and where is surface_row(layout.grid, 0):
                     value = value - weighted[(last, last)]
                 eqs.append(Eq(sigma.backward, sigma.backward + value, subdomain=where))
