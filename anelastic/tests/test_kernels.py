@@ -308,8 +308,11 @@ def test_full_storage_on_disk_when_ram_is_short(tmp_path):
         (("window = [0.1, 0.35]", "window = [0.1, 5.0]"), "after the last sample"),
         (("window = [0.1, 0.35]", "band = [1.0, 900.0]"), "Nyquist"),
         (
-            ("[physics]\n", "[physics]\nfree_surface = true\n"),
-            "free_surface is only implemented for the viscoelastic physics",
+            (
+                'dtype = "float64"\n\n[kernel]\n',
+                'dtype = "float64"\nfree_surface = true\n\n[kernel]\nstorage = "reverse"\n',
+            ),
+            "Also: --storage reverse rebuilds the forward field with the interior inverse step",
         ),
         (("[kernel]\n", '[kernel]\nobserved = ["missing.npz"]\n'), "missing.npz does not exist"),
     ],

@@ -137,7 +137,9 @@ def check_kernel_run(
     if settings.storage is Storage.REVERSE and (attenuating or config.free_surface):
         from anelastic.kernel.reconstruction import ReverseUnstableError
 
-        raise ReverseUnstableError(REVERSE_WITH_Q if attenuating else REVERSE_WITH_FREE_SURFACE)
+        reasons = [REVERSE_WITH_Q] if attenuating else []
+        reasons += [REVERSE_WITH_FREE_SURFACE] if config.free_surface else []
+        raise ReverseUnstableError(" Also: ".join(reasons))
     _check_misfit(settings.misfit, time)
     if settings.chunk is None:
         frame = replay_frame_bytes(model, config, attenuating)
