@@ -167,3 +167,25 @@ def test_bench_cli_options_reach_the_config():
     cfg = _bench_config(parser.parse_args(["bench", "--prefix-cache"]))
     assert cfg.lean_target is True and cfg.long_form is None
     assert not any(m.external for m in cfg.methods)
+
+
+def test_tune_tree_reports_long_form_speedups_per_tree(tmp_path, capsys, monkeypatch):
+    """``--tune-tree`` runs every tree of the grid on the same questions: the long-form ones at
+    T = 0 and T = 1, printed as a table and written to JSON."""
+    from hivis.tree import TreeConfig
+    from hivis.world.app import cli as world_cli
+
+    trees = [TreeConfig(6, 6, 1), TreeConfig(12, 6, 2)]
+    monkeypatch.setattr(world_cli, "TUNING_TREES", trees)
+    path = tmp_path / "tune.json"
+    args = ["bench", "--tune-tree", "--scenes", "1", "--task", "report", "--reps", "1"]
+    assert main([*args, "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["config"]["tasks"] == ["report"]
+    rows = data["tune_tree"]
+    assert [r["tree"]["total_tokens"] for r in rows] == [6, 12]
+    for row in rows:
+        assert row["long_form_speedup"] > 0 and row["long_form_speedup_t1"] > 0
+        assert row["identical_fraction"] == 1.0
+    out = capsys.readouterr().out
+    assert "long-form T=1" in out and out.count("x |") >= 2

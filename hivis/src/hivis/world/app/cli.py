@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from hivis.cli import parse_chain, parse_tree
 from hivis.tree import TreeConfig
@@ -22,7 +21,10 @@ TUNING_TREES = [
     TreeConfig(16, 7, 3),
     TreeConfig(24, 6, 4),
     TreeConfig(24, 8, 3, min_prob=0.1),
+    TreeConfig(24, 8, 4),
+    TreeConfig(32, 8, 4),
     TreeConfig(32, 10, 4, min_prob=0.1),
+    TreeConfig(40, 10, 4, min_prob=0.05),
 ]
 
 
@@ -119,10 +121,17 @@ def _run_tune_tree(cfg, args) -> int:
     from hivis.world.app.bench import tune_tree, write_json
 
     results = tune_tree(TUNING_TREES, cfg, args.assets)
+    print("tree (nodes/depth/top-k/floor) | all T=0 | long-form T=0 | long-form T=1 | acceptance")
     for r in results:
-        print(json.dumps(r))
+        t = r["tree"]
+        cells = [r["speedup"], r["long_form_speedup"], r["long_form_speedup_t1"]]
+        shown = " | ".join("-" if c is None else f"{c:.2f}x" for c in cells)
+        name = f"{t['total_tokens']}/{t['depth']}/{t['top_k']}/{t['min_prob']}"
+        print(f"{name} | {shown} | {r['acceptance_length']:.2f}")
     if args.json:
-        write_json({"tune_tree": results, "config": {"scenes": cfg.scenes}}, args.json)
+        tasks = [t.value for t in cfg.tasks] if cfg.tasks else None
+        config = {"scenes": cfg.scenes, "tasks": tasks, "reps": cfg.reps}
+        write_json({"tune_tree": results, "config": config}, args.json)
     return 0
 
 
