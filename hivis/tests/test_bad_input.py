@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -11,6 +12,7 @@ import hivis
 from hivis.cli import main
 from hivis.selfcheck.inputs import random_image
 from hivis.targets import Family, UnsupportedFamilyError, load_target
+from hivis.tree import TreeConfig
 
 
 @pytest.fixture()
@@ -128,3 +130,13 @@ def test_cli_reports_errors(tmp_path, capsys):
             ]
         )
     assert "TOTAL,DEPTH,TOPK" in capsys.readouterr().err
+
+
+def test_tree_option_takes_an_optional_confidence_floor():
+    from hivis.cli import parse_tree
+
+    assert parse_tree("16,8,2,0.1") == TreeConfig(16, 8, 2, min_prob=0.1)
+    assert parse_tree("10,4,3") == TreeConfig(10, 4, 3)
+    for bad in ("16,8,2,x", "16,8,2,0.1,3", "16,8"):
+        with pytest.raises(argparse.ArgumentTypeError, match="TOTAL,DEPTH,TOPK"):
+            parse_tree(bad)

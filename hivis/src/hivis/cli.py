@@ -22,16 +22,20 @@ from hivis.tree import TreeConfig
 
 
 def parse_tree(text: str) -> TreeConfig:
-    """``TOTAL,DEPTH,TOPK`` -> TreeConfig, with a message saying the expected form."""
+    """``TOTAL,DEPTH,TOPK[,FLOOR]`` -> TreeConfig, with a message saying the expected form."""
     parts = text.split(",")
     try:
-        total, depth, top_k = (int(p) for p in parts)
+        if len(parts) not in (3, 4):
+            raise ValueError
+        total, depth, top_k = (int(p) for p in parts[:3])
+        floor = {"min_prob": float(parts[3])} if len(parts) == 4 else {}
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--tree wants TOTAL,DEPTH,TOPK as three integers, e.g. 10,4,3; got {text!r}"
+            "--tree wants TOTAL,DEPTH,TOPK as three integers and optionally a confidence floor, "
+            f"e.g. 10,4,3 or 16,8,2,0.1; got {text!r}"
         ) from None
     try:
-        return TreeConfig(total_tokens=total, depth=depth, top_k=top_k)
+        return TreeConfig(total_tokens=total, depth=depth, top_k=top_k, **floor)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -47,8 +47,9 @@ from hivis.world.data.tasks import TaskType
 from hivis.world.data.tokenizer import NO_LONG_FORM, expresses_long_form
 from hivis.world.drafters.shipped import DrafterKind, TestCase, WorldModels, load_world, test_cases
 
-# Chosen by ``hivis bench --tune-tree`` on the shipped world target (see BENCHMARKS.md).
-WORLD_TREE = TreeConfig(total_tokens=24, depth=6, top_k=4)
+# Chosen by ``hivis bench --tune-tree`` on the shipped world target's long answers (see
+# BENCHMARKS.md, session 11): a deep, narrow tree with a confidence floor.
+WORLD_TREE = TreeConfig(total_tokens=16, depth=8, top_k=2, min_prob=0.1)
 
 
 class Method(Enum):

@@ -170,7 +170,8 @@ def run_demo(
     log(
         f"target: shipped tiny LLaVA, {sum(p.numel() for p in target.parameters()) / 1e6:.1f} M "
         f"parameters, 256 visual tokens per image; HiViS drafter (1 layer), tree "
-        f"{WORLD_TREE.total_tokens} nodes / depth {WORLD_TREE.depth} / top-{WORLD_TREE.top_k}"
+        f"{WORLD_TREE.total_tokens} nodes / depth {WORLD_TREE.depth} / top-{WORLD_TREE.top_k} / "
+        f"floor {WORLD_TREE.min_prob}"
     )
     cases = test_cases(scenes, DEMO_TASKS)
     if expresses_long_form(world.target.tokenizer):
