@@ -127,6 +127,10 @@ def worker(which: str, reps: int, threads: int, space_order: int) -> None:
     print("RESULT " + json.dumps(result))
 
 
+class WorkerFailed(RuntimeError):
+    """A benchmark worker ended without a result."""
+
+
 def spawn(
     which: str, reps: int, threads: int, space_order: int, script: str = __file__, extra=()
 ) -> dict:
@@ -137,7 +141,11 @@ def spawn(
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{which} worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        # A negative code is the signal that killed it (-9: the kernel's OOM killer, usually).
+        raise WorkerFailed(
+            f"{which} worker failed (exit code {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return json.loads(lines[-1][len("RESULT ") :])
 
 

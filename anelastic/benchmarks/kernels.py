@@ -244,6 +244,11 @@ def main() -> None:
     )
     parser.add_argument("--three-d-cells", type=int, default=0, help="3-D case: cells per axis")
     parser.add_argument("--three-d-nt", type=int, default=800)
+    parser.add_argument(
+        "--three-d-cases",
+        default="ours_forward,ours_checkpoint,ours_dispersion",
+        help="3-D cases to run (a subset of ours_forward, ours_checkpoint, ours_dispersion)",
+    )
     parser.add_argument("--worker", choices=CASES, default=None)
     args = parser.parse_args()
     three_d = (args.three_d_cells, args.three_d_nt)
@@ -269,7 +274,7 @@ def main() -> None:
         report.update(cases=results, **_ratios(results))
         print_results(results, report)
     if args.three_d_cells:
-        cases_3d = ["ours_forward", "ours_checkpoint", "ours_dispersion"]
+        cases_3d = [c for c in args.three_d_cases.split(",") if c]
         flags = ["--three-d-cells", str(args.three_d_cells), "--three-d-nt", str(args.three_d_nt)]
         results = measure(cases_3d, args, extra + flags)
         report["3d"] = {"cells_per_axis": args.three_d_cells, "nt": args.three_d_nt,
@@ -283,18 +288,31 @@ def main() -> None:
 
 
 def measure(cases: list[str], args, extra: list[str]) -> dict:
-    """Each case in its own subprocess, alternating round by round; medians per case."""
+    """Each case in its own subprocess, alternating round by round; medians per case. A case
+    whose worker fails (e.g. killed out of memory) is reported as such, the others kept."""
     runs: dict[str, list[dict]] = {c: [] for c in cases}
+    failed: dict[str, str] = {}
     for _ in range(args.rounds):
         for case in cases:
-            runs[case].append(
-                p1.spawn(case, args.reps, args.threads, args.space_order, __file__, extra)
-            )
-    return {c: summarise(r) for c, r in runs.items()}
+            if case in failed:
+                continue
+            try:
+                runs[case].append(
+                    p1.spawn(case, args.reps, args.threads, args.space_order, __file__, extra)
+                )
+            except p1.WorkerFailed as err:
+                failed[case] = str(err).splitlines()[0]
+                print(failed[case], file=sys.stderr)
+    out = {c: summarise(r) for c, r in runs.items() if r}
+    out.update({c: {"failed": reason} for c, reason in failed.items()})
+    return out
 
 
 def print_results(results: dict, ratios: dict) -> None:
     for case, r in results.items():
+        if "failed" in r:
+            print(f"{case:22s} {r['failed']}")
+            continue
         print(f"{case:22s} median {r['median_seconds']:7.2f} s  best {r['best_seconds']:7.2f} s  "
               f"peak RSS {r['peak_rss_mib']:7.0f} MiB")  # fmt: skip
     for key in ("kernel_over_forward", "dispersion_over_exact", "peak_ram_vs_deepwave_checkpointed",
@@ -306,6 +324,7 @@ def print_results(results: dict, ratios: dict) -> None:
 
 
 def _ratios(results: dict) -> dict:
+    results = {case: r for case, r in results.items() if "failed" not in r}
     out = {}
     ours = results.get("ours_checkpoint")
     fwd = results.get("ours_forward")
