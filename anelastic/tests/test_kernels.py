@@ -452,7 +452,8 @@ def test_3d_velocity_kernels_predict_finite_differences():
     """3-D, two horizontal-and-vertical velocity components (viscoacoustic, Q = 30): the
     kernel-predicted misfit change of vp, rho, Qp equals central finite differences."""
     from anelastic.acquisition import Source, ricker
-    from anelastic.forward.simulation import Simulation, TimeAxis
+    from anelastic.checks.kernels import central_difference
+    from anelastic.forward.simulation import TimeAxis
     from anelastic.kernel.inputs import kernel_fit
     from anelastic.model import Grid, gaussian_anomaly, homogeneous
     from anelastic.physics import PhysicsConfig
@@ -473,19 +474,8 @@ def test_3d_velocity_kernels_predict_finite_differences():
     x, y, z = np.meshgrid(*[grid.coordinates(k) for k in range(3)], indexing="ij")
     blob = np.exp(-((x - 130) ** 2 + (y - 110) ** 2 + (z - 125) ** 2) / (2 * 25.0**2))
 
-    def chi(m) -> float:
-        data = Simulation(m, [source], receivers, axis, config, sls_fit=fit).run().data
-        return sum(
-            float(WAVEFORM.evaluate(data[c], zeros[c], axis.dt)[0]) for c in receivers.components
-        )
-
     for name in ("vp", "rho", "qp"):
-        values = getattr(model, name)
-        dm = 1e-4 * values * blob
-        predicted = float(np.sum(result.gradients[name] * dm))
-        fd = (
-            chi(model.replace(**{name: values + dm})) - chi(model.replace(**{name: values - dm}))
-        ) / 2
+        predicted, fd = central_difference(event, WAVEFORM, fit, result.gradients, name, blob)
         assert abs(predicted - fd) < 1e-3 * abs(fd), (name, predicted, fd)
 
 

@@ -152,12 +152,7 @@ def gradient_check(
     blob = perturbation(event.model.grid)
     rows = []
     for name in PARAMETERS[kind]:
-        base = getattr(event.model, name)
-        dm = REL_STEP * base * blob
-        predicted = float(np.sum(result.gradients[name] * dm))
-        plus = misfit_value(event, misfit, fit, event.model.replace(**{name: base + dm}))
-        minus = misfit_value(event, misfit, fit, event.model.replace(**{name: base - dm}))
-        fd = (plus - minus) / 2
+        predicted, fd = central_difference(event, misfit, fit, result.gradients, name, blob)
         rows.append({
             "physics": kind.value, "misfit": misfit_kind.value, "parameter": name,
             "data": "+".join(c.value for c in components),
@@ -165,6 +160,18 @@ def gradient_check(
             "rel_error": abs(predicted - fd) / max(abs(fd), 1e-300),
         })  # fmt: skip
     return rows
+
+
+def central_difference(event: Event, misfit: Misfit, fit, gradients: dict, name: str, shape):
+    """(kernel-predicted ``sum g dm``, ``(chi(m + dm) - chi(m - dm)) / 2``) for the
+    perturbation ``dm = REL_STEP * m * shape`` of parameter ``name`` (mechanisms ``fit``
+    held fixed); ``gradients``: dchi/d(parameter) on the model grid."""
+    base = getattr(event.model, name)
+    dm = REL_STEP * base * shape
+    predicted = float(np.sum(gradients[name] * dm))
+    plus = misfit_value(event, misfit, fit, event.model.replace(**{name: base + dm}))
+    minus = misfit_value(event, misfit, fit, event.model.replace(**{name: base - dm}))
+    return predicted, (plus - minus) / 2
 
 
 def perturbation(grid: Grid) -> np.ndarray:

@@ -106,13 +106,16 @@ def surface_row(grid, row: int) -> _Row:
     return _ROWS[key][1]
 
 
-def correction_matrix(surface: dict[int, dict], interior: dict[int, dict]) -> dict[int, dict]:
-    """``{column k: {row r: surface[r][k] - interior[r][k]}}`` (nonzero entries only): the
-    transposed difference of two row operators given as ``{row r: {column k: weight}}``."""
+def correction_matrix(surface_taps, half_order: int, rows, node_target: bool) -> dict[int, dict]:
+    """``{column k: {row r: S[r][k] - I[r][k]}}`` (nonzero entries only) over ``rows``: the
+    transposed difference between the surface operator S (``surface_taps(half_order, r,
+    node_target)``, e.g. :func:`mirrored_taps`) and the interior one I (:func:`interior_taps`)."""
     out: dict[int, dict] = {}
-    for r in surface.keys() | interior.keys():
-        for k in surface.get(r, {}).keys() | interior.get(r, {}).keys():
-            w = surface.get(r, {}).get(k, 0.0) - interior.get(r, {}).get(k, 0.0)
+    for r in rows:
+        surface = surface_taps(half_order, r, node_target)
+        interior = interior_taps(half_order, r, node_target)
+        for k in surface.keys() | interior.keys():
+            w = surface.get(k, 0.0) - interior.get(k, 0.0)
             if w != 0.0:
                 out.setdefault(k, {})[r] = w
     return out

@@ -252,9 +252,26 @@ class ViscoacousticAdjoint(PressureReleaseAdjoint, AdjointScheme):
         ``halo_profiles``: copies of the node C-PML profiles ``cpmla_<axis>`` with a stencil
         halo (the transposed derivative reads them at neighbouring points). ``seams``: the
         :meth:`seam_layout` (None: C-PML terms everywhere, the simplest correct form)."""
-        physics, dims = self.physics, layout.grid.dimensions
-        sponge_p = self._sponge(layout, ())
-        pressure = sponge_p * adj["adj_p"]
+        pressure = self._sponge(layout, ()) * adj["adj_p"]
+        eqs = self._pressure_step(adj, tmp, buffers, grads, coeffs, layout, seams, pressure)
+        if self.free_surface:
+            eqs += self.surface_row_equations(adj, tmp, grads, buffers, coeffs, layout, pressure)
+        eqs += self._velocity_step(adj, tmp, buffers, grads, coeffs, layout, halo_profiles, seams)
+        flux = sum(
+            derivative_at_node(
+                lambda k, i=i, a=a: at(tmp[f"tmp_flux_{a}"], i, k), self.weights, d.spacing
+            )
+            for i, (a, d) in enumerate(zip(self.axes, layout.grid.dimensions, strict=True))
+        )
+        eqs.append(Eq(adj["adj_p"].backward, pressure - flux))
+        if self.free_surface:
+            eqs += self.surface_pressure_equations(adj, tmp, layout, pressure)
+        return eqs
+
+    def _pressure_step(self, adj, tmp, buffers, grads, coeffs, layout, seams, pressure):
+        """The transposed pressure and memory updates (adiv, zeta^, the M and Q gradients,
+        psi^_v); ``pressure``: P = s_p p^'."""
+        physics = self.physics
         pointwise = [Eq(tmp["tmp_div"], self._adjoint_divergence(adj, coeffs, pressure))]
         for l in range(self.n_memory):
             z = adj[f"adj_zeta{l}"]
@@ -264,16 +281,18 @@ class ViscoacousticAdjoint(PressureReleaseAdjoint, AdjointScheme):
         if self.n_memory:
             pointwise.append(Eq(grads["grad_q"], grads["grad_q"] + pressure * buffers["w_q"]))
         if not self.cpml or seams is None:
-            eqs = pointwise + self._memory_psi(adj, tmp, layout, None)
-        else:
-            # Per forward region, the pointwise updates and then the psi^_v of that region: one
-            # loop nest per region reads adiv once (measured on P1: 13 -> 10 parallel regions).
-            eqs = []
-            for region in layout.regions:
-                eqs += on_subdomain(pointwise, region.subdomain)
-                eqs += self._memory_psi(adj, tmp, layout, region)
-        if self.free_surface:
-            eqs += self.surface_row_equations(adj, tmp, grads, buffers, coeffs, layout, pressure)
+            return pointwise + self._memory_psi(adj, tmp, layout, None)
+        # Per forward region, the pointwise updates and then the psi^_v of that region: one
+        # loop nest per region reads adiv once (measured on P1: 13 -> 10 parallel regions).
+        eqs = []
+        for region in layout.regions:
+            eqs += on_subdomain(pointwise, region.subdomain)
+            eqs += self._memory_psi(adj, tmp, layout, region)
+        return eqs
+
+    def _velocity_step(self, adj, tmp, buffers, grads, coeffs, layout, halo_profiles, seams):
+        """The transposed velocity updates, their fluxes F_a and the buoyancy gradients, on
+        the seam regions (None: the whole grid)."""
         # Region-major: both axes of one region next to each other, so Devito fuses them into
         # one loop nest per region (axis-major, the strips took one nest per axis and side).
         updates, fluxes = [], []
@@ -289,23 +308,13 @@ class ViscoacousticAdjoint(PressureReleaseAdjoint, AdjointScheme):
                         i, a, adj, tmp, buffers, grads, coeffs, layout, damped, where
                     )
                 )
-        if self.free_surface:  # the top rows' v^ corrected before any flux reads it
-            eqs += [e for group in updates for e in group]
-            eqs += self.surface_velocity_equations(adj, tmp, layout)
-            eqs += [e for group in fluxes for e in group]
-            eqs += self.surface_gradient_equations(adj, buffers, grads, layout)
-        else:
-            eqs += [e for u, f in zip(updates, fluxes, strict=True) for e in u + f]
-        flux = sum(
-            derivative_at_node(
-                lambda k, i=i, a=a: at(tmp[f"tmp_flux_{a}"], i, k), self.weights, d.spacing
-            )
-            for i, (a, d) in enumerate(zip(self.axes, dims, strict=True))
-        )
-        eqs.append(Eq(adj["adj_p"].backward, pressure - flux))
-        if self.free_surface:
-            eqs += self.surface_pressure_equations(adj, tmp, layout, pressure)
-        return eqs
+        if not self.free_surface:
+            return [e for u, f in zip(updates, fluxes, strict=True) for e in u + f]
+        # The top rows' v^ is corrected before any flux reads it.
+        eqs = [e for group in updates for e in group]
+        eqs += self.surface_velocity_equations(adj, tmp, layout)
+        eqs += [e for group in fluxes for e in group]
+        return eqs + self.surface_gradient_equations(adj, buffers, grads, layout)
 
     def _adjoint_divergence(self, adj, coeffs, pressure):
         mixed = sum(coeffs[f"zbeta{l}"] * adj[f"adj_zeta{l}"] for l in range(self.n_memory))

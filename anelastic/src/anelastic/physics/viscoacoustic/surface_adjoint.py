@@ -20,6 +20,8 @@ surface row's adjoint divergence is corrected through the psi of every axis a re
 
 from __future__ import annotations
 
+import functools
+
 from devito import Eq
 
 from anelastic.physics.base import VELOCITY_NAMES
@@ -38,9 +40,8 @@ class PressureReleaseAdjoint:
 
     def _surface_matrix(self, rows, node_target: bool, odd: bool) -> dict[int, dict]:
         s = self.physics.config.space_order // 2
-        surface = {r: mirrored_taps(s, r, node_target, odd) for r in rows}
-        interior = {r: interior_taps(s, r, node_target) for r in rows}
-        return correction_matrix(surface, interior)
+        taps = functools.partial(mirrored_taps, odd=odd)
+        return correction_matrix(taps, s, rows, node_target)
 
     def surface_buffer_equations(self, fields, buffers, coeffs, grid) -> list[Eq]:
         """w_M (and w_Q) on node rows 1..s-1 from the mirrored divergence (C-PML terms dropped,

@@ -38,7 +38,6 @@ from anelastic.physics.free_surface import (
     below_surface_taps,
     correction_matrix,
     gather_rows,
-    interior_taps,
     mirrored_taps,
     surface_row,
 )
@@ -57,10 +56,7 @@ class FreeSurfaceAdjoint:
         return self.physics.config.space_order // 2
 
     def _matrix(self, surface_taps, rows, node_target: bool) -> dict[int, dict]:
-        s = self._half_order
-        surface = {r: surface_taps(s, r, node_target) for r in rows}
-        interior = {r: interior_taps(s, r, node_target) for r in rows}
-        return correction_matrix(surface, interior)
+        return correction_matrix(surface_taps, self._half_order, rows, node_target)
 
     # --- replay buffer -------------------------------------------------------------------
     def surface_buffer_equations(self, fields, buffers, coeffs, grid, h) -> list[Eq]:
