@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): hivis/pyproject.toml anelastic/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e 'hivis[dev,train,bench]' -e 'anelastic[dev,bench,dask]' $(TORCH)
+	$(BIN)/pip install -q -e 'hivis[dev,train,bench]' -e 'anelastic[dev,bench,dask,mpi]' $(TORCH)
 	touch $(STAMP)
 
 demo: venv

@@ -304,6 +304,13 @@ def test_full_storage_on_disk_when_ram_is_short(tmp_path):
             ('misfit = "cc_traveltime"', 'misfit = "waveform"\nmemory_budget = "1KiB"'),
             "holds no replay frame: one frame of this grid takes",
         ),
+        (
+            (
+                'misfit = "cc_traveltime"',
+                'misfit = "waveform"\nstorage = "dispersion-only"\nmemory_budget = "1MiB"',
+            ),
+            "plus the boundary ring that dispersion-only storage keeps for every step",
+        ),
         (('misfit = "cc_traveltime"', 'misfit = "waveform"\nstorage = "reverse"'), "1/alpha_l"),
         (("window = [0.1, 0.35]", "window = [0.1, 5.0]"), "after the last sample"),
         (("window = [0.1, 0.35]", "band = [1.0, 900.0]"), "Nyquist"),

@@ -11,6 +11,7 @@ import pytest
 from anelastic.acquisition import Component, Receivers, Source, SourceKind, ricker
 from anelastic.forward.simulation import Simulation, TimeAxis
 from anelastic.kernel import reconstruction
+from anelastic.kernel.inputs import ring_bytes_bound
 from anelastic.kernel.reconstruction import (
     ForwardReconstruction,
     ReverseUnstableError,
@@ -149,6 +150,9 @@ def test_ring_size_storage_and_zero_layer():
     assert recon.boundary_nbytes() == (TIME.nt + 1) * sum(rings.values()) * 8
     # 80 x 80 padded, interior 60 x 60 (59 along a staggered axis), ring 2 cells
     assert rings == {"p": 64 * 64 - 60 * 60, "vx": 63 * 64 - 59 * 60, "vz": 64 * 63 - 60 * 59}
+    # the bound the budget check uses before any compute: never below, at most 1 % above
+    bound = ring_bytes_bound(sim.model, sim.config, TIME.nt)
+    assert recon.boundary_nbytes() <= bound <= 1.01 * recon.boundary_nbytes()
     n, fields = next(recon.states_backward(133, 133))
     for name, array in fields.items():
         support = recon.regions[name].support

@@ -25,15 +25,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     fwd.add_argument("--scheduler", help="address of a Dask scheduler (with --per-source)")
     fwd.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
+    _add_mpi_mode(fwd)
     _add_kernel(sub)
     demo = sub.add_parser("demo", help="2-D demo with and without attenuation (< 2 min)")
     demo.add_argument("--out", type=Path, default=Path("anelastic_demo"))
     ver = sub.add_parser("verify", help="self-checks: analytic solutions, kernels")
-    ver.add_argument("what", choices=["analytic", "kernels"])
+    ver.add_argument("what", choices=["analytic", "kernels", "mpi"])
     ver.add_argument("--json", action="store_true", help="print JSON only")
     ver.add_argument("--case", action="append", help="run only this case (repeatable)")
+    ver.add_argument("--ranks", type=int, default=2, help="MPI ranks for `verify mpi`")
     args = parser.parse_args(argv)
     try:
+        _use_mpi_mode(getattr(args, "mpi_mode", None))
         if args.command == "forward":
             return run_forward(args)
         if args.command == "kernel":
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo_command(args.out)
         if args.what == "kernels":
             return run_verify_kernels(args.json)
+        if args.what == "mpi":
+            return run_verify_mpi(args.case, args.ranks, args.json)
         return run_verify(args.case, args.json)
     except (ValueError, OSError) as err:  # what a user's input can cause
         print(f"anelastic: error: {err}", file=sys.stderr)
@@ -60,8 +65,40 @@ def run_forward(args) -> int:
     except EventsFailed as err:
         print(f"anelastic: error: {err}", file=sys.stderr)
         return 2 if err.users_mistake else 1
-    print(json.dumps(summary))
+    if _is_root():
+        print(json.dumps(summary))
     return 0
+
+
+def _add_mpi_mode(cmd) -> None:
+    cmd.add_argument(
+        "--mpi-mode", choices=["basic", "diag2", "full"],
+        help="Devito's halo-exchange scheme under mpiexec -n N (default basic; full overlaps "
+        "exchanges with compute)",
+    )  # fmt: skip
+
+
+def _use_mpi_mode(mode: str | None) -> None:
+    """Set Devito's MPI mode before Devito loads; refused without an MPI launch."""
+    if mode is None:
+        return
+    from anelastic.forward.decomposition import launched_ranks
+
+    if launched_ranks() < 2:
+        raise ValueError(
+            f"--mpi-mode {mode} needs a decomposed run: start it as mpiexec -n N anelastic ... "
+            "(N >= 2), or drop --mpi-mode"
+        )
+    import os
+
+    os.environ["DEVITO_MPI"] = mode
+
+
+def _is_root() -> bool:
+    """Rank 0 under MPI (it alone prints what every rank computed alike), else True."""
+    from anelastic.forward import decomposition
+
+    return decomposition.is_root()
 
 
 def _add_kernel(sub) -> None:
@@ -118,6 +155,23 @@ def run_verify_kernels(as_json: bool) -> int:
     print(f"time steps: {report['time_steps']}")
     print(f"dispersion-only vs exact K_alpha: {report['dispersion_only_vs_exact']}")
     print("PASSED" if report["passed"] else "FAILED", f"({report['seconds']} s)")
+    return 0 if report["passed"] else 1
+
+
+def run_verify_mpi(cases: list[str] | None, ranks: int, as_json: bool) -> int:
+    from anelastic.checks.mpi import TOLERANCE, verify_mpi
+
+    if ranks < 2:
+        raise ValueError(f"--ranks must be >= 2 to decompose anything, got {ranks}")
+    report = verify_mpi(cases, ranks)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for row in report["cases"]:
+            status = "ok  " if row["passed"] else "FAIL"
+            print(f"{status} {row['name']:36s} {ranks} ranks vs serial: max relative "
+                  f"difference {row['max_rel_diff']:.3g} (tolerance {TOLERANCE:g}, "
+                  f"{row['seconds']} s)")  # fmt: skip
     return 0 if report["passed"] else 1
 
 

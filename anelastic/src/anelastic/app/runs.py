@@ -33,6 +33,7 @@ import numpy as np
 from anelastic.acquisition import Seismograms
 from anelastic.app import plot
 from anelastic.app.config import RunConfig, load_config
+from anelastic.forward import decomposition
 from anelastic.forward.simulation import Simulation
 from anelastic.kernel.compute import check_observed, compute_kernels
 from anelastic.kernel.inputs import (
@@ -64,12 +65,13 @@ def run_forward(
     """
     cfg = load_config(config_path)
     out.mkdir(parents=True, exist_ok=True)
+    progress = progress and decomposition.is_root()
     if not per_source:
         summary = forward_gather((cfg, None, out, progress))[1]
     else:
         jobs = [(cfg, k, out / f"source_{k:03d}", progress) for k in range(len(cfg.sources))]
-        if len(jobs) == 1:
-            per_event = {0: forward_gather(jobs[0])[1]}
+        if len(jobs) == 1 or decomposition.size() > 1:  # under MPI: one after another
+            per_event = {k: forward_gather(job)[1] for k, job in enumerate(jobs)}
         else:
             from anelastic.app.parallel import run_events
 
@@ -77,7 +79,8 @@ def run_forward(
             per_event = run_events(forward_gather, jobs, scheduler, workers, progress=progress)
             per_event = per_event.per_event
         summary = {"sources": len(jobs), "per_source": [per_event[k] for k in sorted(per_event)]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if decomposition.is_root():
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -97,6 +100,15 @@ def forward_gather(job: tuple) -> tuple[dict, dict]:
     snapshot = sim.wavefield(field)
     seis = sim.run(progress=progress)
     done = time.perf_counter()
+    summary = _forward_summary(cfg, sim, len(sources), built - start, done - built)
+    if decomposition.is_root():  # under MPI every rank holds the gathered results
+        _write_forward_files(cfg, sources, out, seis, snapshot, field, snapshot_step)
+    return {}, summary
+
+
+def _write_forward_files(cfg, sources, out: Path, seis, snapshot, field: str, step: int) -> None:
+    """seismograms.npz / .mseed / sac/, wavefield.png (``snapshot`` of ``field`` at ``step``),
+    seismograms.png."""
     seis.save_npz(out / "seismograms.npz")
     seis.write(out / "seismograms.mseed", "MSEED", cfg.origin_time, cfg.stations)
     (out / "sac").mkdir(exist_ok=True)
@@ -104,21 +116,24 @@ def forward_gather(job: tuple) -> tuple[dict, dict]:
     positions = np.array([s.position for s in sources])
     plot.wavefield_png(
         snapshot, cfg.model.grid, out / "wavefield.png",
-        f"{field} at t = {snapshot_step * cfg.time.dt:.3f} s", positions, cfg.receivers.positions,
+        f"{field} at t = {step * cfg.time.dt:.3f} s", positions, cfg.receivers.positions,
     )  # fmt: skip
     plot.components_png(seis, out / "seismograms.png", positions[0])
+
+
+def _forward_summary(cfg, sim: Simulation, sources: int, setup: float, run: float) -> dict:
     fit = getattr(sim.physics, "fit", None)
-    summary = {
+    return {
         "sls_fit_max_rel_error": None if fit is None else round(fit.max_rel_error, 5),
-        "setup_seconds": round(built - start, 3),
-        "run_seconds": round(done - built, 3),
+        "setup_seconds": round(setup, 3),
+        "run_seconds": round(run, 3),
         "nt": cfg.time.nt,
         "grid": list(cfg.model.grid.shape),
-        "sources": len(sources),
+        "sources": sources,
+        "mpi_ranks": decomposition.size(),
         "files": ["seismograms.npz", "seismograms.mseed", "sac/", "wavefield.png",
                   "seismograms.png"],
     }  # fmt: skip
-    return {}, summary
 
 
 def run_kernel(
@@ -133,6 +148,12 @@ def run_kernel(
     progress: bool = True,
 ) -> dict:
     """Everything of ``anelastic kernel`` (arguments override the config's [kernel] section)."""
+    if decomposition.launched_ranks() > 1:
+        raise ValueError(
+            "anelastic kernel does not run decomposed over MPI ranks yet (anelastic forward "
+            "does): start it without mpiexec; several events spread over Dask workers "
+            "(--scheduler / --workers)"
+        )
     cfg = load_config(config_path)
     if cfg.kernel is None:
         raise ValueError(f"{config_path} has no [kernel] section (misfit, observed data)")

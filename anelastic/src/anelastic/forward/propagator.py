@@ -23,6 +23,7 @@ from devito import (
 )
 
 from anelastic.acquisition import Component
+from anelastic.forward import decomposition
 from anelastic.forward.cache import Claimable, OperatorCache
 from anelastic.forward.threads import ThreadChooser
 from anelastic.physics.base import CoefficientSpec, FieldRole, Physics
@@ -146,10 +147,11 @@ class Propagator(Claimable):
         for group, src in self.sources.items():
             members = groups[group]
             shift = group[2] * sim.time.dt
-            for j, (k, scale) in enumerate(members):
-                source = sim.sources[k]
-                src.coordinates.data[j] = source.position
-                src.data[:, j] = scale * source.wavelet(times + shift)
+            # Whole arrays: under MPI, Devito's sparse data is set only as a whole.
+            src.coordinates.data[:] = np.array([sim.sources[k].position for k, _ in members])
+            src.data[:] = np.stack(
+                [scale * sim.sources[k].wavelet(times + shift) for k, scale in members], axis=1
+            )
 
     def apply_one(self, sim: Simulation, step: int) -> None:
         """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
@@ -170,11 +172,17 @@ class Propagator(Claimable):
         self.calls(start, stop - 1, threads)
 
     def finite(self) -> bool:
+        """No NaN/inf in any wavefield (on any rank: all ranks get the same answer)."""
         wavefields = [self.fields[s.name] for s in self.specs if s.role is FieldRole.WAVEFIELD]
-        return all(bool(np.isfinite(f.data).all()) for f in wavefields)
+        return decomposition.all_ranks(all(bool(np.isfinite(f.data).all()) for f in wavefields))
 
     def read_state(self, step: int) -> dict[str, np.ndarray]:
-        return {name: np.array(f.data[step % 2]) for name, f in self.fields.items()}
+        """Every field at ``step``: [*padded shape], or this rank's box of it under MPI."""
+        return {name: np.array(f.data_local[step % 2]) for name, f in self.fields.items()}
+
+    def gather_field(self, name: str, step: int) -> np.ndarray:
+        """Field ``name`` at ``step`` on the whole padded grid (gathered under MPI)."""
+        return decomposition.gather_field(self.fields[name], (step % 2,))
 
     def write_state(self, step: int, arrays: dict[str, np.ndarray]) -> None:
         missing = set(self.fields) - set(arrays)
@@ -182,20 +190,28 @@ class Propagator(Claimable):
         if missing or extra:
             raise ValueError(f"state fields mismatch: missing {missing}, unexpected {extra}")
         for name, f in self.fields.items():
-            if arrays[name].shape != f.data.shape[1:]:
-                raise ValueError(f"state field {name} has shape {arrays[name].shape}")
-            f.data[step % 2] = arrays[name]
-            f.data[(step + 1) % 2] = 0
+            local = f.data_local
+            if arrays[name].shape != local.shape[1:]:
+                box = " (this rank's box)" if decomposition.size() > 1 else ""
+                raise ValueError(
+                    f"state field {name} has shape {arrays[name].shape}, this solver "
+                    f"{local.shape[1:]}{box}"
+                )
+            local[step % 2] = arrays[name]
+            local[(step + 1) % 2] = 0
 
     def write_receivers(self, sim: Simulation, traces: dict[Component, np.ndarray]) -> None:
         """Put back receiver traces [nt, nrec] recorded before a resume point."""
         self.check_owner(sim)
         for comp, rec in self.receivers.items():
             rec.data[:] = traces[comp]
+        self.calls.reset()  # under MPI the direct calls hold scattered copies of the traces
 
     def read_receivers(self, sim: Simulation) -> dict[Component, np.ndarray]:
+        """Traces [nt, nrec] per component (all receivers, on every rank under MPI)."""
         self.check_owner(sim)
-        return {comp: np.array(rec.data) for comp, rec in self.receivers.items()}
+        self.calls.gather(list(self.receivers.values()))
+        return {comp: decomposition.gather_sparse(rec) for comp, rec in self.receivers.items()}
 
 
 def make_time_function(spec, grid, order: int) -> TimeFunction:
@@ -263,6 +279,16 @@ class DirectKernel:
         if status != 0:
             raise RuntimeError(f"Devito kernel {self.operator.name} failed with status {status}")
 
+    def gather(self, sparse: list) -> None:
+        """Copy what the calls wrote into ``sparse`` functions' scattered arrays back into their
+        ``data`` (under MPI, Devito hands each rank's C code the points it owns; serial: no-op).
+        Devito's own ``apply`` does this after every call, along with freeing its MPI messages,
+        which direct calls reuse."""
+        if self._values is None:
+            return
+        for function in sparse:
+            function._arg_apply(self._values[self._positions[function.name]])
+
 
 class DirectCalls:
     """The :class:`DirectKernel` of one operator for each thread count; ``reset()`` after a
@@ -274,6 +300,12 @@ class DirectCalls:
 
     def reset(self) -> None:
         self._by_threads.clear()
+
+    def gather(self, sparse: list) -> None:
+        """:meth:`DirectKernel.gather` of every thread count's kernel (one under MPI, where the
+        thread count is fixed)."""
+        for call in self._by_threads.values():
+            call.gather(sparse)
 
     def __call__(self, time_m: int, time_M: int, threads: int) -> None:  # noqa: N803
         """Time indices ``time_m .. time_M`` (inclusive, Devito's convention) on ``threads``."""

@@ -25,6 +25,9 @@ caches of :mod:`anelastic.forward.cache` call it), not when a module is imported
   are passed per call, ``nthreads``).
 - Devito ``log-level = "ERROR"``: no per-call performance lines on stderr (progress bars and
   summaries report timings instead).
+- **MPI by the launch alone**: started by ``mpiexec -n N`` (N > 1) or ``srun``, Devito's ``mpi``
+  option is set (``basic`` halo exchanges, unless ``DEVITO_MPI`` or ``--mpi-mode`` chose
+  another), so the grids are decomposed over the ranks (:mod:`anelastic.forward.decomposition`).
 """
 
 from __future__ import annotations
@@ -47,8 +50,25 @@ def configure() -> None:
 
     configuration["language"] = "openmp"
     configuration["log-level"] = "ERROR"
+    from anelastic.forward.decomposition import launched_ranks
+
+    if launched_ranks() > 1 and not configuration["mpi"] and "DEVITO_MPI" not in os.environ:
+        configuration["mpi"] = "basic"
+    if configuration["mpi"]:
+        _find_mpicc()
     _use_contiguous_static_schedule()
     _configured = True
+
+
+def _find_mpicc() -> None:
+    """Devito compiles MPI operators with ``mpicc`` from PATH; the ``anelastic[mpi]`` extra
+    installs it beside this Python, which is not on PATH when the venv is not activated."""
+    import shutil
+    import sys
+
+    here = os.path.dirname(sys.executable)
+    if shutil.which("mpicc") is None and shutil.which("mpicc", path=here) is not None:
+        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
 
 
 def _use_contiguous_static_schedule() -> None:

@@ -160,7 +160,8 @@ class Simulation:
         )
 
     def state(self) -> SolverState:
-        """A copy of the complete solver state at the current step."""
+        """A copy of the complete solver state at the current step (under MPI: of this rank's
+        box; every rank saves and restores its own)."""
         self.propagator.check_owner(self)
         return SolverState(self.step, self.propagator.read_state(self.step), self.fingerprint())
 
@@ -195,8 +196,10 @@ class Simulation:
         self.propagator.write_receivers(self, traces)
 
     def wavefield(self, name: str = "p") -> np.ndarray:
-        """Field ``name`` at the current step on the physical (unpadded) grid."""
-        full = self.propagator.read_state(self.step)[name]
+        """Field ``name`` at the current step on the physical (unpadded) grid (the whole grid
+        on every rank under MPI)."""
+        self.propagator.check_owner(self)
+        full = self.propagator.gather_field(name, self.step)
         window = tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.pads, full.shape, strict=True))
         return full[window]
 

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from anelastic.forward import decomposition
+
 PROBE_STEPS = 32  # steps per probing call: long enough to time, short enough to waste little
 REPROBE_EVERY = 12  # timed calls between re-timings of the candidates not in use ...
 MAX_REPROBE_EVERY = 96  # ... doubled (up to this) each time a re-timing confirms the choice
@@ -147,7 +149,13 @@ class ThreadChooser:
             self.record(threads, steps, seconds)
 
     def or_fixed(self, fixed: int | None) -> ThreadChooser:
-        """A chooser of exactly ``fixed`` threads if the user set a count, else this one."""
+        """A chooser of exactly ``fixed`` threads if the user set a count, else this one.
+
+        Under MPI the count is fixed too (the node's cores shared among its ranks): ranks wait
+        for each other's halos at every step, so one rank's timing says little about a count,
+        and one count per operator keeps one set of scattered sparse data (traces)."""
+        if fixed is None and decomposition.mpi_active():
+            fixed = decomposition.threads_per_rank()
         return ThreadChooser(fixed) if fixed is not None else self
 
     def summary(self) -> dict:

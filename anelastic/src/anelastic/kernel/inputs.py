@@ -142,13 +142,42 @@ def check_kernel_run(
         raise ReverseUnstableError(" Also: ".join(reasons))
     _check_misfit(settings.misfit, time)
     if settings.chunk is None:
-        frame = replay_frame_bytes(model, config, attenuating)
-        if settings.memory_budget < frame:
-            raise KernelInputError(
-                f"memory budget {settings.memory_budget} bytes holds no replay frame: one frame "
-                f"of this grid takes {frame} bytes ({frame / 2**20:.1f} MiB); raise "
-                "--memory-budget (memory_budget) to at least that, or set --chunk"
-            )
+        _check_budget(model, time, config, settings, attenuating)
+
+
+def _check_budget(model: Model, time: TimeAxis, config: PhysicsConfig, settings, attenuating):
+    """The budget must hold one replay frame, plus reverse storage's boundary ring."""
+    frame = replay_frame_bytes(model, config, attenuating)
+    rebuilt = settings.storage in (Storage.REVERSE, Storage.DISPERSION_ONLY)
+    ring = ring_bytes_bound(model, config, time.nt) if rebuilt else 0
+    if settings.memory_budget >= frame + ring:
+        return
+    ring_text = (
+        f" plus the boundary ring that {settings.storage.value} storage keeps for every step "
+        f"({ring / 2**30:.2f} GiB)"
+        if ring
+        else ""
+    )
+    raise KernelInputError(
+        f"memory budget {settings.memory_budget} bytes holds no replay frame: one frame of this "
+        f"grid takes {frame} bytes ({frame / 2**20:.1f} MiB){ring_text}; raise --memory-budget "
+        f"(memory_budget) to at least {frame + ring} bytes"
+        + (", or use --storage checkpoint (no ring)" if ring else ", or set --chunk")
+    )
+
+
+def ring_bytes_bound(model: Model, config: PhysicsConfig, nt: int) -> int:
+    """Upper bound on the bytes of reverse storage's ring buffers: per wavefield [nt + 1, nring],
+    nring = cells within space_order / 2 of the undamped interior (the physical grid), inside
+    the absorbing layers (:class:`anelastic.kernel.reconstruction.FieldRegion`; a staggered
+    field's interior is one cell shorter, so its ring is at most this)."""
+    radius = config.space_order // 2
+    pads = padding(model.ndim, config.pml_width, config.free_surface)
+    inner = [int(n) for n in model.grid.shape]
+    outer = [n + min(lo, radius) + min(hi, radius) for n, (lo, hi) in zip(inner, pads, strict=True)]
+    cells = int(np.prod(outer)) - int(np.prod(inner))
+    arrays = physics_class(config.kind).wavefield_arrays(model.ndim)
+    return arrays * cells * (nt + 1) * np.dtype(config.dtype).itemsize
 
 
 def _check_misfit(misfit, time: TimeAxis) -> None:

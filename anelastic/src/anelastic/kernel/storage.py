@@ -140,16 +140,18 @@ class StorageStrategy(ABC):
             threads=self.settings.threads, sls_fit=fit,
         )  # fmt: skip
 
-    def chunk_length(self, sim: Simulation, every_frame: bool = False) -> int:
-        """N: --chunk, else what the memory budget holds; ``every_frame``: nt when the budget
-        holds all nt frames (else frames go to disk, moved N at a time)."""
+    def chunk_length(self, sim: Simulation, every_frame: bool = False, reserved: int = 0) -> int:
+        """N: --chunk, else what the memory budget holds beside ``reserved`` bytes (reverse
+        storage's ring); ``every_frame``: nt when the budget holds all nt frames (else frames go
+        to disk, moved N at a time)."""
         nt = sim.time.nt
         frame = frame_bytes(sim)
-        if every_frame and frame * nt <= self.settings.memory_budget:
+        budget = self.settings.memory_budget - reserved
+        if every_frame and frame * nt <= budget:
             return nt
         if self.settings.chunk is not None:
             return min(int(self.settings.chunk), nt)
-        return chunk_length_for_budget(self.settings.memory_budget, frame, nt)
+        return chunk_length_for_budget(budget, frame, nt)
 
 
 def frame_bytes(sim: Simulation) -> int:
@@ -294,7 +296,8 @@ class ReverseStorage(StorageStrategy):
         self.reconstruction = ForwardReconstruction(sim)
         self.reconstruction.run_forward(progress=self.bars.enabled)
         self.log.add("forward", sim.time.nt, time.perf_counter() - begin)
-        self.n = self.chunk_length(sim)
+        # The ring stays in RAM for the whole pass: the frames get what the budget leaves.
+        self.n = self.chunk_length(sim, reserved=self.reconstruction.boundary_nbytes())
 
     def fill(self, ops: KernelOperators, chunk: Chunk) -> None:
         begin = time.perf_counter()

@@ -191,6 +191,12 @@ class Physics(ABC):
 
     @staticmethod
     @abstractmethod
+    def wavefield_arrays(ndim: int) -> int:
+        """Grid arrays of the wavefields (role WAVEFIELD: no memory variables, no C-PML
+        auxiliaries), known from the configuration alone (reverse storage's ring)."""
+
+    @staticmethod
+    @abstractmethod
     def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
         """Grid arrays in one replay-buffer frame (``len(adjoint().buffer_specs())``),
         known from the configuration alone, so a memory budget is checked before compute."""

@@ -129,11 +129,11 @@ class AbsorbingLayout:
                 for tag, stag in (("", None), ("h", dim)):
                     for ab in ("a", "b"):
                         name = f"cpml{ab}{tag}_{dim.name}"
-                        out[name] = _profile_function(name, dim, n, stag)
+                        out[name] = _profile_function(name, self.grid, dim, n, stag)
             else:
                 for tag, stag in (("", None), ("h", dim)):
                     name = f"sponge{tag}_{dim.name}"
-                    out[name] = _profile_function(name, dim, n, stag)
+                    out[name] = _profile_function(name, self.grid, dim, n, stag)
         return out
 
     def set_profiles(self, vmax: float, f0: float, dt: float, spacing: tuple[float, ...]) -> None:
@@ -180,9 +180,13 @@ class AbsorbingLayout:
         return factor
 
 
-def _profile_function(name: str, dim, n: int, staggered) -> Function:
-    f = Function(name=name, dimensions=(dim,), shape=(n,), space_order=0, staggered=staggered)
-    return f
+def _profile_function(name: str, grid, dim, n: int, staggered) -> Function:
+    """A 1-D profile [n] along ``dim``, on ``grid`` so that under MPI it is decomposed like the
+    grid's axis; float32 whatever the grid's precision (as the forward has always used)."""
+    return Function(
+        name=name, grid=grid, dimensions=(dim,), shape=(n,), space_order=0,
+        staggered=staggered, dtype=np.float32,
+    )  # fmt: skip
 
 
 def layer_depth(n: int, lo: int, hi: int, half: bool) -> np.ndarray:

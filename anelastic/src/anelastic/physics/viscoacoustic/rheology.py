@@ -334,6 +334,11 @@ class Viscoacoustic(Physics):
         return float(self.model.vp.min()), float(v_unrelaxed.max())
 
     @staticmethod
+    def wavefield_arrays(ndim: int) -> int:
+        """Pressure and velocity per axis."""
+        return 1 + ndim
+
+    @staticmethod
     def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
         """p^n, w_M and, with attenuation, w_Q (:mod:`.adjoint`)."""
         return 3 if attenuating else 2

@@ -63,6 +63,11 @@ class Viscoelastic(ElasticSourcesReceivers, FreeSurface, ElasticStages, ElasticS
     kind = PhysicsKind.VISCOELASTIC
 
     @staticmethod
+    def wavefield_arrays(ndim: int) -> int:
+        """Velocity per axis and the stress tensor's d (d + 1) / 2 components."""
+        return ndim + ndim * (ndim + 1) // 2
+
+    @staticmethod
     def replay_frame_arrays(ndim: int, attenuating: bool) -> int:
         """div sigma per axis, normal strain rates, shear strain rates: d (d + 3) / 2."""
         return ndim * (ndim + 3) // 2
