@@ -108,6 +108,7 @@ def halo_traffic(sim) -> dict:
 
     code = str(sim.propagator.operator)
     loop = code[code.find("for (int time") :]
+    loop = loop[: loop.find("\n}\n")]  # to the end of the operator's function
     exchanged = re.findall(r"haloupdate\d+\((\w+)_vec", loop)
     if decomposition.size() == 1:
         return {"fields_per_step": exchanged, "bytes_per_step": 0, "messages_per_step": 0}
@@ -143,14 +144,18 @@ def spawn(case: str, cells: int, nt: int) -> dict:
         return json.loads(Path(out).read_text())
 
 
-def projection(serial_seconds: float, cells: int, nt: int, measured_s_per_byte: float) -> list:
-    """Efficiency on PROJECTED_RANKS ranks for PROJECTED_SHAPE (module docstring)."""
+def projection(
+    serial_seconds: float, cells: int, nt: int, measured_s_per_byte: float, fields: int
+) -> list:
+    """Efficiency on PROJECTED_RANKS ranks for PROJECTED_SHAPE (module docstring); ``fields``:
+    the fields exchanged per step, as counted in the generated C."""
+    from mpi4py import MPI
+
     s_per_cell = serial_seconds / ((cells + 2 * PML) ** 3 * nt)
     padded = [n + 2 * PML for n in PROJECTED_SHAPE]
-    fields = 9  # velocities and stresses, as the generated C exchanges them (see halo_per_rank)
     rows = []
     for ranks in PROJECTED_RANKS:
-        topology = _topology(ranks)
+        topology = MPI.Compute_dims(ranks, 3)  # balanced, as Devito's default topology
         box = [n / p for n, p in zip(padded, topology, strict=True)]
         faces = [np.prod(box) / b for b in box]
         cut = [2 * f for f, p in zip(faces, topology, strict=True) if p > 1]
@@ -162,26 +167,10 @@ def projection(serial_seconds: float, cells: int, nt: int, measured_s_per_byte: 
         rows.append({
             "ranks": ranks, "topology": topology, "cells_per_rank": int(np.prod(box)),
             "halo_bytes_per_rank_per_step": int(bytes_step),
-            "efficiency_measured_halo_cost": round(compute / (compute + measured), 3),
-            "efficiency_assumed_network": round(compute / (compute + network), 3),
+            "efficiency_measured_halo_cost": round(float(compute / (compute + measured)), 3),
+            "efficiency_assumed_network": round(float(compute / (compute + network)), 3),
         })  # fmt: skip
     return rows
-
-
-def _topology(ranks: int) -> list[int]:
-    """Ranks per axis as Devito splits them: prime factors to the longest box side."""
-    topology = [1, 1, 1]
-    factors = []
-    n, f = ranks, 2
-    while n > 1:
-        while n % f == 0:
-            factors.append(f)
-            n //= f
-        f += 1
-    for factor in sorted(factors, reverse=True):
-        sides = [s / t for s, t in zip(PROJECTED_SHAPE, topology, strict=True)]
-        topology[int(np.argmax(sides))] *= factor
-    return topology
 
 
 def main() -> None:
@@ -225,7 +214,9 @@ def summarise(runs: dict, args, load_before: float) -> dict:
         "peak_rss_mib_per_rank": {c: rs[-1]["peak_rss_mib_per_rank"] for c, rs in runs.items()},
         "halo_per_rank_2_ranks": halo,
         "measured_seconds_per_halo_byte": s_per_byte,
-        "projection": projection(median["serial"], args.cells, args.nt, s_per_byte),
+        "projection": projection(
+            median["serial"], args.cells, args.nt, s_per_byte, len(halo[0]["fields_per_step"])
+        ),
         "load_average_1min": [load_before, os.getloadavg()[0]],
         "machine": platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
