@@ -1,5 +1,7 @@
-"""The forward decomposed over 2 MPI ranks (``mpiexec -n 2``, the ``anelastic[mpi]`` extra that
-``make venv`` installs) equals the serial forward, in 2-D and 3-D, in both physics."""
+"""Decomposed over 2 MPI ranks (``mpiexec -n 2``, the ``anelastic[mpi]`` extra that ``make
+venv`` installs), the forward equals the serial forward in 2-D and 3-D, in both physics, and
+the checkpointed kernel pass equals the serial full-storage one; a snapshot store written with
+another decomposition is refused."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ CI_CASES = [
     "2d-viscoelastic-sponge-free-surface",
     "3d-viscoacoustic-sponge",
     "3d-viscoelastic-sponge",
+    "kernel-2d-viscoacoustic",
 ]
 
 
@@ -40,6 +43,23 @@ def test_unknown_case_and_missing_launcher_are_named(monkeypatch):
     monkeypatch.setattr(mpi.shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(FileNotFoundError, match=r"pip install 'anelastic\[mpi\]'"):
         mpi.mpiexec()
+
+
+def test_store_of_another_decomposition_is_refused(tmp_path):
+    from anelastic.kernel.snapshots import MANIFEST, StoreMismatchError, rank_directory
+
+    assert rank_directory(tmp_path, 0, 1) == tmp_path
+    (tmp_path / "rank0001of0002").mkdir()
+    assert rank_directory(tmp_path, 1, 2) == tmp_path / "rank0001of0002"
+    with pytest.raises(StoreMismatchError, match="written by a run on 2 MPI ranks; this run is se"):
+        rank_directory(tmp_path, 0, 1)
+    with pytest.raises(StoreMismatchError, match="2 MPI ranks; this run has 4 MPI ranks"):
+        rank_directory(tmp_path, 3, 4)
+    serial = tmp_path / "serial"
+    serial.mkdir()
+    (serial / MANIFEST).write_text("{}")
+    with pytest.raises(StoreMismatchError, match="written by a serial run; this run has 2 MPI"):
+        rank_directory(serial, 0, 2)
 
 
 def test_serial_process_is_one_rank():

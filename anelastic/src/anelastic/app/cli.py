@@ -116,6 +116,7 @@ def _add_kernel(sub) -> None:
     cmd.add_argument("--store", type=Path, help="snapshot store directory (default OUT/store)")
     cmd.add_argument("--scheduler", help="address of a Dask scheduler for many events")
     cmd.add_argument("--workers", type=int, help="LocalCluster workers (default: cores)")
+    _add_mpi_mode(cmd)
     cmd.add_argument("--no-progress", action="store_true")
 
 
@@ -131,6 +132,8 @@ def run_kernel_command(args) -> int:
     except EventsFailed as err:
         print(f"anelastic: error: {err}", file=sys.stderr)
         return 2 if err.users_mistake else 1
+    if not _is_root():
+        return 0
     for k, event in enumerate(summary["per_event"]):
         steps = ", ".join(f"{p} {n}" for p, n in event["time_steps"].items())
         print(f"event {k}: misfit {event['misfit']:.6g}; steps: {steps}; N = {event['chunk']}; "

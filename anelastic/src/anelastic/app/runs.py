@@ -147,13 +147,9 @@ def run_kernel(
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Everything of ``anelastic kernel`` (arguments override the config's [kernel] section)."""
-    if decomposition.launched_ranks() > 1:
-        raise ValueError(
-            "anelastic kernel does not run decomposed over MPI ranks yet (anelastic forward "
-            "does): start it without mpiexec; several events spread over Dask workers "
-            "(--scheduler / --workers)"
-        )
+    """Everything of ``anelastic kernel`` (arguments override the config's [kernel] section).
+    Under MPI the events run one after another, each decomposed over all ranks, and rank 0
+    writes the outputs."""
     cfg = load_config(config_path)
     if cfg.kernel is None:
         raise ValueError(f"{config_path} has no [kernel] section (misfit, observed data)")
@@ -163,9 +159,8 @@ def run_kernel(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     jobs = [(event, _event_settings(settings, k, len(events))) for k, event in enumerate(events)]
-    if len(jobs) == 1:
-        total, summaries = event_task(jobs[0], progress=progress)
-        per_event = {0: summaries}
+    if len(jobs) == 1 or decomposition.size() > 1:
+        total, per_event = _events_in_turn(jobs, progress and decomposition.is_root())
     else:
         from anelastic.app.parallel import run_events
 
@@ -179,8 +174,20 @@ def run_kernel(
         "seconds": round(time.perf_counter() - start, 3),
         "per_event": [per_event[k] for k in sorted(per_event)],
     }
-    write_outputs(out, total, cfg, summary)
+    if decomposition.is_root():
+        write_outputs(out, total, cfg, summary)
     return summary
+
+
+def _events_in_turn(jobs: list, progress: bool) -> tuple[dict, dict]:
+    """Each event in this process (group of MPI ranks), one after another; the kernels summed."""
+    total: dict[str, np.ndarray] = {}
+    per_event = {}
+    for k, job in enumerate(jobs):
+        arrays, per_event[k] = event_task(job, progress=progress)
+        for name, array in arrays.items():
+            total[name] = total[name] + array if name in total else array
+    return total, per_event
 
 
 def _settings(cfg: RunConfig, storage, memory_budget, chunk, store: Path) -> KernelSettings:
@@ -197,9 +204,10 @@ def _settings(cfg: RunConfig, storage, memory_budget, chunk, store: Path) -> Ker
 
 
 def _event_settings(settings: KernelSettings, index: int, count: int) -> KernelSettings:
-    """One snapshot store per event; one thread per event when events run in parallel."""
+    """One snapshot store per event; one thread per event when events run in parallel on Dask
+    (under MPI they run in turn, each on every rank's threads)."""
     store = settings.store / f"event_{index:03d}" if settings.store is not None else None
-    threads = settings.threads if count == 1 else 1
+    threads = settings.threads if count == 1 or decomposition.size() > 1 else 1
     return replace(settings, store=store, threads=threads)
 
 

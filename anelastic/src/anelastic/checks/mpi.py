@@ -1,4 +1,5 @@
-"""``anelastic verify mpi``: the forward decomposed over N MPI ranks equals the serial forward.
+"""``anelastic verify mpi``: decomposed over N MPI ranks, the forward equals the serial forward
+and the checkpointed kernels equal the serial full-storage kernels.
 
 Each case is a small float64 problem whose sources, receivers, absorbing strips (and free
 surface, where the case has one) straddle the ranks' boxes. The serial run happens in this
@@ -82,9 +83,16 @@ CASES = {
 }
 
 
+KERNEL_CASES = {"kernel-2d-viscoacoustic": ACOUSTIC, "kernel-2d-viscoelastic": ELASTIC}
+KERNEL_CHUNK = 97  # does not divide the check's nt: a short last chunk too
+
+
 def run_case(name: str) -> dict[str, np.ndarray]:
-    """Receiver traces (``trace_<component>`` [nt, nrec]) and final wavefields
-    (``field_<name>`` [*grid shape]) of case ``name``, gathered on every rank under MPI."""
+    """Case ``name``'s arrays, gathered on every rank under MPI: a forward case's receiver
+    traces (``trace_<component>`` [nt, nrec]) and final wavefields (``field_<name>`` [*grid
+    shape]); a kernel case's named kernels and gradients [*grid shape]."""
+    if name in KERNEL_CASES:
+        return _kernels(KERNEL_CASES[name])
     model, sources, receivers, axis, config = CASES[name]()
     sim = Simulation(model, sources, receivers, axis, config, instance="verify-mpi")
     seismograms = sim.run()
@@ -92,6 +100,24 @@ def run_case(name: str) -> dict[str, np.ndarray]:
     wavefields = [s.name for s in sim.physics.field_specs() if s.role.value == "wavefield"]
     out.update({f"field_{n}": sim.wavefield(n) for n in wavefields})
     return out
+
+
+def _kernels(kind: PhysicsKind) -> dict[str, np.ndarray]:
+    """The kernel check's event (:func:`anelastic.checks.kernels.check_event`): serially with
+    full storage (every frame in RAM, the exact reference), decomposed with checkpoint storage
+    (snapshots per rank, N = KERNEL_CHUNK): the paper's method against the reference."""
+    from anelastic.checks.kernels import check_event
+    from anelastic.forward import decomposition
+    from anelastic.kernel.compute import compute_kernels
+    from anelastic.kernel.inputs import KernelSettings, Storage
+    from anelastic.kernel.misfit import Misfit
+
+    if decomposition.size() == 1:
+        settings = KernelSettings(Misfit(), Storage.FULL)
+    else:
+        settings = KernelSettings(Misfit(), Storage.CHECKPOINT, chunk=KERNEL_CHUNK)
+    result = compute_kernels(check_event(kind), settings)
+    return {**result.kernels, **{f"dchi_d{k}": v for k, v in result.gradients.items()}}
 
 
 def mpiexec() -> str:
@@ -127,9 +153,10 @@ def verify_mpi(cases: list[str] | None = None, ranks: int = 2) -> dict:
     trace or wavefield relative to that array's largest value. Report: {"ranks", "cases":
     [{"name", "max_rel_diff", "passed", "seconds"}], "passed"}."""
     rows = []
-    for name in cases or list(CASES):
-        if name not in CASES:
-            raise ValueError(f"unknown MPI check case {name!r}; cases: {', '.join(CASES)}")
+    known = [*CASES, *KERNEL_CASES]
+    for name in cases or known:
+        if name not in known:
+            raise ValueError(f"unknown MPI check case {name!r}; cases: {', '.join(known)}")
         begin = time.perf_counter()
         serial, decomposed = run_case(name), run_decomposed(name, ranks)
         worst = max(_relative_difference(serial[k], decomposed[k]) for k in serial)

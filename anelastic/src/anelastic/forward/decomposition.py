@@ -57,8 +57,9 @@ def mpi_active() -> bool:
 
 @cache
 def _comm():
-    from mpi4py import MPI
+    from devito.mpi.distributed import MPI, devito_mpi_init
 
+    devito_mpi_init()  # Devito initialises MPI lazily (at its first grid); we may come first
     return MPI.COMM_WORLD
 
 
@@ -96,6 +97,26 @@ def _land():
     return MPI.LAND
 
 
+def root_says(value):
+    """Rank 0's ``value`` on every rank (a decision taken once, e.g. from rank 0's clock)."""
+    c = comm()
+    return value if c is None else c.bcast(value, root=0)
+
+
+def union(items) -> list:
+    """The sorted union of every rank's ``items``."""
+    c = comm()
+    mine = set(items)
+    return sorted(mine if c is None else set().union(*c.allgather(mine)))
+
+
+def common(items) -> list:
+    """The sorted intersection of every rank's ``items``."""
+    c = comm()
+    mine = set(items)
+    return sorted(mine if c is None else set.intersection(*c.allgather(mine)))
+
+
 def gather_field(function, index: tuple = ()) -> np.ndarray:
     """The global array of a grid Function's ``data[index]`` (e.g. ``(slot,)`` for a time
     slot) on every rank: [*global shape]. Serial: a copy of the data."""
@@ -112,6 +133,21 @@ def gather_sparse(function) -> np.ndarray:
     if comm() is None:
         return np.array(function.data)
     return np.array(comm().bcast(function.data_gather(rank=0), root=0))
+
+
+def describe(grid) -> dict:
+    """This rank's part of a Devito grid, as a snapshot store's identity records it: ranks,
+    ranks per axis, and this rank's box (first index and size per axis)."""
+    if comm() is None:
+        return {"ranks": 1}
+    distributor = grid.distributor
+    starts = [int(d.loc_abs_min) for d in distributor.decomposition]
+    return {
+        "ranks": size(),
+        "topology": [int(t) for t in distributor.topology],
+        "box_start": starts,
+        "box_shape": [int(n) for n in grid.shape_local],
+    }
 
 
 @cache

@@ -144,14 +144,18 @@ class Propagator(Claimable):
     def _load_sources(self, sim: Simulation) -> None:
         groups = injection_groups(sim)
         times = sim.time.times
+        # All points, for the kernel pass's replay: group -> [npoint, ndim] and [nt, npoint]
+        self.source_positions, self.source_values = {}, {}
         for group, src in self.sources.items():
             members = groups[group]
             shift = group[2] * sim.time.dt
             # Whole arrays: under MPI, Devito's sparse data is set only as a whole.
-            src.coordinates.data[:] = np.array([sim.sources[k].position for k, _ in members])
-            src.data[:] = np.stack(
-                [scale * sim.sources[k].wavelet(times + shift) for k, scale in members], axis=1
-            )
+            positions = np.array([sim.sources[k].position for k, _ in members])
+            self.source_positions[group] = positions
+            src.coordinates.data[:] = positions
+            values = [scale * sim.sources[k].wavelet(times + shift) for k, scale in members]
+            self.source_values[group] = np.stack(values, axis=1).astype(self.dtype)
+            src.data[:] = self.source_values[group]
 
     def apply_one(self, sim: Simulation, step: int) -> None:
         """Step ``step`` alone through a :class:`DirectKernel` (a per-step loop that must look at
@@ -289,6 +293,16 @@ class DirectKernel:
         for function in sparse:
             function._arg_apply(self._values[self._positions[function.name]])
 
+    def scatter(self, sparse: list) -> None:
+        """Hand the next calls the current ``data`` of ``sparse`` functions (under MPI the
+        calls hold scattered copies made at the first call, refreshed here in place: the
+        points each rank owns do not change; serial: the arrays themselves, nothing to do)."""
+        if self._values is None or not decomposition.mpi_active():
+            return
+        for function in sparse:
+            held = function._C_as_ndarray(self._values[self._positions[function.name]])
+            held[...] = function._arg_values()[function.name]
+
 
 class DirectCalls:
     """The :class:`DirectKernel` of one operator for each thread count; ``reset()`` after a
@@ -306,6 +320,11 @@ class DirectCalls:
         thread count is fixed)."""
         for call in self._by_threads.values():
             call.gather(sparse)
+
+    def scatter(self, sparse: list) -> None:
+        """:meth:`DirectKernel.scatter` of every thread count's kernel."""
+        for call in self._by_threads.values():
+            call.scatter(sparse)
 
     def __call__(self, time_m: int, time_M: int, threads: int) -> None:  # noqa: N803
         """Time indices ``time_m .. time_M`` (inclusive, Devito's convention) on ``threads``."""

@@ -134,6 +134,7 @@ def check_kernel_run(
     against the time axis, and a memory budget below one replay frame. Each message says what
     would be right."""
     attenuating = bool(np.isfinite(model.qp).any() or np.isfinite(model.qs).any())
+    _check_decomposed_storage(settings.storage)
     if settings.storage is Storage.REVERSE and (attenuating or config.free_surface):
         from anelastic.kernel.reconstruction import ReverseUnstableError
 
@@ -143,6 +144,19 @@ def check_kernel_run(
     _check_misfit(settings.misfit, time)
     if settings.chunk is None:
         _check_budget(model, time, config, settings, attenuating)
+
+
+def _check_decomposed_storage(storage: Storage) -> None:
+    """Under MPI only the strategies that replay from complete states run (each rank keeps its
+    box of them); the backward rebuild keeps a ring of the whole grid's boundary."""
+    from anelastic.forward import decomposition
+
+    if storage in (Storage.REVERSE, Storage.DISPERSION_ONLY) and decomposition.size() > 1:
+        raise KernelInputError(
+            f"--storage {storage.value} does not run decomposed over MPI ranks (its boundary "
+            "ring is not split between them): use --storage checkpoint (exact, the default) or "
+            "full, or run it without mpiexec"
+        )
 
 
 def _check_budget(model: Model, time: TimeAxis, config: PhysicsConfig, settings, attenuating):

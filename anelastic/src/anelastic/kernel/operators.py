@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from devito import Function, Operator, SparseTimeFunction, TimeFunction
 
+from anelastic.forward import decomposition
 from anelastic.forward.cache import OperatorCache
 from anelastic.forward.propagator import (
     DirectCalls,
@@ -167,15 +168,15 @@ class KernelOperators:
         for f in (*self.adjoint.values(), *self.temps.values(), *self.grads.values()):
             f.data[:] = 0
         for name, copy in self.halo_profiles.items():  # the cached layout may have new profiles
-            copy.data[:] = self.prop.layout.profiles[name].data
+            copy.data_local[:] = self.prop.layout.profiles[name].data_local
         self.scheme = self.sim.physics.adjoint()  # this simulation's model
         self._load_replay_coefficients()
         for key, residual in self.residuals.items():
             offset = self.injections[key][3]
             shift = 0.0 if offset is None else np.asarray(offset)
             residual.coordinates.data[:] = receiver_positions + shift
-        for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
-            src.coordinates.data[:] = full.coordinates.data
+        for src, group in zip(self.sources.values(), self.prop.sources, strict=True):
+            src.coordinates.data[:] = self.prop.source_positions[group]
         self.replay_steps = 0
         self.adjoint_steps = 0
         # Constants are passed by value: the direct calls must re-read the arguments
@@ -188,14 +189,20 @@ class KernelOperators:
         complete solver state at step ``start``)."""
         length = self._check_chunk(start, stop)
         self.prop.write_state(0, state)
-        for src, full in zip(self.sources.values(), self.prop.sources.values(), strict=True):
-            src.data[:length] = full.data[start:stop]
+        for src, group in zip(self.sources.values(), self.prop.sources, strict=True):
+            src.data[:length] = self.prop.source_values[group][start:stop]
+        self.replay_calls.scatter(list(self.sources.values()))
         self.threads_for("replay").timed(lambda n: self.replay_calls(0, length - 1, n), length)
         self.replay_steps += length
 
     def fill_frame(self, tau: int, state: dict, next_state: dict) -> None:
         """Buffer frame ``tau`` from complete states of steps n and n + 1 computed elsewhere
         (a backward reconstruction); one small operator call, no time step."""
+        if decomposition.size() > 1:
+            raise ValueError(
+                "storage that rebuilds the forward field backwards (reverse, dispersion-only) "
+                "does not run decomposed over MPI ranks: use --storage checkpoint (or full)"
+            )
         if self._fill_calls is None:
             self._fill_calls = DirectCalls(Operator(self._buffer_equations(), name="fill"))
         for name, f in self.prop.fields.items():
@@ -222,15 +229,23 @@ class KernelOperators:
             self._seed_op = Operator(eqs, name="seed")
         for key in keys:
             self.residuals[key].data[1] = sources.initial[key[0]]
-        self._seed_op.apply(time_m=1, time_M=1)
+        self._seed_op.apply(time_m=1, time_M=1)  # apply: scatters the residuals itself
 
     def adjoint_chunk(self, start: int, stop: int, sources: AdjointSources) -> None:
         """Adjoint steps stop-1 .. start; ``sources``: :func:`adjoint_sources` of the
         residuals."""
         length = self._check_chunk(start, stop)
         self._align_adjoint_slots(length)
+        if decomposition.size() > 1:
+            # The adjoint reads buffer frames at stencil offsets (e.g. grad p for the buoyancy
+            # gradient), and Devito 4.8 generates no halo exchange for a saved TimeFunction the
+            # operator only reads: exchange the chunk's frames here (measured: without it the
+            # rho kernel was 2 % off next to the ranks' seam).
+            for buffer in self.buffers.values():
+                buffer._halo_exchange()
         for (comp, _), residual in self.residuals.items():
             residual.data[:length] = sources.per_step[comp][start:stop]
+        self.adjoint_calls.scatter(list(self.residuals.values()))
         self.threads_for("adjoint").timed(lambda n: self.adjoint_calls(0, length - 1, n), length)
         self.adjoint_steps += length
 
@@ -239,7 +254,7 @@ class KernelOperators:
         ``length`` steps reads it from slot (length - 1) % 2."""
         if (length - 1) % 2 == 0:
             for f in self.adjoint.values():
-                f.data[0] = f.data[1]
+                f.data_local[0] = f.data_local[1]
 
     def _check_chunk(self, start: int, stop: int) -> int:
         length = stop - start
@@ -248,7 +263,10 @@ class KernelOperators:
         return length
 
     def gradients(self) -> dict[str, np.ndarray]:
-        return {name: np.array(g.data, dtype=np.float64) for name, g in self.grads.items()}
+        """Coefficient gradients on the whole padded grid (gathered under MPI), float64."""
+        return {
+            name: decomposition.gather_field(g).astype(np.float64) for name, g in self.grads.items()
+        }
 
 
 def _field(spec, grid, order, dtype, name=None, *, save=None, time=True):
@@ -274,12 +292,13 @@ def _halo_profiles(layout, order: int) -> dict[str, Function]:
         dim = prof.dimensions[0]
         copy = Function(
             name=f"halo_{name}",
+            grid=layout.grid,  # decomposed like the grid under MPI
             dimensions=(dim,),
-            shape=prof.shape,
+            shape=prof.shape_global,
             space_order=order,
             dtype=prof.dtype,
         )
-        copy.data[:] = prof.data
+        copy.data_local[:] = prof.data_local  # the same box of the axis on this rank
         out[name] = copy
     return out
 

@@ -8,6 +8,10 @@ A store is a directory::
     adjoint_00001000.snap      other namespaces (e.g. a kernel run's own restart points)
     forward.complete           marker: the forward run reached its last step
 
+A run decomposed over N MPI ranks keeps one such store per rank, ``rank0000of000N/`` ...,
+each holding its rank's box of every state (:func:`rank_directory`); its manifest records the
+decomposition, and a store written with another N (or serially) is refused.
+
 Guarantees:
 
 - Atomic snapshots: a state is written to a hidden temporary file, flushed to disk, then
@@ -44,6 +48,7 @@ import numpy as np
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _SNAPSHOT = re.compile(r"^(?P<ns>[a-z_]+)_(?P<step>\d{8})\.snap$")
+_RANK_DIRECTORY = re.compile(r"^rank\d{4}of(?P<ranks>\d{4})$")
 _MAGIC = b"ANELASTIC-SNAPSHOT-1\n"
 
 
@@ -230,6 +235,30 @@ class SnapshotStore:
     def _remove_leftovers(self) -> None:
         for entry in self.directory.glob(".*.tmp"):
             entry.unlink(missing_ok=True)
+
+
+def rank_directory(directory: str | Path, rank: int, ranks: int) -> Path:
+    """Where rank ``rank`` of ``ranks`` keeps its store: ``directory`` itself for a serial run,
+    ``directory/rank<rank>of<ranks>`` under MPI. Refuses (:class:`StoreMismatchError`) a store
+    written with another number of ranks, or serially when this run is decomposed (and the
+    reverse): its states are boxes of another decomposition."""
+    directory = Path(directory)
+    written = set()
+    if directory.is_dir():
+        written = {
+            int(m["ranks"]) for p in directory.iterdir() if (m := _RANK_DIRECTORY.match(p.name))
+        }
+    if (directory / MANIFEST).exists():
+        written.add(1)
+    other = written - {ranks}
+    if other:
+        was = " and ".join("a serial run" if n == 1 else f"a run on {n} MPI ranks" for n in other)
+        now = "is serial" if ranks == 1 else f"has {ranks} MPI ranks"
+        raise StoreMismatchError(
+            f"the snapshot store {directory} was written by {was}; this run {now}: launch it "
+            "as that run was (mpiexec -n N), or give it another --store"
+        )
+    return directory if ranks == 1 else directory / f"rank{rank:04d}of{ranks:04d}"
 
 
 def _contiguous(a) -> np.ndarray:

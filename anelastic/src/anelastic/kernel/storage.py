@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from anelastic.acquisition import Component
+from anelastic.forward import decomposition
 from anelastic.forward.simulation import Simulation
 from anelastic.forward.state import SolverState, problem_identity
 from anelastic.kernel.inputs import Event, KernelSettings, Storage, kernel_fit
@@ -56,7 +57,7 @@ from anelastic.kernel.progress import PassLog, PhaseBars
 from anelastic.kernel.reconstruction import ForwardReconstruction
 from anelastic.kernel.restart import KernelRestart, residual_digest
 from anelastic.kernel.schedule import Chunk, chunk_length_for_budget, chunks
-from anelastic.kernel.snapshots import SnapshotDamaged, SnapshotStore
+from anelastic.kernel.snapshots import SnapshotDamaged, SnapshotStore, rank_directory
 
 if TYPE_CHECKING:
     from anelastic.attenuation import SLSFit
@@ -199,6 +200,7 @@ class CheckpointStorage(StorageStrategy):
         if directory is None:
             self._temporary = tempfile.TemporaryDirectory(prefix="anelastic-store-")
             directory = Path(self._temporary.name)
+        directory = rank_directory(directory, decomposition.rank(), decomposition.size())
         arrays = {k: getattr(self.event.model, k) for k in ("vp", "vs", "rho", "qp", "qs")}
         return SnapshotStore.open(directory, store_identity(sim, self.n, self.storage), arrays)
 
@@ -218,11 +220,11 @@ class CheckpointStorage(StorageStrategy):
 
     def _snapshot(self, step: int) -> dict[str, np.ndarray]:
         """The snapshot of ``step``; one found damaged now (its bytes changed since the
-        forward) is reported and rebuilt from the nearest good one before it."""
-        try:
-            return self.store.read(step)
-        except SnapshotDamaged as err:
-            warnings.warn(f"{err}; rebuilding it", SnapshotRebuilt, stacklevel=2)
+        forward; under MPI, on any rank) is reported and rebuilt from the nearest good one
+        before it."""
+        saved = _read_or_warn(self.store, step, stacklevel=4)
+        if decomposition.all_ranks(saved is not None):
+            return saved
         starts = [c.start for c in chunks(self.event.time.nt, self.snapshot_interval())]
         rebuild_snapshots(self.sim, self.store, starts, [step], self.log)
         return self.store.read(step)
@@ -363,6 +365,7 @@ def store_identity(sim: Simulation, n_frames: int, storage: Storage) -> dict:
         "nt": sim.time.nt,
         "chunk": n_frames,
         **problem_identity(sim),  # physics, precision, model, sources, wavelets, SLS fit
+        "decomposition": decomposition.describe(sim.propagator.grid),
     }
 
 
@@ -380,10 +383,10 @@ def forward_with_snapshots(
     the forward from the nearest good snapshot before them (or from the start)."""
     nt = sim.time.nt
     starts = [c.start for c in chunks(nt, n_frames)]
-    damaged = _damaged(store, starts)
-    if store.is_complete("forward"):
+    damaged = decomposition.union(_damaged(store, starts))  # MPI: what any rank must rebuild
+    if decomposition.all_ranks(store.is_complete("forward")):
         traces = _completed_traces(store, nt)
-        if traces is not None:
+        if decomposition.all_ranks(traces is not None):
             if damaged:
                 rebuild_snapshots(sim, store, starts, damaged, log, bar)
             bar.update(nt - bar.n)
@@ -445,14 +448,24 @@ def _resume_before(sim: Simulation, store: SnapshotStore, starts: list[int], dam
     """Put ``sim`` in the state of the last good snapshot before the first damaged step (the
     last snapshot if none is damaged; step 0's zero state if there is none)."""
     limit = min(damaged) if damaged else sim.time.nt + 1
-    for step in reversed([s for s in store.steps("forward") if s in starts and s < limit]):
-        try:
-            _resume(sim, store.read(step), step)
+    candidates = [s for s in store.steps("forward") if s in starts and s < limit]
+    for step in reversed(decomposition.common(candidates)):  # MPI: snapshots every rank has
+        saved = _read_or_warn(store, step, stacklevel=4)
+        if decomposition.all_ranks(saved is not None):
+            _resume(sim, saved, step)
             return
-        except SnapshotDamaged as err:  # its bytes changed: rebuild it too
-            warnings.warn(f"{err}; rebuilding it", SnapshotRebuilt, stacklevel=3)
-            damaged.append(step)
+        damaged.append(step)  # its bytes changed (on some rank): rebuild it too
     _resume_at_start(sim)
+
+
+def _read_or_warn(store: SnapshotStore, step: int, stacklevel: int) -> dict | None:
+    """The snapshot of ``step``, or None (with a :class:`SnapshotRebuilt` warning) when its
+    bytes changed since it was written."""
+    try:
+        return store.read(step)
+    except SnapshotDamaged as err:
+        warnings.warn(f"{err}; rebuilding it", SnapshotRebuilt, stacklevel=stacklevel)
+        return None
 
 
 def _resume_at_start(sim: Simulation) -> None:
