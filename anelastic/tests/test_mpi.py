@@ -45,6 +45,40 @@ def test_unknown_case_and_missing_launcher_are_named(monkeypatch):
         mpi.mpiexec()
 
 
+def test_interrupted_kernel_pass_restarts_under_mpi(tmp_path):
+    """Killed on its third chunk, the 2-rank pass restarts from the restart points every rank
+    saved (two chunks kept, the forward reused) and gives the serial kernels."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from anelastic.checks.kernels import check_event
+    from anelastic.kernel.compute import compute_kernels
+    from anelastic.kernel.inputs import KernelSettings, Storage
+    from anelastic.kernel.misfit import Misfit
+    from anelastic.physics import PhysicsKind
+
+    worker = Path(__file__).with_name("mpi_restart.py")
+    out = tmp_path / "restarted.npz"
+    command = [mpi.mpiexec(), "-n", "2", sys.executable, str(worker), str(tmp_path / "s"), str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    serial = compute_kernels(
+        check_event(PhysicsKind.VISCOACOUSTIC),
+        KernelSettings(Misfit(), Storage.CHECKPOINT, chunk=60),
+    )
+    with np.load(out) as restarted:
+        assert int(restarted["forward"]) == 0  # the forward store was complete
+        nt = serial.summary["nt"]
+        assert int(restarted["adjoint"]) == nt - 120  # two chunks of 60 were kept
+        for name, kernel in serial.kernels.items():
+            np.testing.assert_array_equal(restarted[name], kernel)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+        "rank0000of0002",
+        "rank0001of0002",
+    ]
+
+
 def test_store_of_another_decomposition_is_refused(tmp_path):
     from anelastic.kernel.snapshots import MANIFEST, StoreMismatchError, rank_directory
 
