@@ -96,6 +96,29 @@ def test_store_of_another_decomposition_is_refused(tmp_path):
         rank_directory(serial, 0, 2)
 
 
+def test_mpi_mistakes_are_refused_before_compute(tmp_path, capsys, monkeypatch):
+    from anelastic.app.cli import main
+    from anelastic.checks.kernels import check_event
+    from anelastic.forward import decomposition
+    from anelastic.kernel.inputs import KernelInputError, KernelSettings, Storage, check_kernel_run
+    from anelastic.kernel.misfit import Misfit
+
+    args = ["forward", str(tmp_path / "any.toml"), "--out", str(tmp_path), "--mpi-mode", "full"]
+    assert main(args) == 2
+    assert (
+        "--mpi-mode full needs a decomposed run: start it as mpiexec -n N"
+        in capsys.readouterr().err
+    )
+    event = check_event(mpi.ACOUSTIC)
+    monkeypatch.setattr(decomposition, "size", lambda: 2)
+    for storage in (Storage.REVERSE, Storage.DISPERSION_ONLY):
+        with pytest.raises(KernelInputError, match="does not run decomposed over MPI ranks"):
+            check_kernel_run(
+                event.model, event.receivers, event.time, event.config,
+                KernelSettings(Misfit(), storage),
+            )  # fmt: skip
+
+
 def test_serial_process_is_one_rank():
     from anelastic.forward import decomposition
 
