@@ -196,8 +196,8 @@ class Simulation:
         self.propagator.write_receivers(self, traces)
 
     def wavefield(self, name: str = "p") -> np.ndarray:
-        """Field ``name`` at the current step on the physical (unpadded) grid (the whole grid
-        on every rank under MPI)."""
+        """Field ``name`` at the current step on the physical (unpadded) grid. Under MPI it is
+        gathered: every rank must call it, and every rank gets the whole grid."""
         self.propagator.check_owner(self)
         full = self.propagator.gather_field(name, self.step)
         window = tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.pads, full.shape, strict=True))
