@@ -198,11 +198,6 @@ class KernelOperators:
     def fill_frame(self, tau: int, state: dict, next_state: dict) -> None:
         """Buffer frame ``tau`` from complete states of steps n and n + 1 computed elsewhere
         (a backward reconstruction); one small operator call, no time step."""
-        if decomposition.size() > 1:
-            raise ValueError(
-                "storage that rebuilds the forward field backwards (reverse, dispersion-only) "
-                "does not run decomposed over MPI ranks: use --storage checkpoint (or full)"
-            )
         if self._fill_calls is None:
             self._fill_calls = DirectCalls(Operator(self._buffer_equations(), name="fill"))
         for name, f in self.prop.fields.items():
