@@ -9,7 +9,15 @@ from hivis.selfcheck.inputs import random_image
 from hivis.selfcheck.zoo import build_tiny_target
 from hivis.targets import Family, load_target
 from hivis.train.data import IMAGE_PLACEHOLDER, Record, Role, Turn
-from hivis.train.extract import extract_features, generation_prompt, token_labels
+from hivis.train.extract import (
+    batchable,
+    extract_features,
+    extract_features_modes,
+    generation_prompt,
+    regenerate_answers,
+    regenerate_answers_batch,
+    token_labels,
+)
 
 
 @pytest.fixture(scope="module", params=[Family.LLAVA, Family.QWEN2_VL])
@@ -66,3 +74,30 @@ def test_generation_prompt_is_the_rendered_prefix(target, record):
     full, _ = token_labels(target, record)
     prepared = target.prepare(list(record.images), text)
     assert torch.equal(prepared.input_ids[0], full.input_ids[0, : prepared.length])
+
+
+def test_one_pass_for_both_row_modes_equals_one_pass_each(target, record):
+    both = extract_features_modes(target, record, (True, False))
+    for hide in (True, False):
+        alone = extract_features(target, record, hide_visual_tokens=hide)
+        for name in ("input_ids", "loss_mask", "hidden_in", "hidden_out", "positions"):
+            assert torch.equal(getattr(both[hide], name), getattr(alone, name)), name
+
+
+def test_batched_answers_are_the_greedy_answers_one_at_a_time(target, tmp_path):
+    """Left-padded batches of prompts of different lengths answer as each record alone."""
+    records = []
+    for i, question in enumerate(["how many", "what color is the big red circle there", "why"]):
+        path = tmp_path / f"scene{i}.png"
+        random_image(10 + i).save(path)
+        turns = (Turn(Role.USER, f"{IMAGE_PLACEHOLDER} {question}"), Turn(Role.ASSISTANT, "x"))
+        records.append(Record(f"s{i}", (path,), turns, i))
+    if not batchable(target, records[0]):
+        assert target.mrope  # M-RoPE positions: one record at a time
+        with pytest.raises(ValueError, match="single-answer"):
+            regenerate_answers_batch(target, records, 12)
+        return
+    batched = regenerate_answers_batch(target, records, 12)
+    alone = [regenerate_answers(target, r, 0.0, 12) for r in records]
+    assert [r.turns[-1].text for r in batched] == [r.turns[-1].text for r in alone]
+    assert len({r.turns[-1].text for r in alone}) > 1  # the comparison sees distinct answers

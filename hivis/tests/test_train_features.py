@@ -10,6 +10,7 @@ from hivis.train.features import (
     FeatureStoreMismatch,
     RecordFeatures,
     SkipRecord,
+    generate_feature_stores,
     generate_features,
 )
 
@@ -70,6 +71,39 @@ def test_round_trip_and_resume_equal_an_uninterrupted_run(tmp_path):
         for name in PER_ROW:
             assert torch.equal(getattr(x, name), getattr(y, name))
         assert torch.equal(x.hidden_out, fake_extract(int(x.record_id[1:])).hidden_out)
+
+
+def test_several_stores_from_one_extraction_each_resume_on_their_own(tmp_path):
+    """Two stores filled by one pass equal each filled alone; a store that is ahead is not
+    written again, and records both have are not extracted again."""
+    records = list(range(13))
+    alone = generate_features(records, fake_extract, FeatureStore.open(tmp_path / "a", TARGET, 3))
+    ahead = FeatureStore.open(tmp_path / "ahead", TARGET, 3)
+    with pytest.raises(Interrupt):
+        generate_features(records, lambda r: _crash_at(r, 8), ahead)
+    behind = FeatureStore.open(tmp_path / "behind", TARGET, 3)
+    with pytest.raises(Interrupt):
+        generate_features(records, lambda r: _crash_at(r, 5), behind)
+    seen = []
+
+    def both(record):
+        seen.append(record)
+        return {"ahead": fake_extract(record), "behind": fake_extract(record)}
+
+    stores = {"ahead": FeatureStore.open(tmp_path / "ahead", TARGET), "behind": behind}
+    assert (stores["ahead"].records_done, behind.records_done) == (7, 3)  # whole shards of 3 rows
+    generate_feature_stores(records, both, stores)
+    assert seen == list(range(3, 13))
+    for store in stores.values():
+        assert store.manifest["complete"] and store.manifest["skipped"] == {"too long": 2}
+        ids = [f.record_id for f in store.load_all()]
+        assert ids == [f.record_id for f in alone.load_all()]
+
+
+def _crash_at(record: int, where: int) -> RecordFeatures:
+    if record == where:
+        raise Interrupt
+    return fake_extract(record)
 
 
 def test_store_of_another_target_is_refused(tmp_path):

@@ -131,7 +131,7 @@ def test_build_pipeline_end_to_end_and_resumes(tmp_path, world):
     assets = build_world(cfg)
     manifest = json.loads((assets / "manifest.json").read_text())
     assert set(manifest["validation_top1"]) == {"hivis", "text-only"}
-    assert {"answers_train", "features_text_train", "train_hivis", "ship"} <= set(
+    assert {"answers_train", "features_train", "train_hivis", "ship"} <= set(
         manifest["durations_s"]
     )
     weights = (assets / "drafters" / "hivis" / "drafter.safetensors").read_bytes()

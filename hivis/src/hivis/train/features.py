@@ -228,23 +228,44 @@ def generate_features(
     first ``store.records_done`` are skipped). extract: record -> RecordFeatures, raising
     :class:`SkipRecord` for a record to skip and count (e.g. longer than the context).
     """
-    done = store.records_done
-    shard_size = int(store.manifest["shard_size"])
-    pending: list[RecordFeatures] = []
-    handled, skipped = 0, {}
+    stores = generate_feature_stores(records, lambda r: {0: extract(r)}, {0: store}, progress)
+    return stores[0]
+
+
+def generate_feature_stores(
+    records: Iterable[Any],
+    extract: Callable[[Any], dict[Any, RecordFeatures]],
+    stores: dict[Any, FeatureStore],
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> dict[Any, FeatureStore]:
+    """:func:`generate_features` into several stores at once, ``extract`` giving each key's
+    features of a record (one target pass for several row modes). Each store resumes on its
+    own: a record is extracted while any store still lacks it."""
+    done = {key: store.records_done for key, store in stores.items()}
+    state = {key: ([], 0, {}) for key in stores}  # pending features, handled, skipped
     iterator = enumerate(records)
     for index, record in progress(iterator) if progress else iterator:
-        if index < done:
+        wanted = [key for key in stores if index >= done[key]]
+        if not wanted:
             continue
         try:
-            pending.append(extract(record))
-        except SkipRecord as reason:
-            skipped[str(reason)] = skipped.get(str(reason), 0) + 1
-        handled += 1
-        if len(pending) == shard_size:
+            features, reason = extract(record), None
+        except SkipRecord as skip:
+            features, reason = {}, str(skip)
+        for key in wanted:
+            pending, handled, skipped = state[key]
+            if reason is None:
+                pending.append(features[key])
+            else:
+                skipped[reason] = skipped.get(reason, 0) + 1
+            handled += 1
+            if len(pending) == int(stores[key].manifest["shard_size"]):
+                stores[key].append_shard(pending, handled, skipped)
+                pending, handled, skipped = [], 0, {}
+            state[key] = (pending, handled, skipped)
+    for key, store in stores.items():
+        pending, handled, skipped = state[key]
+        if pending or handled:
             store.append_shard(pending, handled, skipped)
-            pending, handled, skipped = [], 0, {}
-    if pending or handled:
-        store.append_shard(pending, handled, skipped)
-    store.mark_complete()
-    return store
+        store.mark_complete()
+    return stores

@@ -1,12 +1,13 @@
 """The training loop on Hugging Face accelerate (DDP; bf16 on GPU, fp32 on CPU).
 
-Data order is a pure function of (seed, epoch): every epoch is a seeded permutation of the
-feature records cut into global batches of ``batch_size`` records; process ``rank`` of
-``world`` takes records ``rank::world`` of each global batch. The noise on the features is
-drawn per record from a generator seeded by (seed, step, record), whatever the process
-count. A run can therefore stop anywhere and resume from its last checkpoint (model, optimizer,
-scheduler and RNG states saved by accelerate, plus the step) without losing or repeating a
-sample, and give the same weights.
+Data order is a pure function of (seed, epoch, record lengths): every epoch is a seeded
+permutation of the feature records cut into global batches of ``batch_size`` records (with
+``length_grouped``, records of similar length share a batch: see :func:`global_batch`);
+process ``rank`` of ``world`` takes records ``rank::world`` of each global batch. The noise
+on the features is drawn per record from a generator seeded by (seed, step, record), whatever
+the process count. A run can therefore stop anywhere and resume from its last checkpoint
+(model, optimizer, scheduler and RNG states saved by accelerate, plus the step) without
+losing or repeating a sample, and give the same weights.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class DrafterTrainConfig:
     num_steps: drafting steps simulated per batch (1 for stage 1, K = 3 for stage 2).
     max_steps / epochs: exactly one sets the length. warmup_steps: linear warm-up, then
     linear decay to 0. checkpoint_every: optimizer steps between checkpoints (0: none).
+    length_grouped: batch records of similar length together (a batch is padded to its
+    longest record; mixing 13-token and 300-token answers wastes most of every batch).
     """
 
     stage: Stage = Stage.STAGE1
@@ -54,6 +57,7 @@ class DrafterTrainConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     seed: int = 0
+    length_grouped: bool = True
 
     def __post_init__(self) -> None:
         if (self.max_steps is None) == (self.epochs is None):
@@ -77,14 +81,34 @@ def batches_per_epoch(num_records: int, batch_size: int) -> int:
     return math.ceil(num_records / batch_size)
 
 
-def global_batch(num_records: int, config: DrafterTrainConfig, step: int) -> list[int]:
-    """Record indices of optimizer step ``step`` (0-based), a pure function of the seed."""
-    per_epoch = batches_per_epoch(num_records, config.batch_size)
+# With length grouping, each run of this many batches of the epoch's permutation is sorted by
+# length before it is cut: long enough to find partners of similar length, short enough to
+# keep every batch a random draw from the data.
+LENGTH_GROUP_BATCHES = 32
+
+
+def global_batch(lengths: list[int], config: DrafterTrainConfig, step: int) -> list[int]:
+    """Record indices of optimizer step ``step`` (0-based), a pure function of the seed.
+
+    lengths: rows per record, in record order. Without ``length_grouped`` an epoch is a
+    seeded permutation cut into batches. With it, each window of ``LENGTH_GROUP_BATCHES``
+    batches of that permutation is sorted by length (longest first) and cut, and the epoch's
+    batches are then shuffled (as Hugging Face's length-grouped sampler does).
+    """
+    per_epoch = batches_per_epoch(len(lengths), config.batch_size)
     epoch, index = divmod(step, per_epoch)
-    order = torch.randperm(
-        num_records, generator=torch.Generator().manual_seed(config.seed * 7919 + epoch)
-    )
-    return order[index * config.batch_size : (index + 1) * config.batch_size].tolist()
+    seed = config.seed * 7919 + epoch
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+    size = config.batch_size
+    if not config.length_grouped:
+        return order[index * size : (index + 1) * size]
+    window = size * LENGTH_GROUP_BATCHES
+    batches = []
+    for start in range(0, len(order), window):
+        group = sorted(order[start : start + window], key=lambda i: -lengths[i])
+        batches += [group[i : i + size] for i in range(0, len(group), size)]
+    shuffle = torch.randperm(len(batches), generator=torch.Generator().manual_seed(seed + 1))
+    return batches[int(shuffle[index])]
 
 
 @dataclass
@@ -132,8 +156,12 @@ def train(
         desc=config.stage.value,
         disable=not progress or not accelerator.is_main_process,
     )
+    lengths = [int(r.input_ids.shape[0]) for r in records]
     for step in range(start, total):
-        metrics = _train_step(accelerator, objective, optimizer, scheduler, records, config, step)
+        batch = global_batch(lengths, config, step)
+        metrics = _train_step(
+            accelerator, objective, optimizer, scheduler, records, config, step, batch
+        )
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", top1=f"{metrics['top1_0']:.3f}")
         if step % config.log_every == 0 or step + 1 == total:
@@ -156,11 +184,13 @@ def default_precision() -> dict:
     return {"cpu": True, "mixed_precision": "no"}
 
 
-def _train_step(accelerator, objective, optimizer, scheduler, records, config, step) -> dict:
+def _train_step(accelerator, objective, optimizer, scheduler, records, config, step, batch):
+    """One optimizer step on the global batch ``batch`` (record indices); returns its
+    metrics."""
     rank, world = accelerator.process_index, accelerator.num_processes
-    indices = global_batch(len(records), config, step)[rank::world]
+    indices = batch[rank::world]
     if not indices:
-        raise ValueError(f"batch_size {config.batch_size} leaves process {rank} no record")
+        raise ValueError(f"a batch of {len(batch)} records leaves process {rank} no record")
     seeds = [(config.seed * 1_000_003 + step) * 100_003 + i for i in indices]
     batch = collate([records[i] for i in indices], seeds)
     batch = type(batch)(**{k: v.to(accelerator.device) for k, v in vars(batch).items()})
