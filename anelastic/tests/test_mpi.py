@@ -1,7 +1,8 @@
 """Decomposed over 2 MPI ranks (``mpiexec -n 2``, the ``anelastic[mpi]`` extra that ``make
 venv`` installs), the forward equals the serial forward in 2-D and 3-D, in both physics, and
-the checkpointed kernel pass equals the serial full-storage one; a snapshot store written with
-another decomposition is refused."""
+the checkpointed kernel pass equals the serial full-storage one (float64 within 1e-12, float32
+within the issue's 1e-6: bitwise when measured); a snapshot store written with another
+decomposition is refused."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from anelastic.checks import mpi
 
 CI_CASES = [
     "2d-viscoacoustic-cpml-free-surface",
-    "2d-viscoelastic-sponge-free-surface",
+    "2d-viscoelastic-cpml-free-surface-float32",
     "3d-viscoacoustic-sponge",
     "3d-viscoelastic-sponge",
     "kernel-2d-viscoacoustic",
@@ -24,7 +25,7 @@ def test_two_ranks_equal_serial(case):
     report = mpi.verify_mpi([case], ranks=2)
     row = report["cases"][0]
     assert row["passed"], row
-    assert row["max_rel_diff"] <= mpi.TOLERANCE
+    assert row["max_rel_diff"] <= mpi.tolerance(case)
 
 
 def test_the_check_sees_a_wrong_decomposed_run(monkeypatch):

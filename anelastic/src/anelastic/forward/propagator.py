@@ -18,13 +18,13 @@ from devito import (
     Grid,
     Operator,
     SpaceDimension,
-    SparseTimeFunction,
     TimeFunction,
 )
 
 from anelastic.acquisition import Component
 from anelastic.forward import decomposition
 from anelastic.forward.cache import Claimable, OperatorCache
+from anelastic.forward.points import place, point_function
 from anelastic.forward.threads import ThreadChooser
 from anelastic.physics.base import CoefficientSpec, FieldRole, Physics
 from anelastic.physics.boundary import AbsorbingLayout
@@ -98,15 +98,11 @@ class Propagator(Claimable):
         self.coeffs = {c.name: make_coefficient(c, self.grid) for c in physics.coefficient_specs()}
         nt = sim.time.nt
         self.sources = {
-            group: SparseTimeFunction(
-                name=f"src{k}", grid=self.grid, npoint=count, nt=nt, dtype=self.dtype
-            )
+            group: point_function(f"src{k}", self.grid, count, nt, self.dtype)
             for k, (group, count) in enumerate(signature)
         }
         self.receivers = {
-            comp: SparseTimeFunction(
-                name=f"rec_{comp.value}", grid=self.grid, npoint=nrec, nt=nt, dtype=self.dtype
-            )
+            comp: point_function(f"rec_{comp.value}", self.grid, nrec, nt, self.dtype)
             for comp in components
         }
         self.operator = Operator(self._equations(physics), name="forward")
@@ -138,7 +134,7 @@ class Propagator(Claimable):
             f.data[:] = 0
         self._load_sources(sim)
         for rec in self.receivers.values():
-            rec.coordinates.data[:] = sim.receivers.positions
+            place(rec, sim.receivers.positions)
             rec.data[:] = 0
 
     def _load_sources(self, sim: Simulation) -> None:
@@ -152,7 +148,7 @@ class Propagator(Claimable):
             # Whole arrays: under MPI, Devito's sparse data is set only as a whole.
             positions = np.array([sim.sources[k].position for k, _ in members])
             self.source_positions[group] = positions
-            src.coordinates.data[:] = positions
+            place(src, positions, self.fields[group[0]])
             values = [scale * sim.sources[k].wavelet(times + shift) for k, scale in members]
             self.source_values[group] = np.stack(values, axis=1).astype(self.dtype)
             src.data[:] = self.source_values[group]

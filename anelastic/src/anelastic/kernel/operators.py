@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from devito import Function, Operator, SparseTimeFunction, TimeFunction
+from devito import Function, Operator, TimeFunction
 
 from anelastic.forward import decomposition
 from anelastic.forward.cache import OperatorCache
+from anelastic.forward.points import place, point_function
 from anelastic.forward.propagator import (
     DirectCalls,
     fill_coefficients,
@@ -85,9 +86,7 @@ class KernelOperators:
         }
         self._load_replay_coefficients()
         self.sources = {
-            group: SparseTimeFunction(
-                name=f"rsrc{k}", grid=grid, npoint=src.npoint, nt=self.n_frames, dtype=dtype
-            )
+            group: point_function(f"rsrc{k}", grid, src.npoint, self.n_frames, dtype)
             for k, (group, src) in enumerate(prop.sources.items())
         }
         nrec = sim.receivers.count
@@ -99,13 +98,9 @@ class KernelOperators:
             for k, entry in enumerate(self.scheme.adjoint_sources(comp))
         }
         self.residuals = {
-            key: SparseTimeFunction(
-                name=f"adjsrc_{key[0].value}{key[1]}",
-                grid=grid,
-                npoint=nrec,
-                nt=max(self.n_frames, 2),
-                dtype=dtype,
-            )  # fmt: skip
+            key: point_function(
+                f"adjsrc_{key[0].value}{key[1]}", grid, nrec, max(self.n_frames, 2), dtype
+            )
             for key in self.injections
         }
         self._seed_op: Operator | None = None
@@ -172,11 +167,11 @@ class KernelOperators:
         self.scheme = self.sim.physics.adjoint()  # this simulation's model
         self._load_replay_coefficients()
         for key, residual in self.residuals.items():
-            offset = self.injections[key][3]
+            name, _, _, offset = self.injections[key]
             shift = 0.0 if offset is None else np.asarray(offset)
-            residual.coordinates.data[:] = receiver_positions + shift
+            place(residual, receiver_positions + shift, self.adjoint[name])
         for src, group in zip(self.sources.values(), self.prop.sources, strict=True):
-            src.coordinates.data[:] = self.prop.source_positions[group]
+            place(src, self.prop.source_positions[group], self.prop.fields[group[0]])
         self.replay_steps = 0
         self.adjoint_steps = 0
         # Constants are passed by value: the direct calls must re-read the arguments

@@ -38,12 +38,12 @@ from devito import (
     Eq,
     Function,
     Operator,
-    SparseTimeFunction,
     SubDomain,
     TimeFunction,
 )
 
 from anelastic.forward.cache import Claimable, OperatorCache
+from anelastic.forward.points import place, point_function
 from anelastic.forward.propagator import (
     DirectCalls,
     devito_grid,
@@ -326,13 +326,7 @@ class ReverseOperator(Claimable):
         self.ring_views = self._ring_buffers(names, regions, sim.time.nt)
         groups = injection_groups(sim)
         self.sources = {
-            group: SparseTimeFunction(
-                name=f"rsrc{k}",
-                grid=self.grid,
-                npoint=len(members),
-                nt=sim.time.nt + 1,
-                dtype=self.dtype,
-            )
+            group: point_function(f"rsrc{k}", self.grid, len(members), sim.time.nt + 1, self.dtype)
             for k, (group, members) in enumerate(groups.items())
         }
         self.operator = Operator(self._equations(physics), name="reverse")
@@ -385,7 +379,7 @@ class ReverseOperator(Claimable):
         fill_coefficients(self.coeffs, sim.physics.coefficient_specs(), self.dtype)
         for group, forward_src in sim.propagator.sources.items():
             src = self.sources[group]
-            src.coordinates.data[:] = forward_src.coordinates.data
+            place(src, sim.propagator.source_positions[group], self.fields[group[0]])
             src.data[0] = 0
             src.data[1:] = forward_src.data
         for f in self.fields.values():
