@@ -45,6 +45,12 @@ def _add_stages(stages) -> None:
         stage.add_argument("--checkpoint-every", type=int, default=100)
         stage.add_argument("--seed", type=int, default=0)
         stage.add_argument("--log-every", type=int, default=10)
+        stage.add_argument(
+            "--length-grouped",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="batch records of similar length together (less padding; default on)",
+        )
         stage.add_argument("--steps", type=int, default=3, help="drafting steps K (residual rows)")
         if name == "stage2":
             stage.add_argument("--init", required=True, help="stage-1 drafter directory")
@@ -123,6 +129,7 @@ def _run_stage(args) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         log_every=args.log_every,
+        length_grouped=args.length_grouped,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
