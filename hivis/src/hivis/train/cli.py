@@ -48,8 +48,9 @@ def _add_stages(stages) -> None:
         stage.add_argument(
             "--length-grouped",
             action=argparse.BooleanOptionalAction,
-            default=True,
-            help="batch records of similar length together (less padding; default on)",
+            default=False,
+            help="batch records of similar length together (less padding, faster steps; "
+            "measured slightly less accurate at the same steps)",
         )
         stage.add_argument("--steps", type=int, default=3, help="drafting steps K (residual rows)")
         if name == "stage2":
