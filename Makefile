@@ -43,9 +43,10 @@ bench: venv
 # world's tokenizer and an 8-layer base target trained from scratch (45 minutes wall at most),
 # then the base grown to 24 layers and trained on the long-form questions too (block expansion,
 # the base's layers frozen; 110 minutes), its held-out accuracy, then the three drafters on
-# target-regenerated answers and the shipped assets (21 minutes, session 13). Every step resumes
-# when rerun. About 3 hours on 2 idle cores (the issue asks for 2; 25 + 60 minutes of target
-# training gave a far worse target: hivis/BENCHMARKS.md, session 13).
+# target-regenerated answers and the shipped assets (about 34 minutes: answers and features 8,
+# training 26). Every step resumes when rerun. About 3.2 hours on 2 idle cores (the issue asks
+# for 2; 25 + 60 minutes of target training gave a far worse target: hivis/BENCHMARKS.md,
+# session 13).
 WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
