@@ -160,21 +160,13 @@ def train(
         disable=not progress or not accelerator.is_main_process,
     )
     lengths = [int(r.input_ids.shape[0]) for r in records]
-    supervised = [int(r.loss_mask.sum()) for r in records]
-    mean_supervised = max(1.0, sum(supervised) / len(records))
+    weight_of = _loss_weights(records, config)
     for step in range(start, total):
         batch = global_batch(lengths, config, step)
-        # Length-grouped batches differ widely in supervised rows; weighting each batch's
-        # row-mean loss by its rows over the data's mean keeps every row's weight what it is
-        # in a random batch (else the few long-answer batches count as much as short ones).
-        weight = (
-            sum(supervised[i] for i in batch) / (mean_supervised * len(batch))
-            if config.length_grouped
-            else 1.0
-        )
         metrics = _train_step(
-            accelerator, objective, optimizer, scheduler, records, config, step, batch, weight
-        )
+            accelerator, objective, optimizer, scheduler, records, config, step, batch,
+            weight_of(batch),
+        )  # fmt: skip
         bar.update(1)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}", top1=f"{metrics['top1_0']:.3f}")
         if step % config.log_every == 0 or step + 1 == total:
@@ -187,6 +179,20 @@ def train(
             on_step(done, metrics)
     bar.close()
     return TrainResult(total, history)
+
+
+def _loss_weights(records: list[RecordFeatures], config: DrafterTrainConfig):
+    """batch (record indices) -> the factor on its row-mean loss.
+
+    Length-grouped batches differ widely in supervised rows; weighting each batch by its rows
+    over the data's mean keeps every row's weight what it is in a random batch (else the few
+    long-answer batches count as much as the many short ones). Ungrouped: 1.
+    """
+    if not config.length_grouped:
+        return lambda batch: 1.0
+    supervised = [int(r.loss_mask.sum()) for r in records]
+    mean_supervised = max(1.0, sum(supervised) / len(records))
+    return lambda batch: sum(supervised[i] for i in batch) / (mean_supervised * len(batch))
 
 
 def default_precision() -> dict:
