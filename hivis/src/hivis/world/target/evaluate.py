@@ -111,7 +111,7 @@ def evaluate_teacher_forced(
         batch = pack_batch(
             [(render_scene(s.scene), list(s.tasks)) for s in samples], processor, num_visual
         )
-        logits = model(**batch.model_inputs()).logits
+        logits = batch.forward(model).logits
         exact = segment_exact_match(logits, batch)
         groups = [breakdown_key(breakdown, t, s.scene) for s in samples for t in s.tasks]
         for task_type, group, ok in zip(batch.segment_tasks, groups, exact, strict=True):

@@ -26,7 +26,7 @@ def forward_losses(
     object_counts: bool = False,
 ):
     """Returns (answer loss, aux loss, logits ``[B, T, vocab]``)."""
-    out = model(**batch.model_inputs())
+    out = batch.forward(model)
     logits = out.logits
     answer = F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE)
     states = out.image_hidden_states
