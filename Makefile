@@ -39,23 +39,25 @@ bench: venv
 	$(BIN)/python hivis/benchmarks/engine.py --json hivis/benchmarks/engine.json
 	$(BIN)/hivis bench --json hivis/benchmarks/world.json
 
-# The embedded world (hivis issues 6 and 17), what hivis/src/hivis/world/assets ships: the
-# world's tokenizer and an 8-layer base target trained from scratch (38 minutes wall at most),
-# then the base grown to 24 layers and trained on the long-form questions too (block expansion,
-# the base's layers frozen; 40 minutes), its held-out accuracy, then the three drafters on
-# target-regenerated answers and the shipped assets (about 34 minutes: answers and features 8,
-# training 26). Every step resumes when rerun. Under 2 hours on 2 idle cores, the virtual
-# environment aside (hivis/BENCHMARKS.md, session 14).
+# The embedded world (hivis issues 6 and 17): the world's tokenizer, an 8-layer base target
+# trained from scratch (BASE_MIN minutes wall), the base grown to 24 layers and trained on the
+# long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
+# held-out accuracy, then the three drafters on target-regenerated answers and the assets
+# (about 40 minutes). Every step resumes when rerun. Measured from scratch on 2 idle cores:
+# 1 h 59.8 min with the defaults; its target is a little weaker than the shipped one, whose grow
+# ran about 800 steps (GROW_MIN=60 buys as many now; hivis/BENCHMARKS.md, session 14).
+BASE_MIN ?= 38
+GROW_MIN ?= 40
 WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
 	$(BIN)/hivis world train-target --out $(WORLD)/run --tokenizer $(WORLD)/tok \
-		--wall-budget-min 38 --cpu-budget-core-min 72
+		--wall-budget-min $(BASE_MIN) --cpu-budget-core-min $$(( $(BASE_MIN) * 19 / 10 ))
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok-lf --long-form --extend $(WORLD)/run/target
 	$(BIN)/hivis world train-target --out $(WORLD)/run24 --tokenizer $(WORLD)/tok-lf --long-form \
 		--init-from $(WORLD)/run/target --text-layers 24 --freeze-vision-in-joint --aux-weight 0 \
 		--extra-questions 2 --early-batch-size 8 --batch-size 8 --lr 1e-3 --curriculum-fraction 0 \
-		--wall-budget-min 40 --cpu-budget-core-min 80 --checkpoint-every 25
+		--wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25
 	$(BIN)/hivis world eval-target --target $(WORLD)/run24/target --scenes 100
 	$(BIN)/hivis world build --target $(WORLD)/run24/target --work $(WORLD)/drafters24 \
 		--long-form --train-scenes 200

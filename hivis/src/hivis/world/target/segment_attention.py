@@ -8,13 +8,14 @@ lengths ``n_i``). In a long-form grow step (T ~ 1040, P = 262) the dense pass sc
 more pairs than needed and was half of the step's time (BENCHMARKS.md, session 14).
 
 Here the prefix runs as one causal attention (whose kernel skips the upper blocks), and the
-segments, bucketed by length, run as small batches whose keys are the row's prefix followed by
-the segment itself. The result equals the dense masked attention up to float summation order;
-positions after a row's last segment (padding) get zeros, and nothing reads them.
+segments run in groups (a long segment alone, a row's short segments together), bucketed by
+length, as small batches whose keys are the row's prefix followed by the group itself. The
+result equals the dense masked attention up to float summation order; positions after a row's
+last segment (padding) get zeros, and nothing reads them.
 
-Used only in training: ``segment_attention(model)`` switches the text model to this function
-for the block, and the forward passes the batch's ``SegmentLayout`` as ``segment_layout=``.
-Without a layout the function falls back to plain SDPA under the given mask.
+Used in training and ``eval-target``: ``segment_attention(model)`` switches the text model to
+this function for the block, and the forward passes the batch's ``SegmentLayout`` as
+``segment_layout=``. Without a layout the function falls back to plain SDPA under the mask.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 NAME = "hivis_segments"
-# Segments are bucketed by length at these bounds, so a bucket pads each query to at most
-# twice its length while a row's few segments need only a handful of attention calls.
+# Groups are bucketed by length at these bounds, so a bucket pads each query to at most
+# twice its length while a batch needs only a handful of attention calls per layer.
 BUCKET_BOUNDS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+# Segments up to this length (the short questions and answers, ~25 tokens) share one group per
+# row: measured, one group per short question made the base recipe's step slower than dense
+# attention, its time going to gathering the 262-position prefix once per question.
 SHORT = 48
 
 
@@ -132,6 +136,7 @@ def attention(
         key[:, :, :p],
         value[:, :, :p],
         is_causal=True,
+        dropout_p=dropout,
         scale=scaling,
         enable_gqa=gqa,
     )  # [B, H, P, d]
@@ -146,6 +151,7 @@ def attention(
             flat_k[bucket.key_index].transpose(1, 2),
             flat_v[bucket.key_index].transpose(1, 2),
             attn_mask=bucket.mask,
+            dropout_p=dropout,
             scale=scaling,
             enable_gqa=gqa,
         )  # [S, H, n, d]
