@@ -57,12 +57,16 @@ class SegmentBucket:
 
 @dataclass
 class SegmentLayout:
-    """Where the prefix and the segments of a packed batch lie (B rows of T positions)."""
+    """Where the prefix and the segments of a packed batch lie (B rows of T positions).
+
+    output_index: flat index ``b * T + t`` of every computed output, in the order the
+    attention produces them (each row's prefix, then each bucket's valid query positions)."""
 
     rows: int
     length: int
     prefix_len: int
     buckets: list[SegmentBucket]
+    output_index: torch.Tensor
 
 
 def segment_layout(
@@ -85,7 +89,9 @@ def segment_layout(
         n = sum(end - start for start, end in group[1])
         by_bound.setdefault(next((b for b in BUCKET_BOUNDS if n <= b), n), []).append(group)
     buckets = [_bucket(prefix_len, length, chosen) for _, chosen in sorted(by_bound.items())]
-    return SegmentLayout(len(spans), length, prefix_len, buckets)
+    prefix = (torch.arange(len(spans))[:, None] * length + torch.arange(prefix_len)).flatten()
+    output_index = torch.cat([prefix] + [b.query_index[b.valid] for b in buckets])
+    return SegmentLayout(len(spans), length, prefix_len, buckets, output_index)
 
 
 def _bucket(prefix_len: int, length: int, groups: list) -> SegmentBucket:
@@ -144,7 +150,6 @@ def attention(
         x.transpose(1, 2).reshape(rows * length, -1, dim) for x in (query, key, value)
     )
     pieces = [prefix.transpose(1, 2).reshape(rows * p, heads, dim)]
-    where = [(torch.arange(rows)[:, None] * length + torch.arange(p)).flatten()]
     for bucket in layout.buckets:
         out = F.scaled_dot_product_attention(
             flat_q[bucket.query_index].transpose(1, 2),
@@ -156,9 +161,8 @@ def attention(
             enable_gqa=gqa,
         )  # [S, H, n, d]
         pieces.append(out.transpose(1, 2)[bucket.valid])
-        where.append(bucket.query_index[bucket.valid])
     output = query.new_zeros(rows * length, heads, dim).index_copy(
-        0, torch.cat(where), torch.cat(pieces)
+        0, layout.output_index, torch.cat(pieces)
     )
     return output.reshape(rows, length, heads, dim), None
 
