@@ -43,21 +43,24 @@ bench: venv
 # trained from scratch (BASE_MIN minutes wall), the base grown to 24 layers and trained on the
 # long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
 # held-out accuracy, then the three drafters on target-regenerated answers and the assets
-# (about 40 minutes). Every step resumes when rerun. Measured from scratch on 2 idle cores:
-# 1 h 59.8 min with the defaults; its target is a little weaker than the shipped one, whose grow
-# ran about 800 steps (GROW_MIN=60 buys as many now; hivis/BENCHMARKS.md, session 14).
+# (about 40 minutes). Every step resumes when rerun. Session 14 measured 1 h 59.8 min from
+# scratch on 2 idle cores in float32 (GROW_MIN=40), and its target was weaker than the shipped
+# one; bf16 buys the grow about 1.6x the steps (hivis/BENCHMARKS.md, session 15).
+# PRECISION=auto trains under bf16 autocast where the CPU multiplies bf16 natively (a grow step
+# 1.55x cheaper, a base joint step 1.14x), float32 elsewhere; fp32 forces float32.
 BASE_MIN ?= 38
-GROW_MIN ?= 40
+GROW_MIN ?= 38
+PRECISION ?= auto
 WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
 	$(BIN)/hivis world train-target --out $(WORLD)/run --tokenizer $(WORLD)/tok \
-		--wall-budget-min $(BASE_MIN) --cpu-budget-core-min $$(( $(BASE_MIN) * 19 / 10 ))
+		--precision $(PRECISION) --wall-budget-min $(BASE_MIN) --cpu-budget-core-min $$(( $(BASE_MIN) * 19 / 10 ))
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok-lf --long-form --extend $(WORLD)/run/target
 	$(BIN)/hivis world train-target --out $(WORLD)/run24 --tokenizer $(WORLD)/tok-lf --long-form \
 		--init-from $(WORLD)/run/target --text-layers 24 --freeze-vision-in-joint --aux-weight 0 \
 		--extra-questions 2 --early-batch-size 8 --batch-size 8 --lr 1e-3 --curriculum-fraction 0 \
-		--wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25
+		--precision $(PRECISION) --wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25
 	$(BIN)/hivis world eval-target --target $(WORLD)/run24/target --scenes 100
 	$(BIN)/hivis world build --target $(WORLD)/run24/target --work $(WORLD)/drafters24 \
 		--long-form --train-scenes 200

@@ -44,7 +44,7 @@ from hivis.world.target.config import TargetTrainConfig, TrainState
 from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, generate_answers
 from hivis.world.target.model import TargetConfig, save_target, sincos_2d
 from hivis.world.target.packing import IGNORE, pack_batch, segment_exact_match
-from hivis.world.target.steps import forward_losses, optimizer_for, train_step
+from hivis.world.target.steps import forward_losses, forward_precision, optimizer_for, train_step
 from hivis.world.target.train import train_target
 
 
@@ -323,6 +323,40 @@ def test_world_train_config_rejects_bad_values(world_tokenizer_dir, tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="world tokenizer"):
         TargetTrainConfig(out_dir=tmp_path, tokenizer_dir=tmp_path / "missing")
+
+
+def test_world_bf16_forward_runs_in_bf16_and_stays_close_to_float32(
+    world_target, world_tokenizer_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("hivis.world.target.config.cpu_has_native_bf16", lambda: True)
+    model, processor = world_target
+    head = aux_head_for(TINY_WORLD_TARGET)
+    batch, aux = make_batch(
+        Split.TRAIN, 0, 2, 0, TINY_WORLD_SCENES, processor, TINY_WORLD_TARGET.num_visual_tokens
+    )
+    results = {}
+    for bf16 in (False, True):
+        cfg = TargetTrainConfig(out_dir=tmp_path, tokenizer_dir=world_tokenizer_dir, bf16=bf16)
+        with forward_precision(cfg):
+            answer, aux_loss, logits = forward_losses(model, head, batch, aux)
+        results[bf16] = (answer.item(), aux_loss.item(), logits.dtype)
+    assert results[False][2] == torch.float32 and results[True][2] == torch.bfloat16
+    assert results[True][0] == pytest.approx(results[False][0], rel=0.02)
+    assert results[True][1] == pytest.approx(results[False][1], rel=0.02)
+
+
+def test_world_bf16_is_refused_before_training_on_a_cpu_without_it(
+    world_tokenizer_dir, tmp_path, monkeypatch, capsys
+):
+    from hivis.cli import main as hivis_cli
+
+    monkeypatch.setattr("hivis.world.target.config.cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="--precision fp32"):
+        TargetTrainConfig(out_dir=tmp_path, tokenizer_dir=world_tokenizer_dir, bf16=True)
+    out = tmp_path / "run"
+    argv = ["world", "train-target", "--out", str(out), "--tokenizer", str(world_tokenizer_dir)]
+    assert hivis_cli([*argv, "--precision", "bf16"]) == 2
+    assert "native bf16" in capsys.readouterr().err and not out.exists()
 
 
 def _logits_for(target: torch.Tensor, classes: int, scale: float) -> torch.Tensor:

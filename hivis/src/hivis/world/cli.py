@@ -86,6 +86,7 @@ def _target_train_config(args: argparse.Namespace):
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         threads=args.threads,
+        bf16=_bf16(args.precision),
         cpu_budget_core_min=args.cpu_budget_core_min,
         wall_budget_min=args.wall_budget_min,
         target=TargetConfig(
@@ -95,6 +96,13 @@ def _target_train_config(args: argparse.Namespace):
             text_intermediate=args.text_intermediate,
         ),
     )
+
+
+def _bf16(precision: str) -> bool:
+    """``--precision``: fp32 -> False, bf16 -> True, auto -> whether the CPU has native bf16."""
+    from hivis.world.target.config import cpu_has_native_bf16
+
+    return precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
 
 
 def _cmd_train_target(args: argparse.Namespace) -> int:
@@ -392,6 +400,13 @@ def _add_run_options(p, d: dict) -> None:
         "--text-hidden 128 --text-intermediate 384)",
     )
     p.add_argument("--threads", type=int, default=d["threads"])
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="forward passes in float32 or under bf16 autocast (weights and optimizer stay "
+        "float32); auto: bf16 where the CPU multiplies bf16 natively (avx512_bf16 / AMX)",
+    )
     p.add_argument(
         "--cpu-budget-core-min",
         type=float,

@@ -36,6 +36,12 @@ def forward_losses(
     return answer, aux_losses(head(visual), aux, facts, object_counts), logits
 
 
+def forward_precision(cfg: TargetTrainConfig):
+    """The context the forward passes of a training step run in: bf16 autocast with
+    ``cfg.bf16`` (backward then follows the forward's dtypes), else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+
+
 def optimizer_for(model, head, cfg: TargetTrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters()) + list(head.parameters())
     decay = [p for p in params if p.ndim >= 2]
@@ -52,9 +58,10 @@ def _vision_step(model, head, cfg: TargetTrainConfig, state: TrainState, world, 
     pixels, aux = make_vision_batch(
         Split.TRAIN, state.scenes_seen, cfg.vision_batch_size, cfg.seed, world, processor
     )
-    aux_loss = aux_losses(
-        head(visual_tokens(model, pixels)), aux, cfg.fact_targets, cfg.object_count_targets
-    )
+    with forward_precision(cfg):
+        aux_loss = aux_losses(
+            head(visual_tokens(model, pixels)), aux, cfg.fact_targets, cfg.object_count_targets
+        )
     aux_loss.backward()
     return {"phase": "vision", "images": cfg.vision_batch_size, "aux_loss": aux_loss.item()}
 
@@ -81,20 +88,21 @@ def _joint_step(model, head, cfg: TargetTrainConfig, state: TrainState, world, p
         if cfg.lookup_weight > 0
         else nullcontext({})
     )
-    with looking as captured:
-        answer, aux_loss, logits = forward_losses(
-            model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
-        )
-    look = torch.zeros(())
-    if batch.lookup_keys is not None:
-        look = lookup_loss(
-            model,
-            captured,
-            batch.position_ids,
-            batch.attention_mask,
-            batch.lookup_keys,
-            cfg.lookup_head,
-        )
+    with forward_precision(cfg):
+        with looking as captured:
+            answer, aux_loss, logits = forward_losses(
+                model, head, batch, aux, cfg.fact_targets, cfg.object_count_targets
+            )
+        look = torch.zeros(())
+        if batch.lookup_keys is not None:
+            look = lookup_loss(
+                model,
+                captured,
+                batch.position_ids,
+                batch.attention_mask,
+                batch.lookup_keys,
+                cfg.lookup_head,
+            )
     (answer + cfg.aux_weight * aux_loss + cfg.lookup_weight * look).backward()
     with torch.no_grad():
         exact = segment_exact_match(logits.detach(), batch)

@@ -1,8 +1,12 @@
-"""What segment attention saves in a training step of the world's target: the same joint step
-with the text model attending segment by segment (``hivis.world.target.segment_attention``, the
-default) and densely under the packed rows' mask, in alternating rounds, medians.
+"""What a training step of the world's target costs two ways, in alternating rounds, medians:
 
-    python hivis/benchmarks/segment_attention.py [--rounds 5] [--threads 2]
+- ``--compare attention``: the text model attending segment by segment
+  (``hivis.world.target.segment_attention``, the default) against densely under the packed
+  rows' mask;
+- ``--compare precision``: the forward passes in float32 against bf16 autocast
+  (``TargetTrainConfig.bf16``; needs a CPU with native bf16 matmuls).
+
+    python hivis/benchmarks/target_step.py [--compare attention] [--rounds 5] [--threads 2]
 
 Two recipes of ``make world``: the base (8 text layers, 16 images of short questions per step)
 and the grow (24 layers grown from an 8-layer source, 8 images of long-form and short questions,
@@ -16,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -63,7 +68,14 @@ def recipes(tmp: Path) -> dict[str, TargetTrainConfig]:
     }
 
 
-def step_medians(cfg: TargetTrainConfig, rounds: int) -> dict[str, float]:
+def modes_of(cfg: TargetTrainConfig, compare: str) -> dict:
+    """Mode name -> (configuration, batch maker) of the two sides of ``compare``."""
+    if compare == "attention":
+        return {"dense": (cfg, dense_batches), "segments": (cfg, MAKE_BATCH)}
+    return {"fp32": (cfg, MAKE_BATCH), "bf16": (replace(cfg, bf16=True), MAKE_BATCH)}
+
+
+def step_medians(cfg: TargetTrainConfig, rounds: int, compare: str) -> dict[str, float]:
     """Median wall seconds of one joint step (forward, backward, optimizer) per mode."""
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
@@ -72,14 +84,15 @@ def step_medians(cfg: TargetTrainConfig, rounds: int) -> dict[str, float]:
     head = head_of_run(cfg, model, tokenizer)
     optimizer = steps.optimizer_for(model, head, cfg)
     model.train()
-    times: dict[str, list[float]] = {"dense": [], "segments": []}
+    modes = modes_of(cfg, compare)
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
     for r in range(rounds + 1):  # round 0 warms up
-        for mode in times:
-            steps.make_batch = dense_batches if mode == "dense" else MAKE_BATCH
+        for mode, (mode_cfg, make_batch) in modes.items():
+            steps.make_batch = make_batch
             state = TrainState(step=100, wall_s=0.7 * 60 * cfg.wall_budget_min, cpu_s=0.0)
             state.scenes_seen = 1000 * r
             start = time.perf_counter()
-            steps.train_step(model, head, optimizer, cfg, state, processor)
+            steps.train_step(model, head, optimizer, mode_cfg, state, processor)
             optimizer.step()
             if r:
                 times[mode].append(time.perf_counter() - start)
@@ -89,17 +102,16 @@ def step_medians(cfg: TargetTrainConfig, rounds: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", choices=["attention", "precision"], default="attention")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in recipes(Path(tmp)).items():
-            seconds = step_medians(cfg, args.rounds)
-            print(
-                f"{name}: dense {seconds['dense']:.2f} s, segments {seconds['segments']:.2f} s "
-                f"per step -> {seconds['dense'] / seconds['segments']:.2f}x"
-            )
+            seconds = step_medians(cfg, args.rounds, args.compare)
+            (a, ta), (b, tb) = seconds.items()
+            print(f"{name}: {a} {ta:.2f} s, {b} {tb:.2f} s per step -> {ta / tb:.2f}x")
 
 
 if __name__ == "__main__":
