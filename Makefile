@@ -46,8 +46,9 @@ bench: venv
 # (about 40 minutes). Every step resumes when rerun. Session 14 measured 1 h 59.8 min from
 # scratch on 2 idle cores in float32 (GROW_MIN=40), and its target was weaker than the shipped
 # one; bf16 buys the grow about 1.6x the steps (hivis/BENCHMARKS.md, session 15).
-# PRECISION=auto trains under bf16 autocast where the CPU multiplies bf16 natively (a grow step
-# 1.55x cheaper, a base joint step 1.14x), float32 elsewhere; fp32 forces float32.
+# PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
+# grow step 1.6x cheaper), float32 elsewhere; fp32 forces float32. The base stays float32: there
+# bf16 made vision steps 1.2x slower and early joint steps no faster (measured, session 15).
 BASE_MIN ?= 38
 GROW_MIN ?= 38
 PRECISION ?= auto
@@ -55,7 +56,7 @@ WORLD := build/world
 world: venv
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok
 	$(BIN)/hivis world train-target --out $(WORLD)/run --tokenizer $(WORLD)/tok \
-		--precision $(PRECISION) --wall-budget-min $(BASE_MIN) --cpu-budget-core-min $$(( $(BASE_MIN) * 19 / 10 ))
+		--wall-budget-min $(BASE_MIN) --cpu-budget-core-min $$(( $(BASE_MIN) * 19 / 10 ))
 	$(BIN)/hivis world tokenizer --out $(WORLD)/tok-lf --long-form --extend $(WORLD)/run/target
 	$(BIN)/hivis world train-target --out $(WORLD)/run24 --tokenizer $(WORLD)/tok-lf --long-form \
 		--init-from $(WORLD)/run/target --text-layers 24 --freeze-vision-in-joint --aux-weight 0 \

@@ -67,8 +67,9 @@ class TargetTrainConfig:
     seed: int = 0
     threads: int = 2
     # bf16 autocast of the forward passes (weights, gradients and AdamW stay float32). On a CPU
-    # with native bf16 matmuls (avx512_bf16 or AMX) a grow step (24 layers) costs 1.55x less
-    # and a base joint step 1.14x less (`hivis/benchmarks/target_step.py --compare precision`);
+    # with native bf16 matmuls (avx512_bf16 or AMX) a grow step (24 layers, long rows) costs
+    # 1.6x less (`hivis/benchmarks/target_step.py --compare precision`); small steps gain
+    # nothing (a base vision step costs 1.2x more, an early base joint step the same), and
     # elsewhere bf16 is emulated and slower, so it is refused there.
     bf16: bool = False
     cpu_budget_core_min: float = 80.0
