@@ -49,8 +49,8 @@ bench: venv
 # PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
 # grow step 1.6x cheaper), float32 elsewhere; fp32 forces float32. The base stays float32: there
 # bf16 made vision steps 1.2x slower and early joint steps no faster (measured, session 15).
-BASE_MIN ?= 38
-GROW_MIN ?= 38
+BASE_MIN ?= 41
+GROW_MIN ?= 36
 PRECISION ?= auto
 WORLD := build/world
 world: venv
