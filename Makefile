@@ -43,7 +43,8 @@ bench: venv
 # trained from scratch (BASE_MIN minutes wall), the base grown to 24 layers and trained on the
 # long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
 # held-out accuracy, then the three drafters on target-regenerated answers and the assets
-# (about 40 minutes). Every step resumes when rerun. Session 14 measured 1 h 59.8 min from
+# (about 35 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
+# top-1 and saves about a third of stage 2, measured in session 15). Every step resumes when rerun. Session 14 measured 1 h 59.8 min from
 # scratch on 2 idle cores in float32 (GROW_MIN=40), and its target was weaker than the shipped
 # one; bf16 buys the grow about 1.6x the steps (hivis/BENCHMARKS.md, session 15).
 # PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
@@ -64,7 +65,7 @@ world: venv
 		--precision $(PRECISION) --wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25
 	$(BIN)/hivis world eval-target --target $(WORLD)/run24/target --scenes 100
 	$(BIN)/hivis world build --target $(WORLD)/run24/target --work $(WORLD)/drafters24 \
-		--long-form --train-scenes 200
+		--long-form --train-scenes 200 --stage2-steps 400
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
