@@ -29,8 +29,10 @@ format: venv
 	$(BIN)/ruff format hivis anelastic
 	$(BIN)/ruff check --fix hivis anelastic
 
+# anelastic's tests are bound by Devito's operator building (Python, one core each): two workers,
+# a file's tests on one of them so its operators are built once.
 test: lint
-	$(BIN)/pytest -q anelastic/tests
+	$(BIN)/pytest -q -n 2 --dist loadfile anelastic/tests
 	$(BIN)/pytest -q hivis/tests
 
 bench: venv
