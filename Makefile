@@ -46,12 +46,12 @@ bench: venv
 # long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
 # held-out accuracy, then the three drafters on target-regenerated answers and the assets
 # (about 35 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
-# top-1 and saves about a third of stage 2, measured in session 15). Every step resumes when rerun. Session 14 measured 1 h 59.8 min from
-# scratch on 2 idle cores in float32 (GROW_MIN=40), and its target was weaker than the shipped
-# one; bf16 buys the grow about 1.6x the steps (hivis/BENCHMARKS.md, session 15).
+# top-1). Every step resumes when rerun. Not yet good enough (hivis/BENCHMARKS.md, sessions
+# 14-15): this base reaches colour_of 100 %, but the grow makes ~470 steps where the long-form
+# facts need ~800 (GROW_MIN=60 buys them, and the whole run then takes about 2 h 20 min).
 # PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
-# grow step 1.6x cheaper), float32 elsewhere; fp32 forces float32. The base stays float32: there
-# bf16 made vision steps 1.2x slower and early joint steps no faster (measured, session 15).
+# warm grow step 1.1-1.25x cheaper), float32 elsewhere; fp32 forces float32. The base stays
+# float32: there bf16 made vision steps 1.16x slower and early joint steps no faster.
 BASE_MIN ?= 41
 GROW_MIN ?= 36
 PRECISION ?= auto

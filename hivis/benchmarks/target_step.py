@@ -1,4 +1,4 @@
-"""What a training step of the world's target costs two ways, in alternating rounds, medians:
+"""What a training step of the world's target costs two ways, medians:
 
 - ``--compare attention``: the text model attending segment by segment
   (``hivis.world.target.segment_attention``, the default) against densely under the packed
@@ -6,20 +6,24 @@
 - ``--compare precision``: the forward passes in float32 against bf16 autocast
   (``TargetTrainConfig.bf16``; needs a CPU with native bf16 matmuls).
 
-    python hivis/benchmarks/target_step.py [--compare attention] [--rounds 5] [--threads 2]
+    python hivis/benchmarks/target_step.py [--compare attention] [--processes 2] [--rounds 4]
 
 Two recipes of ``make world``: the base (8 text layers, 16 images of short questions per step)
 and the grow (24 layers grown from an 8-layer source, 8 images of long-form and short questions,
-the source's layers frozen). Random weights: a step's cost does not depend on them. Each round
-runs both modes on the same scenes, late in the schedule (full world, look-up loss on).
+the source's layers frozen). Random weights: a step's cost does not depend on them. Every mode
+runs in a fresh process, ``--rounds`` steps after two warm-up steps, late in the schedule (full
+world, look-up loss on); processes alternate between the modes. One process for both modes
+misled: a float32 step that followed bf16 steps cost 1.4x what it costs on its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +37,7 @@ from hivis.world.target.config import TargetTrainConfig, TrainState
 from hivis.world.target.grow import grow_target
 from hivis.world.target.model import TargetConfig, build_target, save_target
 
-MAKE_BATCH = steps.make_batch
+MODES = {"attention": ("dense", "segments"), "precision": ("fp32", "bf16")}
 
 
 def dense_batches(*args, **kwargs):
@@ -43,12 +47,19 @@ def dense_batches(*args, **kwargs):
     return batch, aux
 
 
-def recipes(tmp: Path) -> dict[str, TargetTrainConfig]:
-    """The base and grow configurations of ``make world`` (tokenizer and source in ``tmp``)."""
+MAKE_BATCH = steps.make_batch
+
+
+def prepare(tmp: Path) -> None:
+    """The recipes' tokenizer (``tmp/tok``) and 8-layer grow source (``tmp/source``)."""
     save_tokenizer(train_tokenizer(640, 300, long_form=True), tmp / "tok")
     tokenizer = AutoTokenizer.from_pretrained(tmp / "tok")
     source, processor = build_target(TargetConfig(text_layers=8), tokenizer)
     save_target(source, processor, tmp / "source")
+
+
+def recipes(tmp: Path) -> dict[str, TargetTrainConfig]:
+    """The base and grow configurations of ``make world`` (files of :func:`prepare` in ``tmp``)."""
     common = {"out_dir": tmp / "run", "tokenizer_dir": tmp / "tok", "cpu_budget_core_min": 1e9}
     return {
         "base (8 layers, 16 images)": TargetTrainConfig(**common, wall_budget_min=38.0),
@@ -68,15 +79,15 @@ def recipes(tmp: Path) -> dict[str, TargetTrainConfig]:
     }
 
 
-def modes_of(cfg: TargetTrainConfig, compare: str) -> dict:
-    """Mode name -> (configuration, batch maker) of the two sides of ``compare``."""
-    if compare == "attention":
-        return {"dense": (cfg, dense_batches), "segments": (cfg, MAKE_BATCH)}
-    return {"fp32": (cfg, MAKE_BATCH), "bf16": (replace(cfg, bf16=True), MAKE_BATCH)}
-
-
-def step_medians(cfg: TargetTrainConfig, rounds: int, compare: str) -> dict[str, float]:
-    """Median wall seconds of one joint step (forward, backward, optimizer) per mode."""
+def mode_seconds(tmp: Path, recipe: str, mode: str, rounds: int, threads: int) -> list[float]:
+    """Wall seconds of ``rounds`` joint steps (forward, backward, optimizer) in ``mode``, after
+    two warm-up steps (a float32 process's first steps cost up to 1.5x its later ones); run in a
+    fresh process."""
+    torch.set_num_threads(threads)
+    cfg = recipes(tmp)[recipe]
+    if mode == "bf16":
+        cfg = replace(cfg, bf16=True)
+    steps.make_batch = dense_batches if mode == "dense" else MAKE_BATCH
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_dir)
     model, processor = build_target(cfg.target, tokenizer, cfg.seed)
     if cfg.init_from is not None:
@@ -84,34 +95,38 @@ def step_medians(cfg: TargetTrainConfig, rounds: int, compare: str) -> dict[str,
     head = head_of_run(cfg, model, tokenizer)
     optimizer = steps.optimizer_for(model, head, cfg)
     model.train()
-    modes = modes_of(cfg, compare)
-    times: dict[str, list[float]] = {mode: [] for mode in modes}
-    for r in range(rounds + 1):  # round 0 warms up
-        for mode, (mode_cfg, make_batch) in modes.items():
-            steps.make_batch = make_batch
-            state = TrainState(step=100, wall_s=0.7 * 60 * cfg.wall_budget_min, cpu_s=0.0)
-            state.scenes_seen = 1000 * r
-            start = time.perf_counter()
-            steps.train_step(model, head, optimizer, mode_cfg, state, processor)
-            optimizer.step()
-            if r:
-                times[mode].append(time.perf_counter() - start)
-    steps.make_batch = MAKE_BATCH
-    return {mode: statistics.median(values) for mode, values in times.items()}
+    times = []
+    for r in range(rounds + 2):  # rounds 0 and 1 warm up
+        state = TrainState(step=100, wall_s=0.7 * 60 * cfg.wall_budget_min, cpu_s=0.0)
+        state.scenes_seen = 1000 * r
+        start = time.perf_counter()
+        steps.train_step(model, head, optimizer, cfg, state, processor)
+        optimizer.step()
+        if r > 1:
+            times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", choices=["attention", "precision"], default="attention")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compare", choices=sorted(MODES), default="attention")
+    parser.add_argument("--processes", type=int, default=2, help="fresh processes per mode")
+    parser.add_argument("--rounds", type=int, default=4, help="timed steps per process")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, cfg in recipes(Path(tmp)).items():
-            seconds = step_medians(cfg, args.rounds, args.compare)
-            (a, ta), (b, tb) = seconds.items()
-            print(f"{name}: {a} {ta:.2f} s, {b} {tb:.2f} s per step -> {ta / tb:.2f}x")
+        prepare(Path(tmp))
+        for recipe in recipes(Path(tmp)):
+            times: dict[str, list[float]] = {mode: [] for mode in MODES[args.compare]}
+            for _ in range(args.processes):
+                for mode in times:
+                    with ProcessPoolExecutor(1, mp_context=spawn) as fresh:
+                        job = (Path(tmp), recipe, mode, args.rounds, args.threads)
+                        times[mode] += fresh.submit(mode_seconds, *job).result()
+            print(recipe, {mode: [round(t, 2) for t in values] for mode, values in times.items()})
+            (a, ta), (b, tb) = ((m, statistics.median(t)) for m, t in times.items())
+            print(f"{recipe}: {a} {ta:.2f} s, {b} {tb:.2f} s per step -> {ta / tb:.2f}x")
 
 
 if __name__ == "__main__":

@@ -66,11 +66,11 @@ class TargetTrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 2
-    # bf16 autocast of the forward passes (weights, gradients and AdamW stay float32). On a CPU
-    # with native bf16 matmuls (avx512_bf16 or AMX) a grow step (24 layers, long rows) costs
-    # 1.6x less (`hivis/benchmarks/target_step.py --compare precision`); small steps gain
-    # nothing (a base vision step costs 1.2x more, an early base joint step the same), and
-    # elsewhere bf16 is emulated and slower, so it is refused there.
+    # bf16 autocast of the forward passes (weights, gradients and AdamW stay float32). On this
+    # project's CPU (avx512_bf16, no AMX) a bf16 matmul is 2-2.7x faster, but a whole training
+    # step only 1.1-1.25x once warm (`hivis/benchmarks/target_step.py --compare precision`):
+    # the rest of the step is casts and memory-bound work. Where bf16 is emulated it is slower,
+    # so it is refused there.
     bf16: bool = False
     cpu_budget_core_min: float = 80.0
     wall_budget_min: float | None = 45.0
