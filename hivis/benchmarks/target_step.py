@@ -38,6 +38,7 @@ from hivis.world.target.grow import grow_target
 from hivis.world.target.model import TargetConfig, build_target, save_target
 
 MODES = {"attention": ("dense", "segments"), "precision": ("fp32", "bf16")}
+MAKE_BATCH = steps.make_batch
 
 
 def dense_batches(*args, **kwargs):
@@ -45,9 +46,6 @@ def dense_batches(*args, **kwargs):
     batch, aux = MAKE_BATCH(*args, **kwargs)
     batch.segment_layout = None
     return batch, aux
-
-
-MAKE_BATCH = steps.make_batch
 
 
 def prepare(tmp: Path) -> None:
