@@ -4,6 +4,7 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 from test_world_data import _three_objects
 
 from hivis.world.data.dataset import Split, iter_samples, make_sample
@@ -224,3 +225,96 @@ def test_train_target_cli_expresses_a_deep_long_form_target(world_tokenizer_dir,
     assert cfg.long_form and cfg.target.text_layers == 24 and cfg.target.text_intermediate == 256
     assert cfg.lookup_layer_index == 11  # the middle of the deeper text model
     assert not _target_train_config(parser.parse_args(args)).long_form  # off by default
+    cfg = _target_train_config(parser.parse_args([*args, "--long-form", "--long-form-lookup"]))
+    assert (
+        cfg.long_form_lookup and not _target_train_config(parser.parse_args(args)).long_form_lookup
+    )
+
+
+def test_long_form_sentences_refer_to_the_objects_they_describe():
+    scene = _three_objects()  # reading order: the triangle (1), the square (2), the circle (0)
+    task = report(scene, np.random.default_rng(0))
+    spans = [(task.answer[a:b], objects) for a, b, objects in task.answer_referents]
+    assert spans == [
+        ("Object one is a large red triangle at the top left.", (1,)),
+        ("Object two is a small red square in the center.", (2,)),
+        ("Object three is a small blue circle at the bottom right.", (0,)),
+        ("Object one is to the left of object two and above it.", (1, 2)),
+        ("Object two is to the left of object three and above it.", (2, 0)),
+    ]
+    task = step_by_step(scene, np.random.default_rng(0))
+    spans = [(task.answer[a:b], objects) for a, b, objects in task.answer_referents]
+    assert [objects for _, objects in spans] == [(1,), (1,), (2,), (2,), (0,), (0,)]
+    assert spans[4][0] == "Object three is a small blue circle at the bottom right."
+    assert spans[5][0].startswith("It is ") and spans[5][0].endswith(".")
+    assert task.referents == ()
+
+
+def _looked_at_runs(batch, row: int, segment: int, tokenizer, offset: int) -> list:
+    """(decoded label tokens, visual tokens looked at) of each run of consecutive answer
+    positions of ``segment`` that look at the same non-empty set of visual tokens."""
+    runs = []
+    for t in (batch.segment_ids[row] == segment).nonzero()[:, 0].tolist():
+        keys = tuple(k - offset for k in batch.lookup_keys[row, t].nonzero()[:, 0].tolist())
+        label = batch.labels[row, t].item()
+        if runs and runs[-1][1] == keys:
+            runs[-1][0].append(label)
+        else:
+            runs.append(([label], keys))
+    return [(tokenizer.decode(ids).strip(), keys) for ids, keys in runs if keys]
+
+
+def _expected_runs(scene, task, grid: int) -> list:
+    """The answer's ``answer_referents`` spans, consecutive spans about the same objects
+    merged, with the objects' visual tokens (class token first, then row-major patches), sorted."""
+    merged = []
+    for start, end, objects in task.answer_referents:
+        if merged and merged[-1][2] == objects and merged[-1][1] + 1 == start:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end, objects])
+    cells = [(int(o.y // 16), int(o.x // 16)) for o in scene.objects]
+    return [
+        (task.answer[a:b], tuple(sorted(1 + cells[i][0] * grid + cells[i][1] for i in objects)))
+        for a, b, objects in merged
+    ]
+
+
+def test_long_form_lookup_points_each_sentence_at_its_object(
+    long_form_tokenizer, world_tokenizer_dir, tmp_path
+):
+    from tiny_world import TINY_WORLD_SCENES, TINY_WORLD_TARGET
+
+    from hivis.world.target.batches import make_batch
+    from hivis.world.target.config import TargetTrainConfig
+    from hivis.world.target.model import build_target
+
+    _, processor = build_target(TINY_WORLD_TARGET, long_form_tokenizer, seed=0)
+    args = (Split.TRAIN, 0, 3, 0, TINY_WORLD_SCENES, processor, 37)
+    plain, _ = make_batch(*args, lookup=True, long_form=True)
+    batch, _ = make_batch(*args, lookup=True, long_form=True, long_form_lookup=True)
+    image_id = long_form_tokenizer.convert_tokens_to_ids("<image>")
+    segment = 0
+    for row in range(3):
+        sample = make_sample(0, Split.TRAIN, row, TINY_WORLD_SCENES, long_form=True)
+        offset = int((batch.input_ids[row] == image_id).nonzero()[0, 0])
+        for task in sample.tasks:
+            positions = batch.segment_ids[row] == segment
+            if task.task_type.long_form:
+                runs = _looked_at_runs(batch, row, segment, long_form_tokenizer, offset)
+                assert runs == _expected_runs(sample.scene, task, TINY_WORLD_SCENES.grid)
+                n = len(sample.scene.objects)
+                assert len(runs) == (2 * n - 1 if task.task_type is TaskType.REPORT else n)
+            else:  # the short questions look where they did
+                assert torch.equal(
+                    batch.lookup_keys[row, positions], plain.lookup_keys[row, positions]
+                )
+            segment += 1
+    assert segment == len(batch.segment_tasks)
+    with pytest.raises(ValueError, match="long_form_lookup needs long_form"):
+        TargetTrainConfig(
+            out_dir=tmp_path,
+            tokenizer_dir=world_tokenizer_dir,
+            long_form_lookup=True,
+            target=TINY_WORLD_TARGET,
+        )

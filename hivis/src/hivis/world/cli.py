@@ -69,6 +69,7 @@ def _target_train_config(args: argparse.Namespace):
         lookup_layer=args.lookup_layer,
         lookup_head=args.lookup_head,
         count_all_on_class_token=args.count_all_on_class_token,
+        long_form_lookup=args.long_form_lookup,
         long_form=args.long_form,
         # A grown target's vision tower is trained already: no vision phase unless asked.
         vision_pretrain_fraction=(
@@ -383,6 +384,13 @@ def _add_lookup_options(p, d: dict) -> None:
         "count_all_on_class_token",
         'the look-up of "how many objects?" goes to the class token (the scene total), not '
         "to every object",
+    )
+    _switch(
+        p,
+        d,
+        "long_form_lookup",
+        "in the long-form answers, each object's sentences look at that object (needs "
+        "--long-form and a look-up weight > 0)",
     )
 
 

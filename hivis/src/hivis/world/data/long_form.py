@@ -109,24 +109,51 @@ def _counts_sentences(scene: Scene) -> list[str]:
     ]
 
 
+def _joined(sentences: list[tuple[str, tuple[int, ...]]]) -> tuple[str, tuple]:
+    """(the sentences joined by spaces, the ``Task.answer_referents`` spans): each sentence
+    comes with the indices of the objects it is about (empty: none in particular)."""
+    text, spans = "", []
+    for sentence, objects in sentences:
+        start = len(text) + 1 if text else 0
+        text = f"{text} {sentence}" if text else sentence
+        if objects:
+            spans.append((start, len(text), objects))
+    return text, tuple(spans)
+
+
+def _reading_order_indices(scene: Scene) -> list[int]:
+    """Indices into ``scene.objects`` in reading order."""
+    index = {id(obj): i for i, obj in enumerate(scene.objects)}
+    return [index[id(obj)] for obj in reading_order(scene)]
+
+
 def report(scene: Scene, rng: np.random.Generator) -> Task:
-    """The detailed report (see the module docstring). No referents: every object is looked
-    at in turn, so no single look-up target fits every answer position."""
+    """The detailed report (see the module docstring). No referents for the whole answer
+    (every object is looked at in turn): each object sentence refers to its object, each
+    relation sentence to its two (``Task.answer_referents``)."""
     question, opening = _pick(rng, list(REPORT_QUESTIONS))
-    objects = reading_order(scene)
+    order = _reading_order_indices(scene)
+    objects = [scene.objects[i] for i in order]
     n = len(objects)
     verb = "is" if n == 1 else "are"
     sentences = [
-        opening,
-        f"There {verb} {objects_phrase(n)} on a {scene.background.value} background.",
-        *(object_sentence(k, o, scene.image_size) for k, o in enumerate(objects, 1)),
-        *_counts_sentences(scene),
+        (opening, ()),
+        (f"There {verb} {objects_phrase(n)} on a {scene.background.value} background.", ()),
+        *(
+            (object_sentence(k, o, scene.image_size), (i,))
+            for k, (i, o) in enumerate(zip(order, objects, strict=True), 1)
+        ),
+        *((sentence, ()) for sentence in _counts_sentences(scene)),
     ]
     if n == 1:
-        sentences.append("There is only one object, so there are no relations.")
-    sentences += [relation_sentence(k, a, b) for k, (a, b) in enumerate(pairwise(objects), 1)]
-    sentences.append(f"In total there {verb} {objects_phrase(n)}.")
-    return Task(TaskType.REPORT, question, " ".join(sentences))
+        sentences.append(("There is only one object, so there are no relations.", ()))
+    sentences += [
+        (relation_sentence(k, a, b), pair)
+        for k, ((a, b), pair) in enumerate(zip(pairwise(objects), pairwise(order), strict=True), 1)
+    ]
+    sentences.append((f"In total there {verb} {objects_phrase(n)}.", ()))
+    answer, spans = _joined(sentences)
+    return Task(TaskType.REPORT, question, answer, answer_referents=spans)
 
 
 def _step_questions(colour: str, plural: str) -> list[str]:
@@ -154,19 +181,23 @@ def _comparison(colour: str, n_colour: int, plural: str, n_shape: int) -> str:
 
 def step_by_step(scene: Scene, rng: np.random.Generator) -> Task:
     """Counting one colour and one shape, object by object (see the module docstring). The
-    colour and shape are in the scene 70 % of the time each. No referents, as for the
-    report."""
+    colour and shape are in the scene 70 % of the time each. As in the report, each object's
+    two sentences refer to it (``Task.answer_referents``)."""
     colour = _pick_colour(scene, rng)
     present = sorted({o.shape for o in scene.objects}, key=SHAPES.index)
     shape = _pick(rng, present) if rng.random() < 0.7 else _pick(rng, list(SHAPES))
     c, s, plural = colour.value, shape.value, PLURAL[shape]
-    objects = reading_order(scene)
+    order = _reading_order_indices(scene)
     sentences = [
-        "I look at the objects one by one, from the top left to the bottom right, on a "
-        f"{scene.background.value} background."
+        (
+            "I look at the objects one by one, from the top left to the bottom right, on a "
+            f"{scene.background.value} background.",
+            (),
+        )
     ]
     n_colour = n_shape = 0
-    for k, obj in enumerate(objects, 1):
+    for k, i in enumerate(order, 1):
+        obj = scene.objects[i]
         is_colour, is_shape = obj.colour is colour, obj.shape is shape
         n_colour, n_shape = n_colour + is_colour, n_shape + is_shape
         verdict = (
@@ -175,15 +206,20 @@ def step_by_step(scene: Scene, rng: np.random.Generator) -> Task:
         counts = (
             f"{_running_count(c, n_colour, is_colour)} and {_running_count(s, n_shape, is_shape)}"
         )
-        sentences += [object_sentence(k, obj, scene.image_size), f"{verdict}, so {counts}."]
+        sentences += [
+            (object_sentence(k, obj, scene.image_size), (i,)),
+            (f"{verdict}, so {counts}.", (i,)),
+        ]
     colour_total = _count_noun(n_colour, f"{c} object", f"{c} objects")
     shape_total = _count_noun(n_shape, s, plural)
+    comparison = _comparison(c, n_colour, plural, n_shape)
     sentences += [
-        f"That was the last of the {objects_phrase(len(objects))}.",
-        f"In all: {colour_total} and {shape_total}, {_comparison(c, n_colour, plural, n_shape)}.",
+        (f"That was the last of the {objects_phrase(len(order))}.", ()),
+        (f"In all: {colour_total} and {shape_total}, {comparison}.", ()),
     ]
     question = _pick(rng, _step_questions(c, plural))
-    return Task(TaskType.STEP_BY_STEP, question, " ".join(sentences))
+    answer, spans = _joined(sentences)
+    return Task(TaskType.STEP_BY_STEP, question, answer, answer_referents=spans)
 
 
 def long_form_tasks(scene: Scene, rng: np.random.Generator) -> list[Task]:

@@ -44,12 +44,19 @@ class Task:
     the question asks about (the ones to look at to answer it: every red object for "how many
     red objects?", the square for "what colour is the square?"); empty when the question names
     no object or none is there. Training can use them to supervise where the text model
-    looks (``hivis.world.target.lookup``); they are not part of the text."""
+    looks (``hivis.world.target.lookup``); they are not part of the text.
+
+    ``answer_referents``: for answers that go through the objects one at a time (the long-form
+    ones), ``(start, end, objects)`` spans: answer characters ``[start, end)`` are about the
+    objects ``objects`` (indices into ``scene.objects``); there they replace ``referents``."""
 
     task_type: TaskType
     question: str
     answer: str
     referents: tuple[int, ...] = field(default=(), compare=False)
+    answer_referents: tuple[tuple[int, int, tuple[int, ...]], ...] = field(
+        default=(), compare=False
+    )
 
 
 def position_phrase(obj: SceneObject, image_size: int) -> str:

@@ -11,7 +11,7 @@ from hivis.world.data.dataset import Split, make_sample
 from hivis.world.data.scenes import WorldConfig, render_scene
 from hivis.world.data.tasks import colour_of, count_colour, count_shape
 from hivis.world.target.aux_heads import aux_labels
-from hivis.world.target.lookup import referent_tokens
+from hivis.world.target.lookup import answer_span_tokens, referent_tokens
 from hivis.world.target.packing import PackedBatch, pack_batch
 
 EXTRA_QUESTION_MAKERS = (count_colour, count_shape, colour_of)
@@ -53,12 +53,15 @@ def make_batch(
     lookup: bool = False,
     count_all_on_class_token: bool = False,
     long_form: bool = False,
+    long_form_lookup: bool = False,
 ) -> tuple[PackedBatch, dict[str, torch.Tensor]]:
     """Packed batch of scenes [start, start + count) of ``split`` and their patch labels
     (each ``[count, num_visual]``; ``"counts"``: ``[count, len(COUNT_KEYS)]``); with
     ``lookup`` the batch carries ``lookup_keys`` (the visual tokens of each question's
     referents, ``hivis.world.target.lookup``; ``count_all_on_class_token``: "how many
-    objects?" looks at the class token); ``long_form``: the scenes' long-form questions too."""
+    objects?" looks at the class token); ``long_form``: the scenes' long-form questions too;
+    ``long_form_lookup`` (with ``lookup``): their sentences look at the objects they are about
+    (``Task.answer_referents``)."""
     samples = [make_sample(seed, split, i, world, long_form) for i in range(start, start + count)]
     items = [
         (
@@ -67,14 +70,20 @@ def make_batch(
         )
         for i, s in enumerate(samples)
     ]
-    referents = None
+    referents = spans = None
     if lookup:
         class_token = num_visual > world.grid**2
+        scenes_tasks = [(s.scene, tasks) for s, (_, tasks) in zip(samples, items, strict=True)]
         referents = [
-            referent_tokens(s.scene, tasks, world.patch_size, class_token, count_all_on_class_token)
-            for s, (_, tasks) in zip(samples, items, strict=True)
+            referent_tokens(scene, tasks, world.patch_size, class_token, count_all_on_class_token)
+            for scene, tasks in scenes_tasks
         ]
-    batch = pack_batch(items, processor, num_visual, referents)
+        if long_form_lookup:
+            spans = [
+                answer_span_tokens(scene, tasks, world.patch_size, class_token)
+                for scene, tasks in scenes_tasks
+            ]
+    batch = pack_batch(items, processor, num_visual, referents, spans)
     return batch, aux_labels(samples, world.patch_size)
 
 

@@ -54,6 +54,10 @@ class TargetTrainConfig:
     lookup_layer: int | None = None  # None: the middle of the text model (text_layers // 2 - 1)
     lookup_head: int = 0
     count_all_on_class_token: bool = True
+    # Look-up supervision of the long-form answers too: the positions of each object's
+    # sentences look at that object (``Task.answer_referents``); without it those answers
+    # have no look-up target (no single object fits the whole answer).
+    long_form_lookup: bool = False
     # Off by default: long-form answers (~170 tokens each, two per image) nearly double the
     # packed sequence of an image, so a step costs ~1.8x and the default budget would train
     # the short questions less; and they need a tokenizer trained with them (other token ids).
@@ -95,6 +99,8 @@ class TargetTrainConfig:
             raise ValueError(
                 f"lookup_layer must be in [0, {self.target.text_layers}), got {self.lookup_layer}"
             )
+        if self.long_form_lookup and not (self.long_form and self.lookup_weight > 0):
+            raise ValueError("long_form_lookup needs long_form and a lookup_weight > 0")
         if self.count_all_on_class_token and not self.target.class_token:
             raise ValueError("count_all_on_class_token needs a target that keeps the class token")
         if not 0 <= self.lookup_head < self.target.text_heads:

@@ -5,8 +5,10 @@ vision features already say how many objects share their colour (the auxiliary h
 ``train`` teach that). The missing skill in the CPU budget was the question-conditioned look-up
 itself: the text model never learnt to put its attention on the named objects. This loss gives
 that skill a direct signal. For every answer position t of a question with referents (the
-objects it asks about, ``Task.referents``), head ``h`` of text layer ``l`` should put its
-attention mass on the referents' visual tokens:
+objects it asks about, ``Task.referents``; in a long-form answer, which goes through the
+objects in turn, the objects of the sentence that position t's next token belongs to,
+``Task.answer_referents``), head ``h`` of text layer ``l`` should put its attention mass on
+the referents' visual tokens:
 
     loss = mean over supervised (b, t) of  -log( sum_{s in referents(b, t)} A[b, h, t, s] )
 
@@ -45,16 +47,38 @@ def referent_tokens(
     holds it (the head's average over five object patches does not say "five")."""
     if count_all_on_class_token and not class_token:
         raise ValueError("count_all_on_class_token needs the class token among the visual tokens")
-    grid = scene.image_size // patch_size
-    offset = int(class_token)
     tokens = []
     for task in tasks:
         if count_all_on_class_token and task.task_type is TaskType.COUNT_ALL:
             tokens.append((0,))
             continue
-        cells = [cell_of(scene.objects[i], patch_size) for i in task.referents]
-        tokens.append(tuple(offset + row * grid + col for row, col in cells))
+        tokens.append(_object_tokens(scene, task.referents, patch_size, class_token))
     return tokens
+
+
+def answer_span_tokens(
+    scene: Scene, tasks: list[Task], patch_size: int, class_token: bool
+) -> list[tuple[tuple[int, int, tuple[int, ...]], ...]]:
+    """Per task, its ``answer_referents`` spans with the objects replaced by the indices of
+    their visual tokens (as in ``referent_tokens``): answer characters ``[start, end)`` should
+    look there. Empty for answers about no object in particular."""
+    return [
+        tuple(
+            (start, end, _object_tokens(scene, objects, patch_size, class_token))
+            for start, end, objects in task.answer_referents
+        )
+        for task in tasks
+    ]
+
+
+def _object_tokens(
+    scene: Scene, objects: tuple[int, ...], patch_size: int, class_token: bool
+) -> tuple[int, ...]:
+    """Indices among the visual tokens of the patches holding ``scene.objects[i]`` for each i
+    of ``objects``."""
+    grid = scene.image_size // patch_size
+    cells = [cell_of(scene.objects[i], patch_size) for i in objects]
+    return tuple(int(class_token) + row * grid + col for row, col in cells)
 
 
 def text_layers(model) -> torch.nn.ModuleList:

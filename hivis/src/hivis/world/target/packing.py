@@ -86,14 +86,31 @@ def _split_at_image(ids: list[int], image_id: int) -> tuple[list[int], list[int]
     return ids[:at], ids[at + 1 :]
 
 
+def _span_tokens(spans, char: int) -> tuple[int, ...]:
+    """The visual tokens of the span of ``spans`` (``(start, end, tokens)``) holding answer
+    character ``char``; none outside every span."""
+    return next((tokens for start, end, tokens in spans if start <= char < end), ())
+
+
 def _pack_row(
-    tasks, tokenizer, image_id: int, num_visual: int, tasks_out: list, referents=None
+    tasks,
+    tokenizer,
+    image_id: int,
+    num_visual: int,
+    tasks_out: list,
+    referents=None,
+    answer_spans=None,
 ) -> _Row:
     """One row; ``referents``: per task, indices of the visual tokens its answer should look
-    at (None: no look-up supervision)."""
-    full = tokenizer(
-        [prompt_text(t.question) + answer_text(t.answer) for t in tasks], add_special_tokens=False
-    )["input_ids"]
+    at (None: no look-up supervision); ``answer_spans``: per task, ``(start, end, tokens)``
+    spans of answer characters that should look at ``tokens`` instead (an answer position
+    follows the span of the token it predicts, located by that token's last character)."""
+    encoded = tokenizer(
+        [prompt_text(t.question) + answer_text(t.answer) for t in tasks],
+        add_special_tokens=False,
+        return_offsets_mapping=answer_spans is not None,
+    )
+    full = encoded["input_ids"]
     prompts = tokenizer([prompt_text(t.question) for t in tasks], add_special_tokens=False)[
         "input_ids"
     ]
@@ -109,11 +126,20 @@ def _pack_row(
         [],
     )
     referents = referents if referents is not None else [()] * len(tasks)
-    for task, ids, prompt, looked_at in zip(tasks, full, prompts, referents, strict=True):
+    answer_spans = answer_spans if answer_spans is not None else [()] * len(tasks)
+    for k, (task, ids, prompt, looked_at, spans) in enumerate(
+        zip(tasks, full, prompts, referents, answer_spans, strict=True)
+    ):
         this_head, segment = _split_at_image(ids, image_id)
         if this_head != head:
             raise ValueError("all prompts of one row must share the text before the image")
         answer_start = len(prompt) - len(head) - 1  # index in segment of the first answer token
+        if spans:  # last character of each segment token, counted from the answer's first
+            answer_char = len(prompt_text(task.question)) + 1  # answer_text adds a space
+            last_chars = [
+                end - 1 - answer_char
+                for _, end in encoded["offset_mapping"][k][len(this_head) + 1 :]
+            ]
         seg_index = len(tasks_out)
         tasks_out.append(task.task_type)
         start = len(row.ids)
@@ -124,7 +150,8 @@ def _pack_row(
             row.labels.append(target)
             row.segment_ids.append(seg_index if target != IGNORE else -1)
             if target != IGNORE:
-                row.lookups += [(len(row.ids) - 1, len(head) + v) for v in looked_at]
+                wanted = _span_tokens(spans, last_chars[j + 1]) if spans else looked_at
+                row.lookups += [(len(row.ids) - 1, len(head) + v) for v in wanted]
         row.spans.append((start, len(row.ids)))
     return row
 
@@ -156,19 +183,29 @@ def pack_batch(
     processor,
     num_visual_tokens: int,
     referents: list[list[tuple[int, ...]]] | None = None,
+    answer_spans: list[list[tuple]] | None = None,
 ) -> PackedBatch:
     """Pack ``items`` (one image and its tasks per row) into one ``PackedBatch``.
 
     ``referents`` (optional, for look-up supervision): per item, per task, the indices in
     ``[0, num_visual_tokens)`` of the visual tokens its answer should look at; the batch's
-    ``lookup_keys`` then marks them for every answer position of the task."""
+    ``lookup_keys`` then marks them for every answer position of the task. ``answer_spans``
+    (optional, with ``referents``): per item, per task, ``(start, end, tokens)`` spans of answer
+    characters whose positions look at ``tokens`` instead (``lookup.answer_span_tokens``)."""
     if not items or any(not tasks for _, tasks in items):
         raise ValueError("every row needs an image and at least one task")
-    if referents is not None and [len(r) for r in referents] != [len(t) for _, t in items]:
+    if answer_spans is not None and referents is None:
+        raise ValueError("answer_spans refine referents: pass referents too")
+    counts = [len(t) for _, t in items]
+    if referents is not None and [len(r) for r in referents] != counts:
         raise ValueError("referents needs one entry per task of every item")
-    if referents is not None and any(
-        not 0 <= v < num_visual_tokens for item in referents for task in item for v in task
-    ):
+    if answer_spans is not None and [len(r) for r in answer_spans] != counts:
+        raise ValueError("answer_spans needs one entry per task of every item")
+    looked_at = [v for item in referents or [] for task in item for v in task]
+    looked_at += [
+        v for item in answer_spans or [] for task in item for *_, tokens in task for v in tokens
+    ]
+    if any(not 0 <= v < num_visual_tokens for v in looked_at):
         raise ValueError(f"referent visual-token indices must be in [0, {num_visual_tokens})")
     tokenizer = processor.tokenizer
     image_id = tokenizer.convert_tokens_to_ids(tokenizer.image_token)
@@ -181,6 +218,7 @@ def pack_batch(
             num_visual_tokens,
             segment_tasks,
             referents[i] if referents is not None else None,
+            answer_spans[i] if answer_spans is not None else None,
         )
         for i, (_, tasks) in enumerate(items)
     ]

@@ -82,6 +82,7 @@ def _joint_step(model, head, cfg: TargetTrainConfig, state: TrainState, world, p
         lookup=cfg.lookup_weight > 0,
         count_all_on_class_token=cfg.count_all_on_class_token,
         long_form=cfg.long_form,
+        long_form_lookup=cfg.long_form_lookup,
     )
     looking = (
         captured_query_key(model, cfg.lookup_layer_index)
