@@ -67,9 +67,24 @@ def _count_noun(n: int, singular: str, plural: str) -> str:
     return f"{NUMBER_WORDS[n]} {singular if n == 1 else plural}"
 
 
-def _listing(parts: list[str]) -> str:
-    """``"a, b and c"``."""
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+# A piece of an answer: its text and the indices (into ``scene.objects``) of the objects it is
+# about; empty: none in particular. A sentence is a list of fragments.
+Fragment = tuple[str, tuple[int, ...]]
+
+
+def _about(sentence: str, objects: tuple[int, ...] = ()) -> list[Fragment]:
+    """A sentence of one fragment."""
+    return [(sentence, objects)]
+
+
+def _listing(prefix: str, parts: list[Fragment]) -> list[Fragment]:
+    """The sentence ``"{prefix}a, b and c."``, each part a fragment of its own."""
+    fragments = [(prefix, ())]
+    for k, part in enumerate(parts):
+        if k:
+            fragments.append((" and " if k == len(parts) - 1 else ", ", ()))
+        fragments.append(part)
+    return [*fragments, (".", ())]
 
 
 def object_sentence(k: int, obj: SceneObject, image_size: int) -> str:
@@ -91,33 +106,39 @@ def relation_sentence(k: int, a: SceneObject, b: SceneObject) -> str:
     return f"Object {first} is {horizontal if across else vertical} object {second}."
 
 
-def _counts_sentences(scene: Scene) -> list[str]:
-    objs = scene.objects
+def _counted(scene: Scene, n_of, singular: str, plural: str) -> Fragment:
+    """``"two red objects"``, about the objects it counts: those for which ``n_of`` holds."""
+    objects = tuple(i for i, o in enumerate(scene.objects) if n_of(o))
+    return _count_noun(len(objects), singular, plural), objects
+
+
+def _counts_sentences(scene: Scene) -> list[list[Fragment]]:
     colours = [
-        _count_noun(sum(o.colour is c for o in objs), f"{c.value} object", f"{c.value} objects")
+        _counted(scene, lambda o, c=c: o.colour is c, f"{c.value} object", f"{c.value} objects")
         for c in COLOURS
     ]
-    shapes = [_count_noun(sum(o.shape is s for o in objs), s.value, PLURAL[s]) for s in SHAPES]
+    shapes = [_counted(scene, lambda o, s=s: o.shape is s, s.value, PLURAL[s]) for s in SHAPES]
     sizes = [
-        _count_noun(sum(o.size is z for o in objs), f"{z.value} object", f"{z.value} objects")
+        _counted(scene, lambda o, z=z: o.size is z, f"{z.value} object", f"{z.value} objects")
         for z in SIZES
     ]
     return [
-        f"By colour: {_listing(colours)}.",
-        f"By shape: {_listing(shapes)}.",
-        f"By size: {_listing(sizes)}.",
+        _listing("By colour: ", colours),
+        _listing("By shape: ", shapes),
+        _listing("By size: ", sizes),
     ]
 
 
-def _joined(sentences: list[tuple[str, tuple[int, ...]]]) -> tuple[str, tuple]:
-    """(the sentences joined by spaces, the ``Task.answer_referents`` spans): each sentence
-    comes with the indices of the objects it is about (empty: none in particular)."""
+def _joined(sentences: list[list[Fragment]]) -> tuple[str, tuple]:
+    """(the sentences joined by spaces, the ``Task.answer_referents`` spans: one per fragment
+    about objects)."""
     text, spans = "", []
-    for sentence, objects in sentences:
-        start = len(text) + 1 if text else 0
-        text = f"{text} {sentence}" if text else sentence
-        if objects:
-            spans.append((start, len(text), objects))
+    for fragments in sentences:
+        text += " " if text else ""
+        for piece, objects in fragments:
+            if objects:
+                spans.append((len(text), len(text) + len(piece), objects))
+            text += piece
     return text, tuple(spans)
 
 
@@ -129,29 +150,30 @@ def _reading_order_indices(scene: Scene) -> list[int]:
 
 def report(scene: Scene, rng: np.random.Generator) -> Task:
     """The detailed report (see the module docstring). No referents for the whole answer
-    (every object is looked at in turn): each object sentence refers to its object, each
-    relation sentence to its two (``Task.answer_referents``)."""
+    (every object is looked at in turn): each object sentence refers to its object, each count
+    ("two red objects") to the objects it counts, each relation sentence to its two
+    (``Task.answer_referents``)."""
     question, opening = _pick(rng, list(REPORT_QUESTIONS))
     order = _reading_order_indices(scene)
     objects = [scene.objects[i] for i in order]
     n = len(objects)
     verb = "is" if n == 1 else "are"
     sentences = [
-        (opening, ()),
-        (f"There {verb} {objects_phrase(n)} on a {scene.background.value} background.", ()),
+        _about(opening),
+        _about(f"There {verb} {objects_phrase(n)} on a {scene.background.value} background."),
         *(
-            (object_sentence(k, o, scene.image_size), (i,))
+            _about(object_sentence(k, o, scene.image_size), (i,))
             for k, (i, o) in enumerate(zip(order, objects, strict=True), 1)
         ),
-        *((sentence, ()) for sentence in _counts_sentences(scene)),
+        *_counts_sentences(scene),
     ]
     if n == 1:
-        sentences.append(("There is only one object, so there are no relations.", ()))
+        sentences.append(_about("There is only one object, so there are no relations."))
     sentences += [
-        (relation_sentence(k, a, b), pair)
+        _about(relation_sentence(k, a, b), pair)
         for k, ((a, b), pair) in enumerate(zip(pairwise(objects), pairwise(order), strict=True), 1)
     ]
-    sentences.append((f"In total there {verb} {objects_phrase(n)}.", ()))
+    sentences.append(_about(f"In total there {verb} {objects_phrase(n)}."))
     answer, spans = _joined(sentences)
     return Task(TaskType.REPORT, question, answer, answer_referents=spans)
 
@@ -182,17 +204,17 @@ def _comparison(colour: str, n_colour: int, plural: str, n_shape: int) -> str:
 def step_by_step(scene: Scene, rng: np.random.Generator) -> Task:
     """Counting one colour and one shape, object by object (see the module docstring). The
     colour and shape are in the scene 70 % of the time each. As in the report, each object's
-    two sentences refer to it (``Task.answer_referents``)."""
+    two sentences refer to it, and the totals to the objects they count
+    (``Task.answer_referents``)."""
     colour = _pick_colour(scene, rng)
     present = sorted({o.shape for o in scene.objects}, key=SHAPES.index)
     shape = _pick(rng, present) if rng.random() < 0.7 else _pick(rng, list(SHAPES))
     c, s, plural = colour.value, shape.value, PLURAL[shape]
     order = _reading_order_indices(scene)
     sentences = [
-        (
+        _about(
             "I look at the objects one by one, from the top left to the bottom right, on a "
-            f"{scene.background.value} background.",
-            (),
+            f"{scene.background.value} background."
         )
     ]
     n_colour = n_shape = 0
@@ -207,15 +229,15 @@ def step_by_step(scene: Scene, rng: np.random.Generator) -> Task:
             f"{_running_count(c, n_colour, is_colour)} and {_running_count(s, n_shape, is_shape)}"
         )
         sentences += [
-            (object_sentence(k, obj, scene.image_size), (i,)),
-            (f"{verdict}, so {counts}.", (i,)),
+            _about(object_sentence(k, obj, scene.image_size), (i,)),
+            _about(f"{verdict}, so {counts}.", (i,)),
         ]
-    colour_total = _count_noun(n_colour, f"{c} object", f"{c} objects")
-    shape_total = _count_noun(n_shape, s, plural)
+    colour_total = _counted(scene, lambda o: o.colour is colour, f"{c} object", f"{c} objects")
+    shape_total = _counted(scene, lambda o: o.shape is shape, s, plural)
     comparison = _comparison(c, n_colour, plural, n_shape)
     sentences += [
-        (f"That was the last of the {objects_phrase(len(order))}.", ()),
-        (f"In all: {colour_total} and {shape_total}, {comparison}.", ()),
+        _about(f"That was the last of the {objects_phrase(len(order))}."),
+        [("In all: ", ()), colour_total, (" and ", ()), shape_total, (f", {comparison}.", ())],
     ]
     question = _pick(rng, _step_questions(c, plural))
     answer, spans = _joined(sentences)
