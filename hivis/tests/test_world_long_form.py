@@ -8,7 +8,13 @@ import torch
 from test_world_data import _three_objects
 
 from hivis.world.data.dataset import Split, iter_samples, make_sample
-from hivis.world.data.facts import FactScore, fact_score, scene_fact_values, stated_facts
+from hivis.world.data.facts import (
+    FactScore,
+    fact_score,
+    fact_scores_by_kind,
+    scene_fact_values,
+    stated_facts,
+)
 from hivis.world.data.long_form import (
     LONG_FORM_MAX_NEW_TOKENS,
     REPORT_QUESTIONS,
@@ -128,6 +134,30 @@ def test_fact_score_of_hand_made_answers():
     assert fact_score(reference, reference).accuracy == 1.0
 
 
+def test_fact_scores_by_kind_say_which_facts_are_wrong():
+    reference = f"Here is a full report of the picture. {THREE_OBJECTS_REPORT}"
+    # The third object (the circle) described as green; the shape counts left out.
+    wrong = reference.replace("small blue circle", "small green circle").replace(
+        "By shape: one circle, one square and one triangle. ", ""
+    )
+    kinds = fact_scores_by_kind(wrong, reference)
+    assert kinds == {
+        "objects": FactScore(1, 1),
+        "colour count": FactScore(6, 6),
+        "shape count": FactScore(0, 3),
+        "size count": FactScore(2, 2),
+        "object size": FactScore(3, 3),
+        "object colour": FactScore(2, 3),
+        "object shape": FactScore(3, 3),
+        "object position": FactScore(3, 3),
+        "object #1": FactScore(4, 4),
+        "object #2": FactScore(4, 4),
+        "object #3": FactScore(3, 4),
+    }
+    attributes = [s for kind, s in kinds.items() if "#" not in kind]
+    assert sum(attributes, FactScore(0, 0)) == fact_score(wrong, reference)
+
+
 def test_long_form_answers_run_100_to_300_tokens(long_form_tokenizer):
     lengths: dict[TaskType, list[int]] = {TaskType.REPORT: [], TaskType.STEP_BY_STEP: []}
     for sample in iter_samples(0, Split.TEST, 150, long_form=True):
@@ -206,8 +236,17 @@ def test_eval_target_scores_the_facts_of_long_form_answers(long_form_tokenizer):
             len(stated_facts(r)) for r in references
         )
         assert 0.0 <= score.fact_accuracy <= 1.0
-    assert scores["count_all"].facts is None
-    assert "report" in format_scores(scores)
+    assert scores["count_all"].facts is None and scores["count_all"].fact_kinds is None
+    kinds = scores["report"].fact_kinds
+    assert sum((s for k, s in kinds.items() if "#" not in k), FactScore(0, 0)) == (
+        scores["report"].facts
+    )
+    assert (
+        kinds["object #1"].total
+        == sum(1 for s in samples for t in s.tasks if t.task_type is TaskType.REPORT) * 4
+    )
+    table = format_scores(scores)
+    assert "report" in table and "facts by kind" in table and "object colour" in table
     teacher = evaluate(model, processor, EvalMode.TEACHER_FORCED, Split.TEST, 2, long_form=True)
     assert teacher["report"].facts == scores["report"].facts  # the same greedy answers
 

@@ -107,14 +107,53 @@ class FactScore:
         return FactScore(self.correct + other.correct, self.total + other.total)
 
 
-def fact_score(answer: str, reference: str) -> FactScore:
-    """How many of the reference's facts ``answer`` states right (module docstring)."""
+def _fact_checks(answer: str, reference: str) -> list[tuple[str, bool]]:
+    """(key, stated right) of every fact of the reference (module docstring)."""
     expected = stated_facts(reference)
     if any(len(values) != 1 for values in expected.values()):
         raise ValueError("the reference contradicts itself: " + repr(expected))
     stated = stated_facts(answer)
-    correct = sum(stated.get(key) == values for key, values in expected.items())
-    return FactScore(correct, len(expected))
+    return [(key, stated.get(key) == values) for key, values in expected.items()]
+
+
+def fact_score(answer: str, reference: str) -> FactScore:
+    """How many of the reference's facts ``answer`` states right (module docstring)."""
+    checks = _fact_checks(answer, reference)
+    return FactScore(sum(ok for _, ok in checks), len(checks))
+
+
+FACT_KINDS = (
+    "objects",
+    "colour count",
+    "shape count",
+    "size count",
+    "object size",
+    "object colour",
+    "object shape",
+    "object position",
+)  # then the objects' places, "object #1", "object #2", ...
+
+
+def fact_kinds(key: str) -> tuple[str, ...]:
+    """The groups a fact key is reported in: its kind (``"objects"``, ``"colour count"``,
+    ``"shape count"``, ``"size count"``, ``"object colour"``, ...) and, for an object's
+    attribute, the object's place in reading order (``"object #2"``)."""
+    parts = key.split()
+    if parts[0] == "objects":
+        return ("objects",)
+    if parts[0] == "object":
+        return (f"object {parts[2]}", f"object #{parts[1]}")
+    return (f"{parts[0]} count",)
+
+
+def fact_scores_by_kind(answer: str, reference: str) -> dict[str, FactScore]:
+    """:func:`fact_score` split by the groups of :func:`fact_kinds` (an object's attribute
+    counts in two groups: its kind and the object's place)."""
+    scores: dict[str, FactScore] = {}
+    for key, ok in _fact_checks(answer, reference):
+        for kind in fact_kinds(key):
+            scores[kind] = scores.get(kind, FactScore(0, 0)) + FactScore(int(ok), 1)
+    return scores
 
 
 def distinct_ngram_fraction(texts: list[str], n: int = 4) -> float:

@@ -11,7 +11,9 @@ Two ways to compute the same metric:
 
 With ``long_form`` the scenes' long-form questions are asked too, and their generated answers
 are also scored by the facts they state (:func:`hivis.world.data.facts.fact_score`:
-``TaskScore.facts``); in teacher-forced mode those answers are generated for that purpose.
+``TaskScore.facts``; by kind, ``TaskScore.fact_kinds``: counts, each object attribute, each
+object's place in reading order); in teacher-forced mode those answers are generated for that
+purpose.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from enum import Enum
 import torch
 
 from hivis.world.data.dataset import Split, iter_samples, make_sample
-from hivis.world.data.facts import FactScore, fact_score
+from hivis.world.data.facts import FACT_KINDS, FactScore, fact_scores_by_kind
 from hivis.world.data.long_form import LONG_FORM_MAX_NEW_TOKENS
 from hivis.world.data.scenes import WorldConfig, render_scene
 from hivis.world.data.tasks import NUMBER_WORDS
@@ -38,11 +40,13 @@ class EvalMode(Enum):
 
 @dataclass(frozen=True)
 class TaskScore:
-    """Exact match (``correct`` of ``total``) and, for long-form tasks, the facts stated."""
+    """Exact match (``correct`` of ``total``) and, for long-form tasks, the facts stated, in
+    all and by kind (``facts.fact_kinds``: which facts the answers get wrong)."""
 
     correct: int
     total: int
     facts: FactScore | None = None
+    fact_kinds: dict[str, FactScore] | None = None
 
     @property
     def exact_match(self) -> float:
@@ -58,14 +62,18 @@ def _world_of(model) -> WorldConfig:
     return WorldConfig(vision.image_size, vision.patch_size)
 
 
-def _tally(pairs, facts: dict[str, FactScore] | None = None) -> dict[str, TaskScore]:
-    """Scores from (task name, exact) pairs and the long-form tasks' fact scores by name."""
+def _tally(pairs, facts: dict | None = None) -> dict[str, TaskScore]:
+    """Scores from (task name, exact) pairs and the long-form tasks' (fact score, by kind)
+    by name."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for task_name, ok in pairs:
         counts[task_name][0] += int(ok)
         counts[task_name][1] += 1
     facts = facts or {}
-    return {name: TaskScore(c, t, facts.get(name)) for name, (c, t) in sorted(counts.items())}
+    return {
+        name: TaskScore(c, t, *facts.get(name, (None, None)))
+        for name, (c, t) in sorted(counts.items())
+    }
 
 
 class Breakdown(Enum):
@@ -152,7 +160,8 @@ def _items(model, split: Split, scenes: int, seed: int, long_form: bool) -> list
 
 
 def _generated_scores(items, model, processor, batch_size: int) -> list:
-    """(task, exact, fact score or None) of each (image, task) of ``items``, by ``generate``."""
+    """(task, exact, fact scores by kind or None) of each (image, task) of ``items``, by
+    ``generate``."""
     scored = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -165,19 +174,33 @@ def _generated_scores(items, model, processor, batch_size: int) -> list:
             LONG_FORM_MAX_NEW_TOKENS if long_form else 96,
         )
         scored += [
-            (t, a == t.answer, fact_score(a, t.answer) if t.task_type.long_form else None)
+            (
+                t,
+                a == t.answer,
+                fact_scores_by_kind(a, t.answer) if t.task_type.long_form else None,
+            )
             for (_, t), a in zip(chunk, answers, strict=True)
         ]
     return scored
 
 
-def _fact_tally(scored) -> dict[str, FactScore]:
-    facts: dict[str, FactScore] = {}
-    for task, _, score in scored:
-        if score is not None:
-            name = task.task_type.value
-            facts[name] = facts.get(name, FactScore(0, 0)) + score
-    return facts
+def _fact_tally(scored) -> dict[str, tuple[FactScore, dict[str, FactScore]]]:
+    """Per long-form task name: (its facts in all, by kind), summed over its answers."""
+    kinds: dict[str, dict[str, FactScore]] = {}
+    for task, _, by_kind in scored:
+        if by_kind is not None:
+            mine = kinds.setdefault(task.task_type.value, {})
+            for kind, score in by_kind.items():
+                mine[kind] = mine.get(kind, FactScore(0, 0)) + score
+    return {
+        name: (_all_facts(by_kind), dict(sorted(by_kind.items())))
+        for name, by_kind in kinds.items()
+    }
+
+
+def _all_facts(by_kind: dict[str, FactScore]) -> FactScore:
+    """Every fact once: the groups other than an object's place (``"object #k"``)."""
+    return sum((s for kind, s in by_kind.items() if "#" not in kind), FactScore(0, 0))
 
 
 def evaluate_generate(
@@ -231,4 +254,25 @@ def format_scores(scores: dict[str, TaskScore]) -> str:
     for name, score in scores.items():
         facts = "" if score.facts is None else f" {100 * score.fact_accuracy:6.1f}%"
         lines.append(f"{name:<{width}} {100 * score.exact_match:6.1f}% {score.total:6d}{facts}")
-    return "\n".join(lines)
+    return "\n".join(lines + _fact_kind_lines(scores))
+
+
+def _fact_kind_lines(scores: dict[str, TaskScore]) -> list[str]:
+    """The long-form facts stated right by kind, one column per long-form task."""
+    tasks = {name: s.fact_kinds for name, s in scores.items() if s.fact_kinds}
+    if not tasks:
+        return []
+    kinds = sorted(
+        {kind for by_kind in tasks.values() for kind in by_kind},
+        key=lambda kind: (FACT_KINDS.index(kind), "") if kind in FACT_KINDS else (99, kind),
+    )
+    lines = ["", f"{'facts by kind':<16}" + "".join(f" {name:>14}" for name in tasks)]
+    for kind in kinds:
+        cells = [
+            f"{100 * by_kind[kind].accuracy:5.1f}% of {by_kind[kind].total:4d}"
+            if kind in by_kind
+            else "-"
+            for by_kind in tasks.values()
+        ]
+        lines.append(f"{kind:<16}" + "".join(f" {cell:>14}" for cell in cells))
+    return lines
