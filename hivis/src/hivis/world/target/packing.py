@@ -92,6 +92,14 @@ def _span_tokens(spans, char: int) -> tuple[int, ...]:
     return next((tokens for start, end, tokens in spans if start <= char < end), ())
 
 
+def _answer_last_chars(offsets: list[tuple[int, int]], head_len: int, task) -> list[int]:
+    """The last character of each token after the image token, counted from the first
+    character of the answer; ``offsets``: the character spans of the tokens of
+    ``prompt_text + answer_text``, ``head_len`` tokens before the image token."""
+    answer_char = len(prompt_text(task.question)) + 1  # answer_text adds a space
+    return [end - 1 - answer_char for _, end in offsets[head_len + 1 :]]
+
+
 def _pack_row(
     tasks,
     tokenizer,
@@ -134,12 +142,8 @@ def _pack_row(
         if this_head != head:
             raise ValueError("all prompts of one row must share the text before the image")
         answer_start = len(prompt) - len(head) - 1  # index in segment of the first answer token
-        if spans:  # last character of each segment token, counted from the answer's first
-            answer_char = len(prompt_text(task.question)) + 1  # answer_text adds a space
-            last_chars = [
-                end - 1 - answer_char
-                for _, end in encoded["offset_mapping"][k][len(this_head) + 1 :]
-            ]
+        if spans:
+            last_chars = _answer_last_chars(encoded["offset_mapping"][k], len(this_head), task)
         seg_index = len(tasks_out)
         tasks_out.append(task.task_type)
         start = len(row.ids)
@@ -178,6 +182,24 @@ def _lookup_keys(rows: list[_Row], length: int) -> torch.Tensor:
     return keys
 
 
+def _check_referents(items, num_visual_tokens: int, referents, answer_spans) -> None:
+    """Raise ValueError unless ``referents`` and ``answer_spans`` (see ``pack_batch``) fit
+    ``items``."""
+    if answer_spans is not None and referents is None:
+        raise ValueError("answer_spans refine referents: pass referents too")
+    counts = [len(t) for _, t in items]
+    if referents is not None and [len(r) for r in referents] != counts:
+        raise ValueError("referents needs one entry per task of every item")
+    if answer_spans is not None and [len(r) for r in answer_spans] != counts:
+        raise ValueError("answer_spans needs one entry per task of every item")
+    looked_at = [v for item in referents or [] for task in item for v in task]
+    looked_at += [
+        v for item in answer_spans or [] for task in item for *_, tokens in task for v in tokens
+    ]
+    if any(not 0 <= v < num_visual_tokens for v in looked_at):
+        raise ValueError(f"referent visual-token indices must be in [0, {num_visual_tokens})")
+
+
 def pack_batch(
     items: list[tuple[Image.Image, list[Task]]],
     processor,
@@ -194,19 +216,7 @@ def pack_batch(
     characters whose positions look at ``tokens`` instead (``lookup.answer_span_tokens``)."""
     if not items or any(not tasks for _, tasks in items):
         raise ValueError("every row needs an image and at least one task")
-    if answer_spans is not None and referents is None:
-        raise ValueError("answer_spans refine referents: pass referents too")
-    counts = [len(t) for _, t in items]
-    if referents is not None and [len(r) for r in referents] != counts:
-        raise ValueError("referents needs one entry per task of every item")
-    if answer_spans is not None and [len(r) for r in answer_spans] != counts:
-        raise ValueError("answer_spans needs one entry per task of every item")
-    looked_at = [v for item in referents or [] for task in item for v in task]
-    looked_at += [
-        v for item in answer_spans or [] for task in item for *_, tokens in task for v in tokens
-    ]
-    if any(not 0 <= v < num_visual_tokens for v in looked_at):
-        raise ValueError(f"referent visual-token indices must be in [0, {num_visual_tokens})")
+    _check_referents(items, num_visual_tokens, referents, answer_spans)
     tokenizer = processor.tokenizer
     image_id = tokenizer.convert_tokens_to_ids(tokenizer.image_token)
     segment_tasks: list[TaskType] = []
