@@ -359,10 +359,21 @@ def test_long_form_lookup_points_each_sentence_at_its_object(
                 )
             segment += 1
     assert segment == len(batch.segment_tasks)
-    with pytest.raises(ValueError, match="long_form_lookup needs long_form"):
+    with pytest.raises(ValueError, match="needs long_form"):
         TargetTrainConfig(
             out_dir=tmp_path,
             tokenizer_dir=world_tokenizer_dir,
             long_form_lookup=True,
             target=TINY_WORLD_TARGET,
         )
+
+
+def test_long_form_lookup_without_long_form_is_refused_by_the_cli(
+    world_tokenizer_dir, tmp_path, capsys
+):
+    from hivis.cli import main as hivis_cli
+
+    out = tmp_path / "run"
+    argv = ["world", "train-target", "--out", str(out), "--tokenizer", str(world_tokenizer_dir)]
+    assert hivis_cli([*argv, "--long-form-lookup"]) == 2
+    assert "needs long_form (--long-form)" in capsys.readouterr().err and not out.exists()

@@ -100,7 +100,10 @@ class TargetTrainConfig:
                 f"lookup_layer must be in [0, {self.target.text_layers}), got {self.lookup_layer}"
             )
         if self.long_form_lookup and not (self.long_form and self.lookup_weight > 0):
-            raise ValueError("long_form_lookup needs long_form and a lookup_weight > 0")
+            raise ValueError(
+                "long_form_lookup (--long-form-lookup) needs long_form (--long-form) and a "
+                "lookup_weight > 0"
+            )
         if self.count_all_on_class_token and not self.target.class_token:
             raise ValueError("count_all_on_class_token needs a target that keeps the class token")
         if not 0 <= self.lookup_head < self.target.text_heads:
