@@ -60,8 +60,8 @@ def make_batch(
     ``lookup`` the batch carries ``lookup_keys`` (the visual tokens of each question's
     referents, ``hivis.world.target.lookup``; ``count_all_on_class_token``: "how many
     objects?" looks at the class token); ``long_form``: the scenes' long-form questions too;
-    ``long_form_lookup`` (with ``lookup``): their sentences look at the objects they are about
-    (``Task.answer_referents``)."""
+    ``long_form_lookup`` (with ``lookup``): their pieces about particular objects (an object's
+    sentences, a count, a relation) look at those objects (``Task.answer_referents``)."""
     samples = [make_sample(seed, split, i, world, long_form) for i in range(start, start + count)]
     items = [
         (

@@ -6,9 +6,9 @@ vision features already say how many objects share their colour (the auxiliary h
 itself: the text model never learnt to put its attention on the named objects. This loss gives
 that skill a direct signal. For every answer position t of a question with referents (the
 objects it asks about, ``Task.referents``; in a long-form answer, which goes through the
-objects in turn, the objects of the sentence that position t's next token belongs to,
-``Task.answer_referents``), head ``h`` of text layer ``l`` should put its attention mass on
-the referents' visual tokens:
+objects in turn, the objects of the piece of the answer - an object's sentences, a count,
+a relation - that position t's next token belongs to, ``Task.answer_referents``), head ``h``
+of text layer ``l`` should put its attention mass on the referents' visual tokens:
 
     loss = mean over supervised (b, t) of  -log( sum_{s in referents(b, t)} A[b, h, t, s] )
 
