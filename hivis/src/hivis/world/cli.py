@@ -389,8 +389,9 @@ def _add_lookup_options(p, d: dict) -> None:
         p,
         d,
         "long_form_lookup",
-        "in the long-form answers, each object's sentences look at that object (needs "
-        "--long-form and a look-up weight > 0)",
+        "in the long-form answers, each piece about particular objects (an object's "
+        "sentences, a count, a relation) looks at them (needs --long-form and a look-up "
+        "weight > 0)",
     )
 
 

@@ -32,6 +32,7 @@ from hivis.world.data.tasks import (
     PLURAL,
     Task,
     TaskType,
+    _indices,
     _pick,
     _pick_colour,
     position_phrase,
@@ -108,7 +109,7 @@ def relation_sentence(k: int, a: SceneObject, b: SceneObject) -> str:
 
 def _counted(scene: Scene, n_of, singular: str, plural: str) -> Fragment:
     """``"two red objects"``, about the objects it counts: those for which ``n_of`` holds."""
-    objects = tuple(i for i, o in enumerate(scene.objects) if n_of(o))
+    objects = _indices(scene, n_of)
     return _count_noun(len(objects), singular, plural), objects
 
 

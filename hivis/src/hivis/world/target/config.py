@@ -54,9 +54,10 @@ class TargetTrainConfig:
     lookup_layer: int | None = None  # None: the middle of the text model (text_layers // 2 - 1)
     lookup_head: int = 0
     count_all_on_class_token: bool = True
-    # Look-up supervision of the long-form answers too: the positions of each object's
-    # sentences look at that object (``Task.answer_referents``); without it those answers
-    # have no look-up target (no single object fits the whole answer).
+    # Look-up supervision of the long-form answers too: the positions of each piece about
+    # particular objects (an object's sentences, a count, a relation) look at those objects
+    # (``Task.answer_referents``); without it those answers have no look-up target (no single
+    # object fits the whole answer).
     long_form_lookup: bool = False
     # Off by default: long-form answers (~170 tokens each, two per image) nearly double the
     # packed sequence of an image, so a step costs ~1.8x and the default budget would train

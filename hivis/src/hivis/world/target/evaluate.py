@@ -199,8 +199,8 @@ def _fact_tally(scored) -> dict[str, tuple[FactScore, dict[str, FactScore]]]:
 
 
 def _all_facts(by_kind: dict[str, FactScore]) -> FactScore:
-    """Every fact once: the groups other than an object's place (``"object #k"``)."""
-    return sum((s for kind, s in by_kind.items() if "#" not in kind), FactScore(0, 0))
+    """Every fact once: the kinds of ``FACT_KINDS``, not an object's place (``"object #k"``)."""
+    return sum((s for kind, s in by_kind.items() if kind in FACT_KINDS), FactScore(0, 0))
 
 
 def evaluate_generate(
