@@ -53,7 +53,7 @@ bench: venv
 # warm grow step 1.1-1.25x cheaper), float32 elsewhere; fp32 forces float32. The base stays
 # float32: there bf16 made vision steps 1.16x slower and early joint steps no faster.
 BASE_MIN ?= 41
-GROW_MIN ?= 36
+GROW_MIN ?= 40
 PRECISION ?= auto
 WORLD := build/world
 world: venv

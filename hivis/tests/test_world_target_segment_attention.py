@@ -76,6 +76,24 @@ def test_segment_attention_equals_dense_masked_attention_values_and_gradients():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+def test_segment_attention_attends_in_float32_under_bf16_autocast():
+    """In a bf16-autocast step the output keeps the query's dtype, but its values are the
+    float32 attention of the (bf16) inputs: the bf16 kernel's backward is the slower one."""
+    torch.manual_seed(1)
+    layout = segment_layout(4, [[(4, 10), (10, 60)]], 60)
+    q, k, v = (torch.randn(1, 2, 60, 8).bfloat16().requires_grad_() for _ in range(3))
+    module = torch.nn.Module()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = attention(module, q, k, v, None, scaling=0.4, segment_layout=layout)
+    exact, _ = attention(
+        module, q.float(), k.float(), v.float(), None, scaling=0.4, segment_layout=layout
+    )
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, exact.bfloat16(), atol=0, rtol=0)
+    out.float().sum().backward()
+    assert q.grad.dtype == torch.bfloat16 and torch.isfinite(q.grad.float()).all()
+
+
 def test_segment_attention_logits_equal_the_dense_forward(world_target):
     model, processor = world_target
     batch = _batch(processor)

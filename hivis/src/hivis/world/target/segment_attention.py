@@ -37,6 +37,9 @@ BUCKET_BOUNDS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 # row: measured, one group per short question made the base recipe's step slower than dense
 # attention, its time going to gathering the 262-position prefix once per question.
 SHORT = 48
+# The segments attend in float32 even in a bf16-autocast step: on this CPU the flash kernel's
+# backward is slower in bf16 than in float32 (185 against 140 ms for a [12, 4, 400, 32] query
+# against 662 keys), and attention is the largest part of a grow step (44 % of it, profiled).
 
 
 @dataclass
@@ -135,6 +138,14 @@ def attention(
         raise ValueError(
             f"segment layout is for {layout.rows}x{layout.length}, got {rows}x{length}"
         )
+    with torch.autocast("cpu", enabled=False):  # float32 even in a bf16 step: see above
+        output = _segments(*(x.float() for x in (query, key, value)), layout, dropout, scaling)
+    return output.to(query.dtype).reshape(rows, length, heads, dim), None
+
+
+def _segments(query, key, value, layout: SegmentLayout, dropout: float, scaling) -> torch.Tensor:
+    """The prefix's causal attention, then each bucket's: output ``[B * T, H, d]``."""
+    rows, heads, length, dim = query.shape
     gqa = key.shape[1] != heads
     p = layout.prefix_len
     prefix = F.scaled_dot_product_attention(
@@ -152,19 +163,26 @@ def attention(
     pieces = [prefix.transpose(1, 2).reshape(rows * p, heads, dim)]
     for bucket in layout.buckets:
         out = F.scaled_dot_product_attention(
-            flat_q[bucket.query_index].transpose(1, 2),
-            flat_k[bucket.key_index].transpose(1, 2),
-            flat_v[bucket.key_index].transpose(1, 2),
+            _gather(flat_q, bucket.query_index),
+            _gather(flat_k, bucket.key_index),
+            _gather(flat_v, bucket.key_index),
             attn_mask=bucket.mask,
             dropout_p=dropout,
             scale=scaling,
             enable_gqa=gqa,
         )  # [S, H, n, d]
         pieces.append(out.transpose(1, 2)[bucket.valid])
-    output = query.new_zeros(rows * length, heads, dim).index_copy(
+    return query.new_zeros(rows * length, heads, dim).index_copy(
         0, layout.output_index, torch.cat(pieces)
     )
-    return output.reshape(rows, length, heads, dim), None
+
+
+def _gather(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``flat[index]`` as ``[S, heads, n, d]`` for ``flat`` ``[B * T, heads, d]`` and ``index``
+    ``[S, n]``. ``index_select``: its backward adds rows (``index_add_``), where indexing's
+    (``index_put_`` with accumulation) cost ~0.3 s of a 4.2 s grow step."""
+    picked = flat.index_select(0, index.flatten())
+    return picked.view(*index.shape, *flat.shape[1:]).transpose(1, 2)
 
 
 AttentionInterface.register(NAME, attention)
