@@ -45,10 +45,10 @@ bench: venv
 # trained from scratch (BASE_MIN minutes wall), the base grown to 24 layers and trained on the
 # long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
 # held-out accuracy, then the three drafters on target-regenerated answers and the assets
-# (about 35 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
-# top-1). Every step resumes when rerun. Not yet good enough (hivis/BENCHMARKS.md, sessions
-# 14-15): this base reaches colour_of 100 %, but the grow makes ~470 steps where the long-form
-# facts need more (800 steps by continuing this grow gave step-by-step facts 70.9 %, not 80).
+# (about 31 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
+# top-1). Every step resumes when rerun. Measured in session 17 (hivis/BENCHMARKS.md): 1 h 54 min
+# on 2 idle cores; colour and counting 99-100 %, long-form facts report 84.5 % and step-by-step
+# 72.6 % (the shipped target, grown longer: 87.0 / 79.1 %).
 # PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
 # warm grow step 1.1-1.25x cheaper), float32 elsewhere; fp32 forces float32. The base stays
 # float32: there bf16 made vision steps 1.16x slower and early joint steps no faster.
