@@ -64,7 +64,8 @@ world: venv
 	$(BIN)/hivis world train-target --out $(WORLD)/run24 --tokenizer $(WORLD)/tok-lf --long-form \
 		--init-from $(WORLD)/run/target --text-layers 24 --freeze-vision-in-joint --aux-weight 0 \
 		--extra-questions 2 --early-batch-size 8 --batch-size 8 --lr 1e-3 --curriculum-fraction 0 \
-		--precision $(PRECISION) --wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25
+		--precision $(PRECISION) --wall-budget-min $(GROW_MIN) --cpu-budget-core-min $$(( $(GROW_MIN) * 2 )) --checkpoint-every 25 \
+		--steps-per-process 60
 	$(BIN)/hivis world eval-target --target $(WORLD)/run24/target --scenes 100
 	$(BIN)/hivis world build --target $(WORLD)/run24/target --work $(WORLD)/drafters24 \
 		--long-form --train-scenes 200 --stage2-steps 400

@@ -45,7 +45,7 @@ from hivis.world.target.evaluate import Breakdown, EvalMode, evaluate, generate_
 from hivis.world.target.model import TargetConfig, save_target, sincos_2d
 from hivis.world.target.packing import IGNORE, pack_batch, segment_exact_match
 from hivis.world.target.steps import forward_losses, forward_precision, optimizer_for, train_step
-from hivis.world.target.train import train_target
+from hivis.world.target.train import train_target, train_target_in_fresh_processes
 
 
 def _items(count, start=0):
@@ -206,6 +206,18 @@ def test_world_train_target_resumes_exactly(world_tokenizer_dir, tmp_path, capsy
     b = AutoModelForImageTextToText.from_pretrained(resumed).state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5, msg=name)
+    # the same run stepped in fresh processes (3 steps, then 1) ends where the whole run ends
+    fresh = train_target_in_fresh_processes(
+        TargetTrainConfig(out_dir=tmp_path / "fresh", **common), steps_per_process=3
+    )
+    f = AutoModelForImageTextToText.from_pretrained(fresh).state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], f[name], atol=1e-6, rtol=1e-5, msg=name)
+    with pytest.raises(ValueError, match="steps_per_process"):
+        train_target_in_fresh_processes(
+            TargetTrainConfig(out_dir=tmp_path / "none", **common), steps_per_process=0
+        )
+    assert not (tmp_path / "none").exists()
     log = (tmp_path / "split" / "log.jsonl").read_text()
     assert '"step": 3' in log
     phases = [json.loads(line).get("phase") for line in log.splitlines()]

@@ -34,13 +34,21 @@ The learning rate (linear warm-up, then cosine decay, re-warm-up when the text m
 the curriculum (scenes of at most ``curriculum_max_objects`` objects for the first
 ``curriculum_fraction`` of progress of the joint phase) follow progress, so the run anneals
 properly whichever budget ends it.
+
+A long run can step in a sequence of fresh processes (``train_target_in_fresh_processes``),
+each resuming from the checkpoint the previous one wrote. Why: glibc's allocator fragments
+over a grow run (bf16, varying packed shapes), so the time it spends in ``_int_malloc`` grows
+from 6 % to 14 % of the samples within 116 steps (``perf``) and a step from 3.5 to 6 s over
+480 steps; a fresh process steps at the first speed again (BENCHMARKS.md, session 18).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -61,10 +69,13 @@ def _log(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def train_target(cfg: TargetTrainConfig, stop_at_step: int | None = None) -> Path:
+def train_target(
+    cfg: TargetTrainConfig, stop_at_step: int | None = None, steps_in_process: int | None = None
+) -> Path | None:
     """Train (or resume from ``out_dir/checkpoint.pt``) the target; returns the directory of the
-    saved float32 target. ``stop_at_step`` interrupts the run there (checkpoint written), as a
-    crash would, without ending its schedule."""
+    saved float32 target, or None when the run stopped before its end: at ``stop_at_step``
+    (as a crash would, without ending its schedule) or after ``steps_in_process`` steps of
+    this call. Either stop writes the checkpoint."""
     from transformers import AutoTokenizer
 
     torch.set_num_threads(cfg.threads)
@@ -85,6 +96,8 @@ def train_target(cfg: TargetTrainConfig, stop_at_step: int | None = None) -> Pat
     state = load_checkpoint(cfg, model, head, optimizer)
     model.train()
     wall0, cpu0 = time.perf_counter() - state.wall_s, time.process_time() - state.cpu_s
+    if steps_in_process is not None:
+        stop_at_step = min(stop_at_step or cfg.max_steps, state.step + steps_in_process)
     bar = tqdm(total=cfg.max_steps, initial=state.step, desc="train-target", dynamic_ncols=True)
     while state.step < cfg.max_steps:
         record = train_step(model, head, optimizer, cfg, state, processor)
@@ -106,13 +119,29 @@ def train_target(cfg: TargetTrainConfig, stop_at_step: int | None = None) -> Pat
             )
         if state.step % cfg.checkpoint_every == 0:
             save_checkpoint(cfg, model, head, optimizer, state)
-        if state.step == stop_at_step:
-            break
         if run_progress(state, cfg) >= 1.0:
             _log(out / "log.jsonl", {"stopped": "budget", "step": state.step})
             break
+        if state.step == stop_at_step and state.step < cfg.max_steps:
+            bar.close()
+            save_checkpoint(cfg, model, head, optimizer, state)
+            return None
     bar.close()
     save_checkpoint(cfg, model, head, optimizer, state)
     model.eval()
     save_target(model, processor, out / "target")
     return out / "target"
+
+
+def train_target_in_fresh_processes(cfg: TargetTrainConfig, steps_per_process: int) -> Path:
+    """``train_target`` run ``steps_per_process`` steps at a time, each time in a new process
+    (spawned, so nothing of the last one's heap is inherited) that resumes from the
+    checkpoint; returns the saved target's directory. The run's wall and CPU budgets count
+    only the steps, not the processes' start-up (a few seconds each)."""
+    if steps_per_process < 1:
+        raise ValueError(f"steps_per_process must be >= 1, got {steps_per_process}")
+    while True:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            target = pool.submit(train_target, cfg, None, steps_per_process).result()
+        if target is not None:
+            return target
