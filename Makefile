@@ -45,10 +45,12 @@ bench: venv
 # trained from scratch (BASE_MIN minutes wall), the base grown to 24 layers and trained on the
 # long-form questions too (block expansion, the base's layers frozen; GROW_MIN minutes), its
 # held-out accuracy, then the three drafters on target-regenerated answers and the assets
-# (about 31 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
-# top-1). Every step resumes when rerun. Measured in session 17 (hivis/BENCHMARKS.md): 1 h 54 min
-# on 2 idle cores; colour and counting 99-100 %, long-form facts report 84.5 % and step-by-step
-# 72.6 % (the shipped target, grown longer: 87.0 / 79.1 %).
+# (23-31 minutes; stage 2 of 400 steps instead of 600 costs HiViS 0.1-0.3 points of held-out
+# top-1). Every step resumes when rerun; the grow steps in a fresh process every 60 steps (in one
+# process the allocator fragments and a step slows from 3.7 to 6.0 s). Measured in session 18
+# (hivis/BENCHMARKS.md): 1 h 46.5 min on 2 idle cores (grow 580 steps); colour and counting
+# 99-100 %, long-form facts report 84.8 % and step-by-step 77.7 %, 82.0 % of all facts (the
+# shipped target, grown longer: 87.0 / 79.1 %).
 # PRECISION=auto trains the grow under bf16 autocast where the CPU multiplies bf16 natively (a
 # warm grow step 1.1-1.25x cheaper), float32 elsewhere; fp32 forces float32. The base stays
 # float32: there bf16 made vision steps 1.16x slower and early joint steps no faster.

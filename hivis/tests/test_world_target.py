@@ -371,6 +371,17 @@ def test_world_bf16_is_refused_before_training_on_a_cpu_without_it(
     assert "native bf16" in capsys.readouterr().err and not out.exists()
 
 
+def test_world_train_target_refuses_a_zero_steps_per_process_before_training(
+    world_tokenizer_dir, tmp_path, capsys
+):
+    from hivis.cli import main as hivis_cli
+
+    out = tmp_path / "run"
+    argv = ["world", "train-target", "--out", str(out), "--tokenizer", str(world_tokenizer_dir)]
+    assert hivis_cli([*argv, "--steps-per-process", "0"]) == 2
+    assert "steps_per_process must be >= 1" in capsys.readouterr().err and not out.exists()
+
+
 def _logits_for(target: torch.Tensor, classes: int, scale: float) -> torch.Tensor:
     return scale * torch.nn.functional.one_hot(target, classes).float()
 

@@ -407,7 +407,7 @@ def _add_run_options(p, d: dict) -> None:
         default=None,
         help="step this many steps per fresh process, each resuming from the checkpoint "
         "(default: one process). A long-form grow slows down in one process as the allocator "
-        "fragments (3.5 -> 6 s per step over 480 steps); 60 keeps it near the first speed",
+        "fragments (3.7 -> 6.0 s per step over 480 steps); 60 keeps it near the first speed",
     )
     p.add_argument("--text-layers", type=int, default=TargetConfig.text_layers)
     p.add_argument("--text-hidden", type=int, default=TargetConfig.text_hidden)

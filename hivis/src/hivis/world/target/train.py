@@ -38,7 +38,7 @@ properly whichever budget ends it.
 A long run can step in a sequence of fresh processes (``train_target_in_fresh_processes``),
 each resuming from the checkpoint the previous one wrote. Why: glibc's allocator fragments
 over a grow run (bf16, varying packed shapes), so the time it spends in ``_int_malloc`` grows
-from 6 % to 14 % of the samples within 116 steps (``perf``) and a step from 3.5 to 6 s over
+from 6 % to 14 % of the samples within 116 steps (``perf``) and a step from 3.7 to 6.0 s over
 480 steps; a fresh process steps at the first speed again (BENCHMARKS.md, session 18).
 """
 
