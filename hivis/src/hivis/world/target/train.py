@@ -57,7 +57,7 @@ from tqdm import tqdm
 from hivis.world.data.tokenizer import expresses_long_form
 from hivis.world.target.aux_heads import head_of_run
 from hivis.world.target.checkpoint import load_checkpoint, save_checkpoint
-from hivis.world.target.config import TargetTrainConfig
+from hivis.world.target.config import TargetTrainConfig, TrainState
 from hivis.world.target.grow import grow_target
 from hivis.world.target.model import build_target, save_target
 from hivis.world.target.schedule import run_progress
@@ -67,6 +67,21 @@ from hivis.world.target.steps import optimizer_for, train_step
 def _log(path: Path, record: dict) -> None:
     with path.open("a") as fh:
         fh.write(json.dumps(record) + "\n")
+
+
+def _report(bar: tqdm, out: Path, cfg: TargetTrainConfig, state: TrainState, record: dict) -> None:
+    """The step on the progress bar and, every ``log_every`` steps, in ``out/log.jsonl``."""
+    bar.update(1)
+    bar.set_postfix(
+        loss=f"{record.get('loss', float('nan')):.3f}",
+        aux=f"{record['aux_loss']:.3f}",
+        em=f"{record.get('train_exact', float('nan')):.2f}",
+    )
+    if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+        _log(
+            out / "log.jsonl",
+            {**record, "wall_s": round(state.wall_s, 1), "cpu_s": round(state.cpu_s, 1)},
+        )
 
 
 def train_target(
@@ -106,17 +121,7 @@ def train_target(
         state.scenes_seen += record["images"]
         state.wall_s = time.perf_counter() - wall0
         state.cpu_s = time.process_time() - cpu0
-        bar.update(1)
-        bar.set_postfix(
-            loss=f"{record.get('loss', float('nan')):.3f}",
-            aux=f"{record['aux_loss']:.3f}",
-            em=f"{record.get('train_exact', float('nan')):.2f}",
-        )
-        if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
-            _log(
-                out / "log.jsonl",
-                {**record, "wall_s": round(state.wall_s, 1), "cpu_s": round(state.cpu_s, 1)},
-            )
+        _report(bar, out, cfg, state, record)
         if state.step % cfg.checkpoint_every == 0:
             save_checkpoint(cfg, model, head, optimizer, state)
         if run_progress(state, cfg) >= 1.0:
