@@ -127,12 +127,12 @@ def train_target(
         if run_progress(state, cfg) >= 1.0:
             _log(out / "log.jsonl", {"stopped": "budget", "step": state.step})
             break
-        if state.step == stop_at_step and state.step < cfg.max_steps:
-            bar.close()
-            save_checkpoint(cfg, model, head, optimizer, state)
-            return None
+        if state.step == stop_at_step:
+            break
     bar.close()
     save_checkpoint(cfg, model, head, optimizer, state)
+    if run_progress(state, cfg) < 1.0:  # stopped before the schedule's end
+        return None
     model.eval()
     save_target(model, processor, out / "target")
     return out / "target"
